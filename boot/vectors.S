@@ -1,0 +1,113 @@
+// EL2 exception vectors (Arm ARM D1.10.2). Every exception from a guest saves the guest's
+// general-purpose registers, ELR_EL2 and SPSR_EL2 in a TrapFrame on this CPU's EL2 stack,
+// calls Rust, and returns to the guest from the (possibly changed) frame. Cairn itself
+// never uses FP/SIMD (softfloat target), so the guest's FP state needs no saving.
+
+.equ FRAME_SIZE, {FRAME_SIZE}
+.equ KIND_SYNC, 0
+.equ KIND_IRQ, 1
+.equ KIND_FIQ, 2
+.equ KIND_SERROR, 3
+
+.macro VECTOR handler, kind
+    .balign 0x80
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x1, #\kind
+    b       \handler
+.endm
+
+    .section .text.vectors, "ax"
+    .balign 2048
+    .global cairn_el2_vectors
+cairn_el2_vectors:
+    // Current EL with SP_EL0: Cairn never runs on SP_EL0.
+    VECTOR  hyp_exception, KIND_SYNC
+    VECTOR  hyp_exception, KIND_IRQ
+    VECTOR  hyp_exception, KIND_FIQ
+    VECTOR  hyp_exception, KIND_SERROR
+    // Current EL with SP_EL2: a fault in Cairn itself, or an interrupt taken while idle.
+    VECTOR  hyp_exception, KIND_SYNC
+    VECTOR  hyp_exception, KIND_IRQ
+    VECTOR  hyp_exception, KIND_FIQ
+    VECTOR  hyp_exception, KIND_SERROR
+    // Lower EL, AArch64: the guest.
+    VECTOR  guest_exception, KIND_SYNC
+    VECTOR  guest_exception, KIND_IRQ
+    VECTOR  guest_exception, KIND_FIQ
+    VECTOR  guest_exception, KIND_SERROR
+    // Lower EL, AArch32: guests run AArch64 only (HCR_EL2.RW = 1).
+    VECTOR  guest_exception, KIND_SYNC
+    VECTOR  guest_exception, KIND_IRQ
+    VECTOR  guest_exception, KIND_FIQ
+    VECTOR  guest_exception, KIND_SERROR
+
+// Saves x2-x30, ELR_EL2 and SPSR_EL2 (x0/x1 are already saved by the vector).
+.macro SAVE_REST
+    stp     x2, x3, [sp, #16 * 1]
+    stp     x4, x5, [sp, #16 * 2]
+    stp     x6, x7, [sp, #16 * 3]
+    stp     x8, x9, [sp, #16 * 4]
+    stp     x10, x11, [sp, #16 * 5]
+    stp     x12, x13, [sp, #16 * 6]
+    stp     x14, x15, [sp, #16 * 7]
+    stp     x16, x17, [sp, #16 * 8]
+    stp     x18, x19, [sp, #16 * 9]
+    stp     x20, x21, [sp, #16 * 10]
+    stp     x22, x23, [sp, #16 * 11]
+    stp     x24, x25, [sp, #16 * 12]
+    stp     x26, x27, [sp, #16 * 13]
+    stp     x28, x29, [sp, #16 * 14]
+    mrs     x21, elr_el2
+    mrs     x22, spsr_el2
+    stp     x30, x21, [sp, #16 * 15]
+    str     x22, [sp, #16 * 16]
+.endm
+
+guest_exception:
+    SAVE_REST
+    mov     x0, sp
+    bl      {GUEST_HANDLER}
+    // fall through
+    .global exception_return
+exception_return:
+    ldr     x22, [sp, #16 * 16]
+    ldp     x30, x21, [sp, #16 * 15]
+    msr     elr_el2, x21
+    msr     spsr_el2, x22
+    ldp     x28, x29, [sp, #16 * 14]
+    ldp     x26, x27, [sp, #16 * 13]
+    ldp     x24, x25, [sp, #16 * 12]
+    ldp     x22, x23, [sp, #16 * 11]
+    ldp     x20, x21, [sp, #16 * 10]
+    ldp     x18, x19, [sp, #16 * 9]
+    ldp     x16, x17, [sp, #16 * 8]
+    ldp     x14, x15, [sp, #16 * 7]
+    ldp     x12, x13, [sp, #16 * 6]
+    ldp     x10, x11, [sp, #16 * 5]
+    ldp     x8, x9, [sp, #16 * 4]
+    ldp     x6, x7, [sp, #16 * 3]
+    ldp     x4, x5, [sp, #16 * 2]
+    ldp     x2, x3, [sp, #16 * 1]
+    ldp     x0, x1, [sp, #16 * 0]
+    add     sp, sp, #FRAME_SIZE
+    eret
+
+hyp_exception:
+    SAVE_REST
+    mov     x0, sp
+    bl      {HYP_HANDLER}
+    b       exception_return       // only reached for interrupts Cairn handled
+
+// enter_guest(frame: *const TrapFrame, stack_top: usize) -> !
+// Resets this CPU's EL2 stack, copies the frame to its top and returns to the guest.
+    .global cairn_enter_guest
+cairn_enter_guest:
+    sub     sp, x1, #FRAME_SIZE
+    mov     x2, sp
+    mov     x3, #(FRAME_SIZE / 16)
+8:  ldp     x4, x5, [x0], #16
+    stp     x4, x5, [x2], #16
+    subs    x3, x3, #1
+    b.ne    8b
+    b       exception_return

@@ -1,0 +1,48 @@
+//! The guest's console: the PL011 that the device tree's `/chosen/stdout-path` names.
+
+use core::fmt::{self, Write};
+
+const UARTDR: usize = 0x000;
+const UARTFR: usize = 0x018;
+const UARTFR_TXFF: u32 = 1 << 5;
+
+static mut UART_BASE: usize = 0;
+
+pub fn init_from_device_tree(dtb: usize) {
+    // SAFETY: the hypervisor hands over a device tree in x0 per the boot protocol.
+    let Ok(fdt) = (unsafe { fdt::Fdt::from_ptr(dtb as *const u8) }) else { return };
+    let node = fdt.chosen().stdout().or_else(|| fdt.find_compatible(&["arm,pl011"]));
+    let base = node.and_then(|n| n.reg()?.next()).map(|r| r.starting_address as usize);
+    // SAFETY: single-threaded start-up, before anything prints.
+    unsafe { UART_BASE = base.unwrap_or(0) };
+}
+
+/// Writes to the PL011; silently drops output when there is none.
+pub struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // SAFETY: UART_BASE is written once at start-up.
+        let base = unsafe { UART_BASE };
+        if base == 0 {
+            return Ok(());
+        }
+        for b in s.bytes() {
+            // SAFETY: the base comes from the device tree's PL011 node; the guest's MMU is
+            // off, so the access is a device access.
+            unsafe {
+                while core::ptr::read_volatile((base + UARTFR) as *const u32) & UARTFR_TXFF != 0 {}
+                core::ptr::write_volatile((base + UARTDR) as *mut u32, u32::from(b));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use core::fmt::Write as _;
+        let _ = writeln!($crate::Console, $($arg)*);
+    }};
+}

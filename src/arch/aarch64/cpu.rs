@@ -1,0 +1,133 @@
+//! Per-CPU EL2 state: identity, the trap configuration every guest runs under, and idle.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1,
+    ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, TPIDR_EL2, VMPIDR_EL2,
+};
+
+/// MPIDR_EL1 affinity fields Aff3[39:32], Aff2[23:16], Aff1[15:8], Aff0[7:0] (Arm ARM
+/// D24.2.101); PSCI identifies CPUs by exactly these bits (DEN0022 §5.1.4).
+pub const MPIDR_AFFINITY_MASK: u64 = 0xFF_00FF_FFFF;
+/// VMPIDR_EL2 bit 31 is RES1.
+const MPIDR_RES1: u64 = 1 << 31;
+
+/// HCR_EL2 bits (Arm ARM D24.2.48).
+mod hcr {
+    pub const VM: u64 = 1 << 0; // stage-2 translation on
+    pub const SWIO: u64 = 1 << 1; // set/way invalidate becomes clean+invalidate
+    pub const FMO: u64 = 1 << 3; // FIQs to EL2, virtual FIQs to the guest
+    pub const IMO: u64 = 1 << 4; // IRQs to EL2, virtual IRQs to the guest
+    pub const AMO: u64 = 1 << 5; // SErrors to EL2
+    pub const FB: u64 = 1 << 9; // broadcast TLB and cache maintenance
+    pub const BSU_INNER: u64 = 1 << 10; // barriers upgraded to inner shareable
+    pub const TSC: u64 = 1 << 19; // trap SMC: guests reach Cairn's PSCI, not firmware
+    pub const RW: u64 = 1 << 31; // EL1 is AArch64
+    pub const APK: u64 = 1 << 40; // pointer-authentication key registers not trapped
+    pub const API: u64 = 1 << 41; // pointer-authentication instructions not trapped
+}
+
+/// The trap configuration for guests.
+const HCR_GUEST: u64 = hcr::VM
+    | hcr::SWIO
+    | hcr::FMO
+    | hcr::IMO
+    | hcr::AMO
+    | hcr::FB
+    | hcr::BSU_INNER
+    | hcr::TSC
+    | hcr::RW
+    | hcr::APK
+    | hcr::API;
+
+/// CPTR_EL2 (non-VHE, Arm ARM D24.2.32): RES1 bits 13, 9, 7:0; TZ (8) and TSM (12) are
+/// RES1 unless SVE or SME is implemented; TFP (10) = 0 so guests use FP/SIMD freely.
+const CPTR_RES1: u64 = (1 << 13) | (1 << 9) | 0xFF;
+const CPTR_TZ: u64 = 1 << 8;
+const CPTR_TSM: u64 = 1 << 12;
+/// ID_AA64PFR0_EL1.SVE [35:32], ID_AA64PFR1_EL1.SME [27:24].
+const PFR0_SVE_SHIFT: u64 = 32;
+const PFR1_SME_SHIFT: u64 = 24;
+
+/// CNTHCTL_EL2 (non-VHE): EL1PCTEN (0) and EL1PCEN (1) give guests the physical counter
+/// and timer without traps.
+const CNTHCTL_EL1_PHYSICAL_ACCESS: u64 = 0b11;
+
+/// MDCR_EL2.HPMN [4:0] = PMCR_EL0.N gives guests every event counter.
+const PMCR_N_SHIFT: u64 = 11;
+const PMCR_N_MASK: u64 = 0x1F;
+
+/// This CPU's affinity, as PSCI names it.
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
+}
+
+/// The logical CPU number Cairn gave this CPU (0 is the boot CPU).
+pub fn current() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
+pub fn set_current(cpu: usize) {
+    TPIDR_EL2.set(cpu as u64);
+}
+
+fn pmcr_n() -> u64 {
+    let pmcr: u64;
+    // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr) };
+    (pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK
+}
+
+/// Configures this CPU's EL2 controls for running a guest vCPU with affinity `vmpidr`.
+pub fn init_guest_traps(vmpidr: u64) {
+    let sve = (ID_AA64PFR0_EL1.get() >> PFR0_SVE_SHIFT) & 0xF != 0;
+    let sme = (ID_AA64PFR1_EL1.get() >> PFR1_SME_SHIFT) & 0xF != 0;
+    let mut cptr = CPTR_RES1;
+    if !sve {
+        cptr |= CPTR_TZ;
+    }
+    if !sme {
+        cptr |= CPTR_TSM;
+    }
+    CPTR_EL2.set(cptr);
+    if sve {
+        // ZCR_EL2.LEN = all ones: the guest may use the longest vector the CPU has.
+        // SAFETY: SVE is implemented and not trapped at EL2 (CPTR_EL2.TZ = 0 above).
+        unsafe { core::arch::asm!("isb", "msr S3_4_C1_C2_0, {}", in(reg) 0x1FFu64) };
+    }
+    CNTHCTL_EL2.set(CNTHCTL_EL1_PHYSICAL_ACCESS);
+    CNTVOFF_EL2.set(0);
+    MDCR_EL2.set(pmcr_n());
+    // SAFETY: VPIDR_EL2 (S3_4_C0_C0_0) only changes what the guest reads as MIDR_EL1.
+    unsafe { core::arch::asm!("msr S3_4_C0_C0_0, {}", in(reg) MIDR_EL1.get()) };
+    VMPIDR_EL2.set(vmpidr | MPIDR_RES1);
+    HCR_EL2.set(HCR_GUEST);
+    barrier::isb(barrier::SY);
+}
+
+/// PARange as a number of address bits (ID_AA64MMFR0_EL1.PARange, Arm ARM D24.2.77),
+/// with its field value.
+pub fn physical_address_bits() -> (u32, u64) {
+    let parange = ID_AA64MMFR0_EL1.get() & 0xF;
+    let bits = match parange {
+        0 => 32,
+        1 => 36,
+        2 => 40,
+        3 => 42,
+        4 => 44,
+        5 => 48,
+        _ => 52,
+    };
+    (bits, parange)
+}
+
+/// Waits for an event (SEV, or an interrupt) with the CPU idle, so QEMU can give the
+/// host core to another vCPU.
+pub fn wait_for_event() {
+    aarch64_cpu::asm::wfe();
+}
+
+pub fn send_event() {
+    barrier::dsb(barrier::ISH);
+    aarch64_cpu::asm::sev();
+}

@@ -1,0 +1,18 @@
+//! AArch64 at EL2. `esr` and `exit` are pure decoding and build everywhere; the rest
+//! touches system registers and builds only for the bare-metal target.
+
+pub mod esr;
+pub mod exit;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod cpu;
+#[cfg(target_os = "none")]
+pub mod firmware;
+#[cfg(target_os = "none")]
+pub mod inject;
+#[cfg(target_os = "none")]
+pub mod mmu;
+#[cfg(target_os = "none")]
+pub mod trap;

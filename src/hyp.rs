@@ -1,0 +1,278 @@
+//! Bringing the machine up: the primary CPU reads the device tree, builds and enables the
+//! EL2 map, starts every other CPU, creates the VM and enters it. Also the last-resort
+//! paths: a fault taken at EL2, a panic, and being started below EL2.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
+use buddy_system_allocator::LockedHeap;
+
+use crate::arch::aarch64::esr::Esr;
+use crate::arch::aarch64::trap::TrapFrame;
+use crate::arch::aarch64::{boot, cpu, firmware, mmu};
+use crate::dt::{self, Machine, PsciMethod};
+use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
+use crate::mm::{align_up, Region, MIB};
+use crate::{bootargs, console, vcpu, vm};
+
+/// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
+/// page tables and VM state.
+pub const CAIRN_HEAP_SIZE: u64 = 32 * MIB;
+const HEAP_ORDER: usize = 32;
+/// A host device tree larger than this is refused (QEMU's is 1 MiB).
+const MAX_HOST_DTB: usize = 4 * MIB as usize;
+/// How long the boot CPU waits for the others to report in.
+const SECONDARY_TIMEOUT_MS: u64 = 2000;
+
+#[global_allocator]
+static HEAP: LockedHeap<HEAP_ORDER> = LockedHeap::empty();
+
+extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// The root of the EL2 identity map, for secondary CPUs to load.
+static EL2_ROOT: AtomicU64 = AtomicU64::new(0);
+/// CPUs that have reported in, the boot CPU included.
+static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
+/// The machine as the device tree describes it; set once by the boot CPU.
+static MACHINE: spin::Once<Machine<'static>> = spin::Once::new();
+static HOST_DTB: spin::Once<&'static [u8]> = spin::Once::new();
+
+pub fn machine() -> &'static Machine<'static> {
+    MACHINE.get().expect("the boot CPU reads the device tree before anything asks for it")
+}
+
+/// The physical memory Cairn keeps for itself: its image, BSS and heap, rounded out to
+/// 2 MiB so guest RAM can use block mappings around it.
+pub fn cairn_region() -> Region {
+    let (start, end) = image_bounds();
+    Region::from_bounds(start & !(2 * MIB - 1), align_up(heap_region().end(), 2 * MIB).max(end))
+}
+
+fn image_bounds() -> (u64, u64) {
+    // Only the addresses of the linker-script symbols are taken, never their contents.
+    (&raw const __image_start as u64, &raw const __image_end as u64)
+}
+
+fn heap_region() -> Region {
+    Region::new(align_up(image_bounds().1, 4096), CAIRN_HEAP_SIZE)
+}
+
+fn init_heap() {
+    let heap = heap_region();
+    // SAFETY: the heap region lies inside the memory Cairn claims through its Image header
+    // (LOAD_WINDOW) and is used for nothing else.
+    unsafe { HEAP.lock().init(heap.base as usize, heap.size as usize) };
+}
+
+/// Copies the host device tree into the heap (so its original place can become guest
+/// RAM) and parses it.
+fn read_device_tree(dtb: usize) -> Option<Machine<'static>> {
+    let ptr = dtb as *const u8;
+    if ptr.is_null() || dtb % 8 != 0 {
+        return None;
+    }
+    // SAFETY: the boot protocol hands over a pointer to a device tree in RAM; total_size
+    // reads only its header.
+    let size = unsafe { dt::total_size(ptr) }?;
+    if size > MAX_HOST_DTB {
+        return None;
+    }
+    // SAFETY: the header says the blob spans `size` bytes from `ptr`.
+    let blob: &'static [u8] = Box::leak(unsafe { core::slice::from_raw_parts(ptr, size) }.to_vec().into_boxed_slice());
+    HOST_DTB.call_once(|| blob);
+    dt::parse(blob).ok()
+}
+
+/// Cairn's copy of the host device tree.
+pub fn host_device_tree() -> &'static [u8] {
+    HOST_DTB.get().copied().unwrap_or(&[])
+}
+
+/// Page tables for Cairn's own map, from the heap.
+struct HeapTables;
+
+impl TableAlloc for HeapTables {
+    fn alloc_table(&mut self) -> Option<NonNull<Table>> {
+        Some(NonNull::from(Box::leak(Box::new(Table::empty()))))
+    }
+}
+
+pub fn heap_tables() -> impl TableAlloc {
+    HeapTables
+}
+
+fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
+    let mut tables = HeapTables;
+    let mut map = PageTable::<El2Stage1>::new(&mut tables, mmu::EL2_VA_BITS)?;
+    for ram in &m.memory {
+        map.map(&mut tables, ram.base, ram.base, ram.size, MemType::Normal).ok()?;
+    }
+    let devices = m.uart.iter().chain(m.gic.iter().flat_map(|g| g.regions.iter()));
+    for dev in devices {
+        let base = dev.base & !0xFFF;
+        let size = align_up(dev.end(), 4096) - base;
+        map.map(&mut tables, base, base, size, MemType::Device).ok()?;
+    }
+    let root = map.root_address();
+    core::mem::forget(map); // lives for as long as the machine runs
+    Some(root)
+}
+
+fn psci_method() -> Option<PsciMethod> {
+    MACHINE.get().and_then(|m| m.psci_method)
+}
+
+/// Stops the whole machine: PSCI SYSTEM_OFF where firmware offers it, else park.
+pub fn power_off() -> ! {
+    if let Some(method) = psci_method() {
+        firmware::system_off(method);
+    }
+    loop {
+        cpu::wait_for_event();
+    }
+}
+
+/// The boot CPU's Rust entry, called from boot/entry.S at EL2 with the device tree.
+pub extern "C" fn primary_main(dtb: usize) -> ! {
+    cpu::set_current(0);
+    init_heap();
+    let Some(machine) = read_device_tree(dtb) else {
+        // No console without a device tree: nothing to say it on.
+        loop {
+            cpu::wait_for_event();
+        }
+    };
+    let m = MACHINE.call_once(|| machine);
+    let Some(root) = build_el2_map(m) else {
+        loop {
+            cpu::wait_for_event()
+        }
+    };
+    EL2_ROOT.store(root, Ordering::Release);
+    // SAFETY: the map covers all RAM (image, stacks, heap) and the UART and GIC.
+    unsafe { mmu::enable_el2(root) };
+    if let Some(uart) = m.uart {
+        console::init(uart.base as usize);
+    }
+    console::init_logging(bootargs::log_level(m.bootargs));
+    announce(m);
+    CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
+    log::info!("cpu0 online (MPIDR {:#x})", cpu::mpidr());
+    start_secondaries(m);
+    match vm::create_boot_vm(m) {
+        Ok(vm) => vcpu::run_boot_vcpu(vm),
+        Err(e) => {
+            log::error!("no guest to run: {e}");
+            log::error!(
+                "hand Cairn a guest with: -device guest-loader,addr=0x48000000,kernel=<Image>,bootargs=\"...\""
+            );
+            power_off()
+        }
+    }
+}
+
+fn announce(m: &Machine<'_>) {
+    let ram: u64 = m.memory.iter().map(|r| r.size).sum();
+    log::info!(
+        "Cairn {} at EL2: {} CPUs, {} MiB RAM, GIC {:?}, image at {:#x}",
+        env!("CARGO_PKG_VERSION"),
+        m.cpus.len(),
+        ram / MIB,
+        m.gic.as_ref().map(|g| g.version),
+        image_bounds().0
+    );
+    let (parange_bits, _) = cpu::physical_address_bits();
+    log::debug!("physical address size {parange_bits} bits, guest IPA size {} bits", mmu::ipa_bits());
+}
+
+/// The logical CPU numbers: the boot CPU is 0, the others follow in device-tree order.
+pub fn logical_cpus(m: &Machine<'_>) -> Vec<u64> {
+    let me = cpu::mpidr();
+    core::iter::once(me).chain(m.cpus.iter().map(|c| c.mpidr).filter(|&id| id != me)).collect()
+}
+
+fn start_secondaries(m: &Machine<'_>) {
+    let cpus = logical_cpus(m);
+    if cpus.len() > boot::MAX_CPUS {
+        log::warn!("{} CPUs in the device tree; Cairn uses the first {}", cpus.len(), boot::MAX_CPUS);
+    }
+    let Some(method) = m.psci_method else {
+        log::warn!("no PSCI firmware: secondary CPUs stay off");
+        return;
+    };
+    let entry = boot::secondary_entry_address();
+    for (logical, &mpidr) in cpus.iter().enumerate().take(boot::MAX_CPUS).skip(1) {
+        let ret = firmware::cpu_on(method, mpidr, entry, logical as u64);
+        if ret != 0 {
+            log::error!("firmware CPU_ON for MPIDR {mpidr:#x} failed: {ret}");
+        }
+    }
+    let expected = cpus.len().min(boot::MAX_CPUS);
+    let deadline = CNTPCT_EL0.get() + CNTFRQ_EL0.get() * SECONDARY_TIMEOUT_MS / 1000;
+    while CPUS_ONLINE.load(Ordering::Acquire) < expected && CNTPCT_EL0.get() < deadline {
+        core::hint::spin_loop();
+    }
+    let online = CPUS_ONLINE.load(Ordering::Acquire);
+    if online == expected {
+        log::info!("all {online} CPUs online");
+    } else {
+        log::error!("only {online} of {expected} CPUs came online");
+    }
+}
+
+/// A secondary CPU's Rust entry, called from boot/entry.S with its logical number.
+pub extern "C" fn secondary_main(logical: usize) -> ! {
+    cpu::set_current(logical);
+    // SAFETY: the boot CPU published a complete identity map before starting this CPU.
+    unsafe { mmu::enable_el2(EL2_ROOT.load(Ordering::Acquire)) };
+    log::info!("cpu{logical} online (MPIDR {:#x})", cpu::mpidr());
+    CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
+    vcpu::idle_until_started(logical)
+}
+
+/// Entered below EL2 (QEMU without virtualization=on): explain and power off through the
+/// firmware's PSCI, whose conduit the device tree names.
+pub extern "C" fn refuse_low_el(dtb: usize) -> ! {
+    init_heap();
+    if let Some(m) = read_device_tree(dtb) {
+        if let Some(uart) = m.uart {
+            console::init(uart.base as usize);
+        }
+        console::print_line(format_args!(
+            "cairn: started at EL1, but Cairn is a hypervisor and needs EL2. Under QEMU, add virtualization=on: -M virt,virtualization=on"
+        ));
+        MACHINE.call_once(|| m);
+    }
+    power_off()
+}
+
+/// An exception taken at EL2 is a bug in Cairn: report it decoded and stop the machine.
+pub fn hyp_fault(frame: &TrapFrame, kind: u64, esr: Esr, far: u64) -> ! {
+    const KINDS: [&str; 4] = ["synchronous exception", "IRQ", "FIQ", "SError"];
+    let what = KINDS.get(kind as usize).copied().unwrap_or("exception");
+    console::print_line_unlocked(format_args!(
+        "cairn[cpu{}] FATAL: {what} at EL2: {} (EC {:#04x}) ESR_EL2={:#010x} FAR_EL2={:#x} ELR_EL2={:#x} SPSR_EL2={:#x}",
+        cpu::current(),
+        esr.class().name(),
+        esr.class_code(),
+        esr.0,
+        far,
+        frame.elr,
+        frame.spsr
+    ));
+    console::print_line_unlocked(format_args!("cairn: stopping the machine"));
+    power_off()
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    console::print_line_unlocked(format_args!("cairn[cpu{}] PANIC: {info}", cpu::current()));
+    console::print_line_unlocked(format_args!("cairn: stopping the machine"));
+    power_off()
+}
