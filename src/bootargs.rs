@@ -5,7 +5,7 @@ use log::LevelFilter;
 
 /// The value of `key=` in `args`, if present (the last occurrence wins).
 pub fn value<'a>(args: &'a str, key: &str) -> Option<&'a str> {
-    args.split_ascii_whitespace().filter_map(|w| w.strip_prefix(key)?.strip_prefix('=')).last()
+    args.split_ascii_whitespace().filter_map(|w| w.strip_prefix(key)?.strip_prefix('=')).next_back()
 }
 
 /// `loglevel=` as a log filter: off, error, warn, info, debug or trace. Info by default.

@@ -100,7 +100,7 @@ pub fn place_kernel(
             && avoid.iter().all(|a| !a.overlaps(&footprint))
             && (skip_module || !module.overlaps(&footprint))
     };
-    let aligned_in_place = (module.base.wrapping_sub(header.text_offset)) % KERNEL_BASE_ALIGN == 0;
+    let aligned_in_place = (module.base.wrapping_sub(header.text_offset)).is_multiple_of(KERNEL_BASE_ALIGN);
     if aligned_in_place && header.place_anywhere() && fits(module.base, true) {
         return Ok(KernelPlacement {
             entry: module.base,

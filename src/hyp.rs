@@ -74,7 +74,7 @@ fn init_heap() {
 /// RAM) and parses it.
 fn read_device_tree(dtb: usize) -> Option<Machine<'static>> {
     let ptr = dtb as *const u8;
-    if ptr.is_null() || dtb % 8 != 0 {
+    if ptr.is_null() || !dtb.is_multiple_of(8) {
         return None;
     }
     // SAFETY: the boot protocol hands over a pointer to a device tree in RAM; total_size
@@ -120,7 +120,6 @@ fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
         map.map(&mut tables, base, base, size, MemType::Device).ok()?;
     }
     let root = map.root_address();
-    core::mem::forget(map); // lives for as long as the machine runs
     Some(root)
 }
 
@@ -162,6 +161,7 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     }
     console::init_logging(bootargs::log_level(m.bootargs));
     announce(m);
+    run_selftest(m.bootargs);
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     log::info!("cpu0 online (MPIDR {:#x})", cpu::mpidr());
     start_secondaries(m);
@@ -177,14 +177,32 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     }
 }
 
+/// An address nothing maps at EL2.
+const UNMAPPED_EL2_ADDRESS: usize = 0x0DEA_D000_0000;
+
+/// `selftest=el2-fault` makes Cairn fault on purpose, so the tests can see that a fault
+/// at EL2 is reported and stops the machine instead of hanging it.
+fn run_selftest(args: &str) {
+    if bootargs::value(args, "selftest") == Some("el2-fault") {
+        log::warn!("selftest: faulting at EL2 on purpose");
+        // SAFETY: not safe, and meant not to be: the load faults and the EL2 vector
+        // reports it; nothing runs after it.
+        unsafe { core::ptr::read_volatile(UNMAPPED_EL2_ADDRESS as *const u64) };
+    }
+}
+
 fn announce(m: &Machine<'_>) {
     let ram: u64 = m.memory.iter().map(|r| r.size).sum();
+    let gic = match m.gic.as_ref().map(|g| g.version) {
+        Some(dt::GicVersion::V2) => "GICv2",
+        Some(dt::GicVersion::V3) => "GICv3",
+        None => "no GIC",
+    };
     log::info!(
-        "Cairn {} at EL2: {} CPUs, {} MiB RAM, GIC {:?}, image at {:#x}",
+        "Cairn {} at EL2: {} CPUs, {} MiB RAM, {gic}, image at {:#x}",
         env!("CARGO_PKG_VERSION"),
         m.cpus.len(),
         ram / MIB,
-        m.gic.as_ref().map(|g| g.version),
         image_bounds().0
     );
     let (parange_bits, _) = cpu::physical_address_bits();

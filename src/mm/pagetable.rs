@@ -183,7 +183,7 @@ impl<R: Regime> PageTable<R> {
         size: u64,
         mem: MemType,
     ) -> Result<(), MapError> {
-        if input % GRANULE != 0 || output % GRANULE != 0 || size % GRANULE != 0 {
+        if !input.is_multiple_of(GRANULE) || !output.is_multiple_of(GRANULE) || !size.is_multiple_of(GRANULE) {
             return Err(MapError::Unaligned);
         }
         let limit = 1u64 << self.input_bits;
@@ -235,7 +235,8 @@ unsafe fn map_level(
         let index = level_index(input, level);
         // SAFETY: the caller guarantees exclusive access to `table`.
         let entry = unsafe { &mut table.as_mut().0[index] };
-        let fits_block = level >= FIRST_BLOCK_LEVEL && input % span == 0 && output % span == 0 && size >= span;
+        let fits_block =
+            level >= FIRST_BLOCK_LEVEL && input.is_multiple_of(span) && output.is_multiple_of(span) && size >= span;
         let chunk = if fits_block { span } else { (span - input % span).min(size) };
         if level == LEAF_LEVEL || fits_block {
             if *entry & DESC_VALID != 0 {

@@ -61,19 +61,6 @@ impl Version {
 /// The version a VM gets unless it is configured otherwise.
 pub const DEFAULT_VERSION: Version = Version::V1_1;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_encoding_matches_den0022() {
-        assert_eq!(Version::V0_2.encode(), 0x2);
-        assert_eq!(Version::V1_0.encode(), 0x1_0000);
-        assert_eq!(Version::V1_1.encode(), 0x1_0001);
-        assert!(Version::V0_2 < Version::V1_0);
-    }
-}
-
 use crate::smccc::dispatch::{Call, Outcome, Results, VmFirmware};
 use crate::smccc::FunctionId;
 
@@ -84,5 +71,18 @@ pub fn call(fid: FunctionId, _call: &Call, vm: &dyn VmFirmware) -> Outcome {
         fid::PSCI_VERSION => Outcome::Return(Results::x0(i64::from(vm.psci_version().encode()))),
         fid::SYSTEM_OFF => Outcome::SystemOff,
         _ => Outcome::Return(Results::x0(ret::NOT_SUPPORTED)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_encoding_matches_den0022() {
+        assert_eq!(Version::V0_2.encode(), 0x2);
+        assert_eq!(Version::V1_0.encode(), 0x1_0000);
+        assert_eq!(Version::V1_1.encode(), 0x1_0001);
+        assert!(Version::V0_2 < Version::V1_0);
     }
 }

@@ -48,7 +48,7 @@ fn run(_dtb: usize) {
         let hvc = smccc::hvc0(id, 0, 0, 0);
         let smc = smccc::smc0(id, 0, 0, 0);
         t.check(
-            "unknown-id-not-supported",
+            format_args!("unknown-id-{id:#x}-not-supported"),
             hvc == NOT_SUPPORTED && smc == NOT_SUPPORTED,
             format_args!("id {id:#x}: hvc {hvc:#x}, smc {smc:#x}"),
         );

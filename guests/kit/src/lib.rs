@@ -131,7 +131,7 @@ impl Checks {
     }
 
     /// Records one check; `detail` explains a failure.
-    pub fn check(&mut self, name: &str, ok: bool, detail: core::fmt::Arguments<'_>) {
+    pub fn check(&mut self, name: impl core::fmt::Display, ok: bool, detail: core::fmt::Arguments<'_>) {
         if ok {
             self.passed += 1;
             println!("CAIRN-TEST {} check {name}: ok", self.guest);
@@ -142,7 +142,7 @@ impl Checks {
     }
 
     /// Checks that `actual == expected`, printing both in hex on failure.
-    pub fn check_eq(&mut self, name: &str, actual: u64, expected: u64) {
+    pub fn check_eq(&mut self, name: impl core::fmt::Display, actual: u64, expected: u64) {
         self.check(name, actual == expected, format_args!("got {actual:#x}, expected {expected:#x}"));
     }
 

@@ -58,7 +58,7 @@ mod tests {
         let exit = classify_sync(esr, 0xFFFF_0000_1234_5678, 0x0123_4560);
         match exit {
             Exit::DataAbort { ipa, va, .. } => {
-                assert_eq!(ipa, 0x12_3456_0678);
+                assert_eq!(ipa, 0x1_2345_6678);
                 assert_eq!(va, Some(0xFFFF_0000_1234_5678));
             }
             other => panic!("{other:?}"),

@@ -1,0 +1,76 @@
+//! Cairn boots at EL2 on QEMU virt, brings every CPU online, runs a bare-metal guest under
+//! stage 2 and answers its hypercalls; SYSTEM_OFF from the last VM ends QEMU with status 0.
+
+mod common;
+
+use common::Boot;
+
+fn hypercalls_on(smp: usize, gic: u8) {
+    let run = Boot::new(&format!("hypercalls-smp{smp}-gicv{gic}")).smp(smp).gic(gic).guest("hypercalls").run();
+    run.assert_clean_exit();
+    for cpu in 0..smp {
+        run.assert_contains(&format!("cairn[cpu{cpu}] INFO  cpu{cpu} online (MPIDR {cpu:#x})"));
+    }
+    run.assert_contains(&format!("all {smp} CPUs online"));
+    run.assert_contains(&format!("GICv{gic}"));
+    run.assert_guest_passed("hypercalls");
+    run.assert_contains("vm0: system event: shutdown");
+    run.assert_contains("no VM left: powering the machine off");
+}
+
+#[test]
+fn hypercalls_smp1() {
+    hypercalls_on(1, 3);
+}
+
+#[test]
+fn hypercalls_smp2_gicv2() {
+    hypercalls_on(2, 2);
+}
+
+#[test]
+fn hypercalls_smp4() {
+    hypercalls_on(4, 3);
+}
+
+#[test]
+fn hypercalls_smp8() {
+    hypercalls_on(8, 3);
+}
+
+#[test]
+fn log_level_comes_from_cairn_bootargs() {
+    let quiet = Boot::new("loglevel-warn").append("loglevel=warn").guest("hypercalls").run();
+    quiet.assert_clean_exit();
+    quiet.assert_guest_passed("hypercalls");
+    assert_eq!(quiet.count("cairn[cpu"), 0, "loglevel=warn hides info lines:\n{}", quiet.log);
+    let verbose = Boot::new("loglevel-debug").append("loglevel=debug").guest("hypercalls").run();
+    verbose.assert_contains("DEBUG");
+}
+
+#[test]
+fn refuses_to_run_below_el2() {
+    let run = Boot::new("started-at-el1").no_virtualization().guest("hypercalls").run();
+    run.assert_clean_exit();
+    run.assert_contains("needs EL2");
+    run.assert_contains("virtualization=on");
+    assert!(!run.log.contains("CAIRN-TEST"), "no guest may run:\n{}", run.log);
+}
+
+#[test]
+fn says_what_to_do_without_a_guest() {
+    let run = Boot::new("no-guest").smp(2).run();
+    run.assert_clean_exit();
+    run.assert_contains("no guest to run");
+    run.assert_contains("guest-loader");
+}
+
+#[test]
+fn el2_fault_is_reported_decoded_and_stops_the_machine() {
+    let run = Boot::new("el2-fault").append("selftest=el2-fault").guest("hypercalls").run();
+    run.assert_clean_exit();
+    run.assert_contains("FATAL: synchronous exception at EL2: data abort at EL2 (EC 0x25)");
+    run.assert_contains("FAR_EL2=0xdead0000000");
+    run.assert_contains("stopping the machine");
+    assert!(!run.log.contains("CAIRN-TEST"), "no guest may run after the fault:\n{}", run.log);
+}
