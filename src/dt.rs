@@ -114,6 +114,55 @@ pub unsafe fn total_size(blob: *const u8) -> Option<usize> {
     unsafe { Fdt::from_ptr(blob) }.ok().map(|f| f.total_size())
 }
 
+/// Nodes whose `reg` is not a device a guest may touch directly: RAM, CPUs, the GIC
+/// (emulated or remapped), firmware and Cairn's own view of the machine.
+fn is_passthrough_device(node: &FdtNode<'_, '_>) -> bool {
+    let name = node.name;
+    let compatible_gic = node
+        .compatible()
+        .is_some_and(|c| c.all().any(|s| GICV3_COMPATIBLE.contains(&s) || GICV2_COMPATIBLE.contains(&s)));
+    let is_memory = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
+    !(is_memory
+        || compatible_gic
+        || name.starts_with("cpu")
+        || name.starts_with("chosen")
+        || name.starts_with("module")
+        || name.starts_with("reserved-memory")
+        || name.starts_with("its")
+        || name.starts_with("v2m"))
+}
+
+/// The MMIO regions of the devices a guest gets passed through: every `reg` of every
+/// node but RAM, CPUs and the GIC, page-aligned, never overlapping RAM.
+pub fn passthrough_regions(blob: &[u8]) -> Vec<Region> {
+    let Ok(fdt) = Fdt::new(blob) else { return Vec::new() };
+    let memory = memory_regions(&fdt);
+    let mut out: Vec<Region> = Vec::new();
+    for node in fdt.all_nodes().filter(is_passthrough_device) {
+        for r in regions(node) {
+            let base = r.base & !(PAGE - 1);
+            let end = (r.end() + PAGE - 1) & !(PAGE - 1);
+            let region = Region::from_bounds(base, end);
+            if region.is_empty() || memory.iter().any(|m| m.overlaps(&region)) {
+                continue;
+            }
+            out.push(region);
+        }
+    }
+    out.sort_by_key(|r| r.base);
+    // Merge overlapping or touching regions so each page is mapped once.
+    let mut merged: Vec<Region> = Vec::new();
+    for r in out {
+        match merged.last_mut() {
+            Some(last) if r.base <= last.end() => *last = Region::from_bounds(last.base, last.end().max(r.end())),
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
+
+const PAGE: u64 = 4096;
+
 fn be_cells(bytes: &[u8]) -> u64 {
     bytes.chunks(4).fold(0u64, |acc, c| (acc << 32) | u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
 }
@@ -266,6 +315,19 @@ mod tests {
             ]
         );
         assert!(m.modules.is_empty());
+    }
+
+    #[test]
+    fn passthrough_devices_exclude_ram_gic_and_cpus() {
+        let regions = passthrough_regions(VIRT_GICV3);
+        let has = |addr: u64| regions.iter().any(|r| r.contains(addr));
+        assert!(has(0x0900_0000), "PL011");
+        assert!(has(0x0901_0000), "PL031");
+        assert!(has(0x0A00_0000), "virtio-mmio");
+        assert!(!has(0x0800_0000), "GIC distributor");
+        assert!(!has(0x080A_0000), "GIC redistributors");
+        assert!(!has(0x4000_0000), "RAM");
+        assert!(regions.windows(2).all(|w| w[0].end() < w[1].base), "sorted and merged");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use buddy_system_allocator::LockedHeap;
 
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{boot, cpu, firmware, mmu};
+use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu};
 use crate::dt::{self, Machine, PsciMethod};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::{align_up, Region, MIB};
@@ -162,6 +162,11 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     console::init_logging(bootargs::log_level(m.bootargs));
     announce(m);
     run_selftest(m.bootargs);
+    if let Err(e) = gic::init(m, &logical_cpus(m)) {
+        log::error!("{e}: Cairn cannot virtualize interrupts on this machine");
+        power_off();
+    }
+    init_gic_cpu(0);
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     log::info!("cpu0 online (MPIDR {:#x})", cpu::mpidr());
     start_secondaries(m);
@@ -249,9 +254,16 @@ pub extern "C" fn secondary_main(logical: usize) -> ! {
     cpu::set_current(logical);
     // SAFETY: the boot CPU published a complete identity map before starting this CPU.
     unsafe { mmu::enable_el2(EL2_ROOT.load(Ordering::Acquire)) };
+    init_gic_cpu(logical);
     log::info!("cpu{logical} online (MPIDR {:#x})", cpu::mpidr());
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
-    vcpu::idle_until_started(logical)
+    vcpu::idle(logical)
+}
+
+fn init_gic_cpu(logical: usize) {
+    if !gic::init_cpu(logical) {
+        log::error!("cpu{logical}: no GIC redistributor for MPIDR {:#x}", cpu::mpidr());
+    }
 }
 
 /// Entered below EL2 (QEMU without virtualization=on): explain and power off through the

@@ -11,10 +11,13 @@ extern crate alloc;
 pub mod arch;
 pub mod bootargs;
 pub mod dt;
+pub mod guest_dt;
 pub mod guest_image;
 pub mod mm;
+pub mod mmio;
 pub mod psci;
 pub mod smccc;
+pub mod vgic;
 
 #[cfg(target_os = "none")]
 pub mod console;

@@ -1,18 +1,24 @@
 //! Virtual CPUs: their power state, where they run, and what happens on each exit.
 //!
 //! Every vCPU is pinned 1:1 to a physical CPU. The arch layer hands each trap over as an
-//! [`Exit`]; the policy for it lives here.
+//! [`Exit`]; the policy for it lives here. A vCPU's power state changes only under its own
+//! lock, and a vCPU (re)starts only on its own physical CPU.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use aarch64_cpu::registers::{Writeable, SCTLR_EL1};
+use aarch64_cpu::registers::{Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
 
 use crate::arch::aarch64::boot::{self, MAX_CPUS};
-use crate::arch::aarch64::exit::Exit;
+use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
+use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{cpu, inject};
+use crate::mmio::Access;
+use crate::psci::ret;
 use crate::smccc::dispatch::{self, Call, Outcome};
+use crate::vgic::dist::VcpuSet;
+use crate::vgic::runtime;
 use crate::vm::{self, Vm};
 use crate::{console, hyp};
 
@@ -22,13 +28,31 @@ const PSTATE_EL1H_DAIF_MASKED: u64 = 0x3C5;
 /// SCTLR_EL1 at warm reset: the RES1 bits of ARMv8.0 (29, 28, 23, 22, 20, 11) with the
 /// MMU, caches and alignment checks off.
 const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
+/// SCTLR_EL1.EE: exceptions (and the MMU's table walks) at EL1 are big-endian.
+const SCTLR_EL1_EE: u64 = 1 << 25;
+/// The A64 instruction size, for stepping over an emulated MSR.
+const INSTRUCTION_SIZE: u64 = 4;
 
 /// A vCPU's power state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
 pub enum PowerState {
-    Runnable = 0,
-    Stopped = 1,
+    /// Runs guest code, or will as soon as its physical CPU picks up a pending start.
+    Runnable,
+    /// Off: CPU_OFF, never started, or stopped by a system event.
+    Stopped,
+}
+
+/// Where a start (CPU_ON, a reset) sends the vCPU.
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    entry: u64,
+    context: u64,
+    big_endian: bool,
+}
+
+struct Power {
+    state: PowerState,
+    start: Option<Start>,
 }
 
 pub struct Vcpu {
@@ -37,24 +61,52 @@ pub struct Vcpu {
     pub mpidr: u64,
     /// The physical CPU (logical number) it is pinned to.
     pub pcpu: usize,
-    state: AtomicU8,
+    power: spin::Mutex<Power>,
+    /// Set while the physical CPU idles at EL2 with no guest context live: the
+    /// acknowledgement a system event waits for.
+    parked: AtomicBool,
 }
 
 impl Vcpu {
     pub fn new(index: usize, mpidr: u64, pcpu: usize) -> Self {
-        let state = if index == 0 { PowerState::Runnable } else { PowerState::Stopped };
-        Vcpu { index, mpidr, pcpu, state: AtomicU8::new(state as u8) }
-    }
-
-    pub fn state(&self) -> PowerState {
-        match self.state.load(Ordering::Acquire) {
-            0 => PowerState::Runnable,
-            _ => PowerState::Stopped,
+        Vcpu {
+            index,
+            mpidr,
+            pcpu,
+            power: spin::Mutex::new(Power { state: PowerState::Stopped, start: None }),
+            parked: AtomicBool::new(false),
         }
     }
 
-    pub fn set_state(&self, state: PowerState) {
-        self.state.store(state as u8, Ordering::Release);
+    pub fn state(&self) -> PowerState {
+        self.power.lock().state
+    }
+
+    /// CPU_ON: a stopped vCPU becomes RUNNABLE at once (so AFFINITY_INFO reports ON and a
+    /// racing CPU_ON gets ALREADY_ON), and starts at `entry` when its CPU picks it up.
+    pub fn power_on(&self, entry: u64, context: u64) -> Result<(), i64> {
+        let mut p = self.power.lock();
+        if p.state != PowerState::Stopped {
+            return Err(ret::ALREADY_ON);
+        }
+        p.state = PowerState::Runnable;
+        p.start = Some(Start { entry, context, big_endian: false });
+        Ok(())
+    }
+
+    /// Stops the vCPU; it leaves the guest at its next exit.
+    pub fn power_off(&self) {
+        let mut p = self.power.lock();
+        p.state = PowerState::Stopped;
+        p.start = None;
+    }
+
+    fn take_start(&self) -> Option<Start> {
+        let mut p = self.power.lock();
+        match p.state {
+            PowerState::Runnable => p.start.take(),
+            PowerState::Stopped => None,
+        }
     }
 }
 
@@ -65,63 +117,97 @@ fn current_vm() -> Option<Arc<Vm>> {
     CURRENT_VM.get(cpu::current())?.read().clone()
 }
 
-/// Starts the boot vCPU (vCPU 0) of `vm` on this, the boot CPU, and hands every other
-/// vCPU its physical CPU.
+/// Makes a vCPU's physical CPU look at it: SEV for a CPU idling in WFE, the kick SGI for
+/// one running a guest.
+pub fn wake(vcpu: &Vcpu) {
+    if vcpu.pcpu != cpu::current() {
+        if let Some(g) = gic::get() {
+            g.kick(vcpu.pcpu);
+        }
+    }
+    cpu::send_event();
+}
+
+/// Hands every physical CPU its vCPU of `vm` and starts the boot vCPU (vCPU 0) on this,
+/// the boot CPU.
 pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
     for v in &vm.vcpus {
         *CURRENT_VM[v.pcpu].write() = Some(vm.clone());
     }
-    cpu::send_event();
-    let mut frame = TrapFrame::new(vm.entry, PSTATE_EL1H_DAIF_MASKED);
     // booting.rst: x0 = device tree address, x1-x3 = 0.
-    frame.x[0] = vm.dtb;
-    enter(&vm, 0, &frame)
+    let _ = vm.vcpus[0].power_on(vm.entry, vm.dtb);
+    cpu::send_event();
+    idle(cpu::current())
 }
 
-fn enter(vm: &Vm, vcpu: usize, frame: &TrapFrame) -> ! {
-    cpu::init_guest_traps(vm.vcpus[vcpu].mpidr);
-    SCTLR_EL1.set(SCTLR_EL1_RESET);
+/// Resets this CPU's vCPU to the architectural entry state and enters the guest there.
+fn start(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
+    let mut frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
+    frame.x[0] = s.context;
+    cpu::init_guest_traps(vcpu.mpidr);
+    SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
+    // The EL1 timers come out of reset disabled.
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+    runtime::reset_cpu(vcpu.pcpu);
     vm.load_stage2();
-    boot::enter_guest(frame, cpu::current())
+    vcpu.parked.store(false, Ordering::Release);
+    log::debug!("vm{}: vcpu{} starts at {:#x}", vm.id, vcpu.index, s.entry);
+    boot::enter_guest(&frame, vcpu.pcpu)
 }
 
-/// A secondary CPU's life: idle (WFE at EL2) until its vCPU is started.
-pub fn idle_until_started(pcpu: usize) -> ! {
+/// A physical CPU with no guest to run: idle (WFE at EL2, so QEMU can give the host core
+/// away) until this CPU's vCPU is started.
+pub fn idle(pcpu: usize) -> ! {
+    runtime::reset_cpu(pcpu);
     loop {
-        cpu::wait_for_event();
         let vm = CURRENT_VM[pcpu].read().clone();
         if let Some(vm) = vm {
-            let runnable = vm.vcpus.iter().any(|v| v.pcpu == pcpu && v.state() == PowerState::Runnable);
-            if runnable {
-                log::debug!("vCPU on cpu{pcpu} started");
+            if let Some(vcpu) = vm.vcpus.iter().find(|v| v.pcpu == pcpu) {
+                vcpu.parked.store(true, Ordering::Release);
+                if let Some(s) = vcpu.take_start() {
+                    start(&vm, vcpu, s);
+                }
             }
         }
+        cpu::wait_for_event();
     }
 }
 
 /// Acts on one guest exit. Returning resumes the guest from `frame`.
 pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
+    let pcpu = cpu::current();
     let Some(vm) = current_vm() else {
-        // An exit with no VM on this CPU cannot happen; report it as a Cairn fault.
         console::print_line_unlocked(format_args!("cairn: guest exit {exit:?} on a CPU with no VM"));
         hyp::power_off()
     };
+    let Some(vcpu) = vm.vcpus.iter().find(|v| v.pcpu == pcpu) else { hyp::power_off() };
     match exit {
-        Exit::Hypercall { conduit, imm } => hypercall(&vm, frame, conduit, imm),
-        Exit::WaitFor { .. } => frame.elr += 4,
-        Exit::DataAbort { ipa, va, .. } => {
-            log::debug!("vm{}: data abort at IPA {ipa:#x} (PC {:#x}): injecting an external abort", vm.id, frame.elr);
-            inject::data_abort(frame, va.unwrap_or(ipa));
-        }
+        Exit::Hypercall { conduit, imm } => hypercall(&vm, vcpu, frame, conduit, imm),
+        Exit::WaitFor { .. } => frame.elr += INSTRUCTION_SIZE,
+        Exit::DataAbort { ipa, va, syndrome } => match Access::decode(ipa, syndrome) {
+            Ok(access) if emulate_mmio(&vm, vcpu, frame, &access) => frame.elr += INSTRUCTION_SIZE,
+            decoded => {
+                log::debug!(
+                    "vm{}: vcpu{}: data abort at IPA {ipa:#x} (PC {:#x}, {decoded:?}): injecting an external abort",
+                    vm.id,
+                    vcpu.index,
+                    frame.elr
+                );
+                inject::data_abort(frame, va.unwrap_or(ipa));
+            }
+        },
         Exit::InstructionAbort { ipa, va } => {
             log::debug!("vm{}: instruction fetch from IPA {ipa:#x}: injecting an external abort", vm.id);
             inject::instruction_abort(frame, va);
         }
-        Exit::Interrupt => {}
+        Exit::SysReg { reg, write, rt } => sysreg(&vm, vcpu, frame, reg, write, rt),
+        Exit::Interrupt => runtime::take_physical_interrupts(pcpu),
         Exit::Unhandled { esr } => {
             log::debug!(
-                "vm{}: {} (ESR {:#x}) at PC {:#x}: injecting an undefined instruction",
+                "vm{}: vcpu{}: {} (ESR {:#x}) at PC {:#x}: injecting an undefined instruction",
                 vm.id,
+                vcpu.index,
                 esr.class().name(),
                 esr.0,
                 frame.elr
@@ -129,9 +215,58 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             inject::undefined_instruction(frame);
         }
     }
+    if vcpu.state() == PowerState::Stopped {
+        idle(pcpu);
+    }
+    runtime::flush(&vm.vgic, vcpu.index, pcpu);
 }
 
-fn hypercall(vm: &Arc<Vm>, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) {
+fn kick(vm: &Vm, set: VcpuSet, me: usize) {
+    for v in vm.vcpus.iter().filter(|v| set & (1 << v.index) != 0 && v.index != me) {
+        wake(v);
+    }
+}
+
+/// MMIO to the emulated GIC frames. Returns false for anything else.
+fn emulate_mmio(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, access: &Access) -> bool {
+    let Some(g) = gic::get() else { return false };
+    let mut hw = PhysicalBacking(g);
+    let write = access.write.then(|| access.write_value(&frame.x));
+    let frames = vm.gic_frames;
+    let (value, set) = if frames.distributor.contains(access.ipa) {
+        let offset = access.ipa - frames.distributor.base;
+        vm.vgic.lock().dist_access(vcpu.index, offset, access.size, write, &mut hw)
+    } else if let Some(r) = frames.redistributors.filter(|r| r.contains(access.ipa)) {
+        vm.vgic.lock().redist_access(access.ipa - r.base, access.size, write, &mut hw)
+    } else {
+        return false;
+    };
+    if !access.write {
+        access.complete_read(&mut frame.x, value);
+    }
+    kick(vm, set, vcpu.index);
+    true
+}
+
+fn sysreg(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, reg: SysRegId, write: bool, rt: usize) {
+    let is_sgi = reg == ICC_SGI1R_EL1 || reg == ICC_ASGI1R_EL1 || reg == ICC_SGI0R_EL1;
+    if !is_sgi {
+        log::debug!("vm{}: vcpu{}: trapped {reg:?}: injecting an undefined instruction", vm.id, vcpu.index);
+        inject::undefined_instruction(frame);
+        return;
+    }
+    if write {
+        // Rt = 31 is XZR for MSR.
+        let value = frame.x.get(rt).copied().unwrap_or(0);
+        let set = vm.vgic.lock().write_sgi1r(vcpu.index, value);
+        kick(vm, set, vcpu.index);
+    } else if let Some(r) = frame.x.get_mut(rt) {
+        *r = 0; // the SGI generation registers are write-only
+    }
+    frame.elr += INSTRUCTION_SIZE;
+}
+
+fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) {
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), x };
@@ -140,20 +275,56 @@ fn hypercall(vm: &Arc<Vm>, frame: &mut TrapFrame, conduit: dispatch::Conduit, im
             // The one place result registers are written back.
             frame.x[..results.registers().len()].copy_from_slice(results.registers());
         }
-        Outcome::SystemOff => system_off(vm),
+        Outcome::CpuOff => {
+            log::debug!("vm{}: vcpu{} off (PSCI CPU_OFF)", vm.id, vcpu.index);
+            vcpu.power_off();
+        }
+        Outcome::SystemOff => system_off(vm, vcpu),
+        Outcome::SystemReset => system_reset(vm, vcpu),
     }
 }
 
-/// PSCI SYSTEM_OFF: every vCPU of the VM stops, then the VM is gone; the machine powers off
-/// with the last VM.
-fn system_off(vm: &Arc<Vm>) -> ! {
-    for v in &vm.vcpus {
-        v.set_state(PowerState::Stopped);
+/// Stops every vCPU of `vm` but `me` and waits until each has left the guest, so that no
+/// guest instruction runs anywhere in the VM after a system event's call.
+fn stop_others(vm: &Vm, me: &Vcpu) {
+    for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
+        v.power_off();
+        wake(v);
     }
-    log::info!("vm{}: system event: shutdown (PSCI SYSTEM_OFF from vcpu on cpu{})", vm.id, cpu::current());
+    for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
+        while !v.parked.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+    }
+    me.power_off();
+}
+
+/// PSCI SYSTEM_OFF: every vCPU of the VM stops, then the VM is gone; the machine powers
+/// off with the last VM.
+fn system_off(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
+    let _event = vm.event_lock.lock();
+    stop_others(vm, vcpu);
+    log::info!("vm{}: system event: shutdown (PSCI SYSTEM_OFF from vcpu{})", vm.id, vcpu.index);
     if vm::destroy(vm) == 0 {
         log::info!("no VM left: powering the machine off");
         hyp::power_off();
     }
-    idle_until_started(cpu::current())
+    idle(vcpu.pcpu)
+}
+
+/// PSCI SYSTEM_RESET: every vCPU stops; the VM's images, device tree and interrupt state
+/// go back to how they were at creation; the boot vCPU starts again.
+fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
+    {
+        let _event = vm.event_lock.lock();
+        stop_others(vm, vcpu);
+        log::info!("vm{}: system event: reset (PSCI SYSTEM_RESET from vcpu{})", vm.id, vcpu.index);
+        runtime::reset_cpu(vcpu.pcpu);
+        vm.reset_vgic();
+        vm.restore_images();
+        let boot = &vm.vcpus[0];
+        let _ = boot.power_on(vm.entry, vm.dtb);
+        wake(boot);
+    }
+    idle(vcpu.pcpu)
 }

@@ -1,26 +1,32 @@
-//! A virtual machine: its memory (stage 2), its vCPUs, its firmware settings, and the
-//! guest it was built from.
+//! A virtual machine: its memory (stage 2), its vCPUs and their power states, its virtual
+//! GIC, its firmware settings, and the pristine images it restarts from.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::arch::aarch64::{cpu, mmu};
-use crate::dt::{Machine, Module, ModuleKind};
-use crate::guest_image::{self, ImageError};
+use crate::arch::aarch64::gic::{self, PhysicalBacking};
+use crate::arch::aarch64::{boot, cpu, mmu};
+use crate::dt::{GicVersion, Machine, Module, ModuleKind};
+use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
+use crate::guest_image::{self, ImageError, KernelPlacement};
 use crate::hyp;
 use crate::mm::pagetable::{MemType, PageTable, Stage2};
-use crate::mm::Region;
-use crate::psci;
+use crate::mm::{align_up, Region, MIB};
+use crate::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::smccc::dispatch::VmFirmware;
-use crate::vcpu::Vcpu;
+use crate::vcpu::{PowerState, Vcpu};
+use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
 
 /// Why a VM could not be built.
 #[derive(Debug)]
 pub enum VmError {
     NoKernel,
     BadKernel(ImageError),
+    NoGic,
+    DeviceTree(guest_dt::GuestDtError),
     NoRoomForDeviceTree,
+    NoRoomForImages,
     Stage2,
 }
 
@@ -29,10 +35,28 @@ impl fmt::Display for VmError {
         match self {
             VmError::NoKernel => write!(f, "no /chosen module with compatible \"multiboot,kernel\""),
             VmError::BadKernel(e) => write!(f, "the kernel module is not an arm64 Image: {e:?}"),
+            VmError::NoGic => write!(f, "the machine has no GIC Cairn can virtualize"),
+            VmError::DeviceTree(e) => write!(f, "could not build the guest device tree: {e:?}"),
             VmError::NoRoomForDeviceTree => write!(f, "no room in guest RAM for the device tree"),
+            VmError::NoRoomForImages => write!(f, "no room to keep pristine copies of the guest images"),
             VmError::Stage2 => write!(f, "could not build the stage-2 tables"),
         }
     }
+}
+
+/// The emulated GIC frames, trapped by leaving them out of stage 2.
+#[derive(Clone, Copy, Debug)]
+pub struct GicFrames {
+    pub distributor: Region,
+    /// GICv3 only: one 128 KiB frame per vCPU.
+    pub redistributors: Option<Region>,
+}
+
+/// A module as the guest sees it, and where Cairn keeps its pristine copy.
+#[derive(Clone, Copy, Debug)]
+struct Image {
+    at: Region,
+    pristine: u64,
 }
 
 pub struct Vm {
@@ -42,14 +66,64 @@ pub struct Vm {
     stage2: PageTable<Stage2>,
     pub ram: Vec<Region>,
     pub vcpus: Vec<Vcpu>,
+    pub vgic: spin::Mutex<VGic>,
+    pub gic_frames: GicFrames,
     /// Where the boot vCPU starts, and the device tree it gets in x0.
     pub entry: u64,
     pub dtb: u64,
+    kernel: Image,
+    initrd: Option<Image>,
+    guest_dtb: Vec<u8>,
+    /// Serialises system events (reset, off) against each other.
+    pub event_lock: spin::Mutex<()>,
 }
+
+/// VMs alive; the machine powers off when the last one is gone.
+static VMS: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
+
+/// PSCI 0.1 function IDs Cairn publishes in a 0.1 guest's device tree: the SMC64 IDs of
+/// PSCI 0.2, so one dispatcher serves both.
+const PSCI_0_1_IDS: Psci01Ids = Psci01Ids::PSCI_0_2_SMC64;
 
 impl VmFirmware for Vm {
     fn psci_version(&self) -> psci::Version {
         self.psci_version
+    }
+
+    fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64 {
+        if target & !cpu::MPIDR_AFFINITY_MASK != 0 {
+            return ret::INVALID_PARAMETERS;
+        }
+        let Some(vcpu) = self.vcpus.iter().find(|v| v.mpidr == target) else { return ret::INVALID_PARAMETERS };
+        // An AArch64 entry point must be 4-byte aligned and in the guest's memory
+        // (DEN0022 §5.6.2: INVALID_ADDRESS from PSCI 1.0).
+        if entry % 4 != 0 || !self.is_guest_ram(entry) {
+            return if self.psci_version >= psci::Version::V1_0 {
+                ret::INVALID_ADDRESS
+            } else {
+                ret::INVALID_PARAMETERS
+            };
+        }
+        match vcpu.power_on(entry, context) {
+            Ok(()) => {
+                crate::vcpu::wake(vcpu);
+                ret::SUCCESS
+            }
+            Err(code) => code,
+        }
+    }
+
+    fn affinity_info(&self, target: u64, lowest_level: u64) -> i64 {
+        let Some(mask) = psci::affinity_mask(lowest_level) else { return ret::INVALID_PARAMETERS };
+        let mut matching = self.vcpus.iter().filter(|v| v.mpidr & mask == target & mask).peekable();
+        if matching.peek().is_none() {
+            return ret::INVALID_PARAMETERS;
+        }
+        if matching.any(|v| v.state() != PowerState::Stopped) {
+            AFFINITY_ON
+        } else {
+            AFFINITY_OFF
+        }
     }
 }
 
@@ -58,10 +132,52 @@ impl Vm {
     pub fn load_stage2(&self) {
         mmu::load_stage2(self.stage2.root_address(), self.stage2.start_level(), self.vmid);
     }
+
+    pub fn is_guest_ram(&self, addr: u64) -> bool {
+        self.ram.iter().any(|r| r.contains(addr))
+    }
+
+    /// Puts the kernel, initrd and device tree back as they were at creation, for a reset.
+    pub fn restore_images(&self) {
+        copy_to_guest(self.kernel.pristine, self.kernel.at);
+        if let Some(initrd) = self.initrd {
+            copy_to_guest(initrd.pristine, initrd.at);
+        }
+        copy_to_guest(self.guest_dtb.as_ptr() as u64, Region::new(self.dtb, self.guest_dtb.len() as u64));
+        // Guest code changed under the instruction caches.
+        // SAFETY: invalidating instruction caches has no effect beyond refetching.
+        unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb") };
+    }
+
+    /// Resets the virtual GIC to its power-on state.
+    pub fn reset_vgic(&self) {
+        if let Some(g) = gic::get() {
+            self.vgic.lock().reset(&mut PhysicalBacking(g));
+        }
+    }
 }
 
-/// VMs alive; the machine powers off when the last one is gone.
-static VMS: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
+fn copy_to_guest(from: u64, to: Region) {
+    // SAFETY: `from` holds `to.size` bytes Cairn owns, and `to` lies in guest RAM, which no
+    // vCPU runs in while its images are restored.
+    unsafe { core::ptr::copy_nonoverlapping(from as *const u8, to.base as *mut u8, to.size as usize) };
+    mmu::clean_dcache_range(to.base, to.size);
+}
+
+fn module_bytes(module: &Module<'_>) -> &'static [u8] {
+    // SAFETY: the loader put the module in RAM, which Cairn maps, and nothing writes it
+    // before it is copied.
+    unsafe { core::slice::from_raw_parts(module.region.base as *const u8, module.region.size as usize) }
+}
+
+/// Takes `size` bytes off the top of the highest RAM region for Cairn: where pristine
+/// copies of the guest's images live, out of the guest's reach.
+fn reserve_top(ram: &mut Vec<Region>, size: u64) -> Option<u64> {
+    let size = align_up(size, 2 * MIB);
+    let top = ram.iter_mut().filter(|r| r.size > size).max_by_key(|r| r.end())?;
+    top.size -= size;
+    Some(top.end())
+}
 
 /// Guest RAM: all of RAM but Cairn's own region, mapped IPA == PA.
 fn guest_ram(m: &Machine<'_>) -> Vec<Region> {
@@ -69,59 +185,73 @@ fn guest_ram(m: &Machine<'_>) -> Vec<Region> {
     m.memory.iter().flat_map(|r| r.subtract(&cairn)).flatten().collect()
 }
 
-fn module_bytes(module: &Module<'_>) -> &'static [u8] {
-    // SAFETY: the loader put the module in RAM, which Cairn maps, and nothing writes it
-    // before the guest runs.
-    unsafe { core::slice::from_raw_parts(module.region.base as *const u8, module.region.size as usize) }
+fn guest_gic(m: &Machine<'_>, vcpus: usize) -> Result<(GuestGic, GicFrames, Option<(Region, Region)>), VmError> {
+    let info = m.gic.as_ref().ok_or(VmError::NoGic)?;
+    let frame = |n: usize| info.regions.get(n).copied().ok_or(VmError::NoGic);
+    match info.version {
+        GicVersion::V3 => {
+            let distributor = frame(0)?;
+            let redistributors = Region::new(frame(1)?.base, GICR_FRAME_SIZE * vcpus as u64);
+            Ok((
+                GuestGic::V3 { distributor, redistributors },
+                GicFrames { distributor, redistributors: Some(redistributors) },
+                None,
+            ))
+        }
+        GicVersion::V2 => {
+            let (distributor, cpu_if, virtual_cpu_if) = (frame(0)?, frame(1)?, frame(3)?);
+            // The guest's GICC is the GICV frame, mapped where the guest expects GICC.
+            let size = align_up(cpu_if.size.min(virtual_cpu_if.size), 4096);
+            Ok((
+                GuestGic::V2 { distributor, cpu_interface: cpu_if },
+                GicFrames { distributor, redistributors: None },
+                Some((Region::new(cpu_if.base, size), Region::new(virtual_cpu_if.base, size))),
+            ))
+        }
+    }
 }
 
 /// Builds the VM described by the device tree's guest-loader modules: one vCPU per
 /// physical CPU, pinned 1:1.
 pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
     let kernel = m.modules.iter().find(|md| md.kind == ModuleKind::Kernel).ok_or(VmError::NoKernel)?;
+    let initrd = m.modules.iter().find(|md| md.kind == ModuleKind::Ramdisk);
     let header = guest_image::parse_header(module_bytes(kernel)).map_err(VmError::BadKernel)?;
-    let ram = guest_ram(m);
-    let others: Vec<Region> = m.modules.iter().filter(|md| md.kind != ModuleKind::Kernel).map(|md| md.region).collect();
+    let mut ram = guest_ram(m);
+    let pristine_size = kernel.region.size + initrd.map_or(0, |i| i.region.size);
+    let pristine = reserve_top(&mut ram, pristine_size).ok_or(VmError::NoRoomForImages)?;
+
+    let modules: Vec<Region> = m.modules.iter().map(|md| md.region).collect();
+    let others: Vec<Region> = modules.iter().copied().filter(|r| *r != kernel.region).collect();
     let placement = guest_image::place_kernel(kernel.region, &header, &ram, &others).map_err(VmError::BadKernel)?;
-    if !placement.in_place {
-        // SAFETY: place_kernel chose a destination in guest RAM that overlaps neither the
-        // source module nor any other module.
-        unsafe {
-            core::ptr::copy_nonoverlapping(
-                kernel.region.base as *const u8,
-                placement.entry as *mut u8,
-                kernel.region.size as usize,
-            )
-        };
+    let kernel_image = Image { at: Region::new(placement.entry, kernel.region.size), pristine };
+    let initrd_image = initrd.map(|i| Image { at: i.region, pristine: pristine + kernel.region.size });
+    // Keep the pristine copies first: placing the kernel may move it over other memory.
+    copy_raw(kernel.region.base, pristine, kernel.region.size);
+    if let Some(i) = initrd {
+        copy_raw(i.region.base, pristine + kernel.region.size, i.region.size);
     }
-    mmu::clean_dcache_range(placement.entry, kernel.region.size);
 
-    // The guest's device tree: for now, the host's own, copied into guest RAM.
-    let host_dtb = hyp::host_device_tree();
-    let mut avoid = others.clone();
+    let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(boot::MAX_CPUS).collect();
+    let (guest_gic, gic_frames, gicv) = guest_gic(m, mpidrs.len())?;
+    let cfg = GuestDtConfig {
+        memory: &ram,
+        vcpu_mpidrs: &mpidrs,
+        psci_version: psci::DEFAULT_VERSION,
+        psci_0_1_ids: PSCI_0_1_IDS,
+        bootargs: kernel.bootargs,
+        initrd: initrd.map(|i| i.region),
+        gic: Some(guest_gic),
+    };
+    let guest_dtb = guest_dt::build(hyp::host_device_tree(), &cfg).map_err(VmError::DeviceTree)?;
+    let mut avoid = modules.clone();
     avoid.push(placement.footprint);
-    let dtb = guest_image::place_dtb(host_dtb.len() as u64, &ram, &avoid).ok_or(VmError::NoRoomForDeviceTree)?;
-    // SAFETY: place_dtb chose a slot in guest RAM clear of the kernel and the modules.
-    unsafe { core::ptr::copy_nonoverlapping(host_dtb.as_ptr(), dtb as *mut u8, host_dtb.len()) };
-    mmu::clean_dcache_range(dtb, host_dtb.len() as u64);
+    let dtb = guest_image::place_dtb(guest_dtb.len() as u64, &ram, &avoid).ok_or(VmError::NoRoomForDeviceTree)?;
 
-    let mut tables = hyp::heap_tables();
-    let mut stage2 = PageTable::<Stage2>::new(&mut tables, mmu::ipa_bits()).ok_or(VmError::Stage2)?;
-    for r in &ram {
-        stage2.map(&mut tables, r.base, r.base, r.size, MemType::Normal).map_err(|_| VmError::Stage2)?;
-    }
-    if let Some(uart) = m.uart {
-        let base = uart.base & !0xFFF;
-        stage2
-            .map(&mut tables, base, base, crate::mm::align_up(uart.end(), 4096) - base, MemType::Device)
-            .map_err(|_| VmError::Stage2)?;
-    }
-    let vcpus = hyp::logical_cpus(m)
-        .into_iter()
-        .take(crate::arch::aarch64::boot::MAX_CPUS)
-        .enumerate()
-        .map(|(i, mpidr)| Vcpu::new(i, mpidr & cpu::MPIDR_AFFINITY_MASK, i))
-        .collect();
+    let stage2 = build_stage2(m, &ram, gicv)?;
+    let vgic = gic::get().map(|g| VGic::new(g.version(), g.nr_irqs(), &mpidrs)).ok_or(VmError::NoGic)?;
+    let vcpus =
+        mpidrs.iter().enumerate().map(|(i, &mpidr)| Vcpu::new(i, mpidr & cpu::MPIDR_AFFINITY_MASK, i)).collect();
     let vm = Arc::new(Vm {
         id: 0,
         vmid: 1,
@@ -129,24 +259,60 @@ pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
         stage2,
         ram,
         vcpus,
+        vgic: spin::Mutex::new(vgic),
+        gic_frames,
         entry: placement.entry,
         dtb,
+        kernel: kernel_image,
+        initrd: initrd_image,
+        guest_dtb,
+        event_lock: spin::Mutex::new(()),
     });
+    vm.restore_images();
+    log_created(&vm, &placement, kernel.bootargs);
+    VMS.lock().push(vm.clone());
+    Ok(vm)
+}
+
+fn copy_raw(from: u64, to: u64, size: u64) {
+    // SAFETY: both ranges are RAM Cairn maps; `to` is the reserved pristine area, disjoint
+    // from the loader's modules.
+    unsafe { core::ptr::copy(from as *const u8, to as *mut u8, size as usize) };
+}
+
+fn build_stage2(m: &Machine<'_>, ram: &[Region], gicv: Option<(Region, Region)>) -> Result<PageTable<Stage2>, VmError> {
+    let mut tables = hyp::heap_tables();
+    let mut stage2 = PageTable::<Stage2>::new(&mut tables, mmu::ipa_bits()).ok_or(VmError::Stage2)?;
+    for r in ram {
+        stage2.map(&mut tables, r.base, r.base, r.size, MemType::Normal).map_err(|_| VmError::Stage2)?;
+    }
+    for dev in crate::dt::passthrough_regions(hyp::host_device_tree()) {
+        stage2.map(&mut tables, dev.base, dev.base, dev.size, MemType::Device).map_err(|_| VmError::Stage2)?;
+    }
+    if let Some((guest_cpu_if, virtual_cpu_if)) = gicv {
+        stage2
+            .map(&mut tables, guest_cpu_if.base, virtual_cpu_if.base, guest_cpu_if.size, MemType::Device)
+            .map_err(|_| VmError::Stage2)?;
+    }
+    let _ = m;
+    Ok(stage2)
+}
+
+fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>) {
     log::info!(
-        "vm{}: kernel at {:#x}{}, device tree at {:#x}, {} vCPUs, PSCI {}.{}",
+        "vm{}: kernel at {:#x}{}, device tree at {:#x}, {} vCPUs, {} MiB RAM, PSCI {}.{}",
         vm.id,
         vm.entry,
         if placement.in_place { " (in place)" } else { " (moved)" },
         vm.dtb,
         vm.vcpus.len(),
+        vm.ram.iter().map(|r| r.size).sum::<u64>() / MIB,
         vm.psci_version.major,
         vm.psci_version.minor
     );
-    if let Some(args) = kernel.bootargs {
-        log::debug!("vm{}: bootargs \"{args}\" (passed on with the guest device tree in a later release)", vm.id);
+    if let Some(args) = bootargs {
+        log::debug!("vm{}: bootargs \"{args}\"", vm.id);
     }
-    VMS.lock().push(vm.clone());
-    Ok(vm)
 }
 
 /// Removes `vm` from the live set. Returns how many VMs are left.

@@ -64,25 +64,57 @@ pub const DEFAULT_VERSION: Version = Version::V1_1;
 use crate::smccc::dispatch::{Call, Outcome, Results, VmFirmware};
 use crate::smccc::FunctionId;
 
-/// Answers a PSCI call (DEN0022 §5). Functions not yet implemented answer
-/// NOT_SUPPORTED, as a PSCI implementation must for optional functions (§5.1).
-pub fn call(fid: FunctionId, _call: &Call, vm: &dyn VmFirmware) -> Outcome {
+/// Answers a PSCI call (DEN0022 §5). Functions not implemented answer NOT_SUPPORTED, as
+/// a PSCI implementation must for optional functions (§5.1).
+pub fn call(fid: FunctionId, call: &Call, vm: &dyn VmFirmware) -> Outcome {
+    let ret = |code: i64| Outcome::Return(Results::x0(code));
     match fid.0 {
-        fid::PSCI_VERSION => Outcome::Return(Results::x0(i64::from(vm.psci_version().encode()))),
+        fid::PSCI_VERSION => ret(i64::from(vm.psci_version().encode())),
+        fid::CPU_ON_32 | fid::CPU_ON_64 => ret(vm.cpu_on(call.arg(1), call.arg(2), call.arg(3))),
+        fid::CPU_OFF => Outcome::CpuOff,
+        fid::AFFINITY_INFO_32 | fid::AFFINITY_INFO_64 => ret(vm.affinity_info(call.arg(1), call.arg(2))),
+        // No trusted OS lives below Cairn's guests (DEN0022 §5.9: 2 = not present).
+        fid::MIGRATE_INFO_TYPE => ret(MIGRATE_INFO_NO_TRUSTED_OS),
         fid::SYSTEM_OFF => Outcome::SystemOff,
-        _ => Outcome::Return(Results::x0(ret::NOT_SUPPORTED)),
+        fid::SYSTEM_RESET => Outcome::SystemReset,
+        fid::PSCI_FEATURES if vm.psci_version() >= Version::V1_0 => ret(features(call.arg(1) as u32)),
+        _ => ret(ret::NOT_SUPPORTED),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// MIGRATE_INFO_TYPE: "Trusted OS is either not present or does not require migration".
+pub const MIGRATE_INFO_NO_TRUSTED_OS: i64 = 2;
 
-    #[test]
-    fn version_encoding_matches_den0022() {
-        assert_eq!(Version::V0_2.encode(), 0x2);
-        assert_eq!(Version::V1_0.encode(), 0x1_0000);
-        assert_eq!(Version::V1_1.encode(), 0x1_0001);
-        assert!(Version::V0_2 < Version::V1_0);
+/// PSCI_FEATURES (DEN0022 §5.15): 0 for each implemented function, NOT_SUPPORTED for the
+/// rest. Linux enables SYSTEM_SUSPEND and SYSTEM_RESET2 on any other answer, so those
+/// stay -1 until they work.
+fn features(queried: u32) -> i64 {
+    match queried {
+        fid::PSCI_VERSION
+        | fid::CPU_ON_32
+        | fid::CPU_ON_64
+        | fid::CPU_OFF
+        | fid::AFFINITY_INFO_32
+        | fid::AFFINITY_INFO_64
+        | fid::MIGRATE_INFO_TYPE
+        | fid::SYSTEM_OFF
+        | fid::SYSTEM_RESET
+        | fid::PSCI_FEATURES
+        | crate::smccc::SMCCC_VERSION => ret::SUCCESS,
+        _ => ret::NOT_SUPPORTED,
     }
+}
+
+/// AFFINITY_INFO values (DEN0022 §5.7.2).
+pub const AFFINITY_ON: i64 = 0;
+pub const AFFINITY_OFF: i64 = 1;
+/// AFFINITY_INFO's lowest_affinity_level goes up to 3 (Aff3).
+const MAX_AFFINITY_LEVEL: u64 = 3;
+/// The affinity fields compared at each lowest_affinity_level: all four at level 0,
+/// Aff3-Aff1 at level 1, Aff3-Aff2 at level 2, Aff3 at level 3.
+const AFFINITY_LEVEL_MASKS: [u64; 4] = [0xFF_00FF_FFFF, 0xFF_00FF_FF00, 0xFF_00FF_0000, 0xFF_0000_0000];
+
+/// The mask AFFINITY_INFO compares with at `level`, or None for an invalid level.
+pub fn affinity_mask(level: u64) -> Option<u64> {
+    (level <= MAX_AFFINITY_LEVEL).then(|| AFFINITY_LEVEL_MASKS[level as usize])
 }

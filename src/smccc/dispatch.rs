@@ -76,12 +76,20 @@ pub enum Outcome {
     Return(Results),
     /// PSCI SYSTEM_OFF: the VM is powered off and never returns from the call.
     SystemOff,
+    /// PSCI SYSTEM_RESET: the VM restarts from its pristine images.
+    SystemReset,
+    /// PSCI CPU_OFF: the calling vCPU stops.
+    CpuOff,
 }
 
 /// What the dispatcher needs to know about the calling VM.
 pub trait VmFirmware {
     /// The PSCI version this VM was given.
     fn psci_version(&self) -> psci::Version;
+    /// PSCI CPU_ON for the vCPU with affinity `target` (DEN0022 §5.6): a PSCI return code.
+    fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64;
+    /// PSCI AFFINITY_INFO (DEN0022 §5.7): ON (0), OFF (1) or a PSCI error code.
+    fn affinity_info(&self, target: u64, lowest_level: u64) -> i64;
 }
 
 /// Routes a call by owning entity (DEN0028 §2.5, table 2-1) to the service that owns it.
@@ -135,6 +143,12 @@ mod tests {
     impl VmFirmware for TestVm {
         fn psci_version(&self) -> psci::Version {
             psci::Version::V1_1
+        }
+        fn cpu_on(&self, _: u64, _: u64, _: u64) -> i64 {
+            0
+        }
+        fn affinity_info(&self, _: u64, _: u64) -> i64 {
+            1
         }
     }
 

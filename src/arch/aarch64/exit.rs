@@ -15,10 +15,41 @@ pub enum Exit {
     DataAbort { ipa: u64, va: Option<u64>, syndrome: DataAbort },
     /// An instruction fetch from an IPA that stage 2 does not map.
     InstructionAbort { ipa: u64, va: u64 },
+    /// A trapped system-register access (MSR/MRS).
+    SysReg { reg: SysRegId, write: bool, rt: usize },
     /// A physical interrupt arrived while the guest ran.
     Interrupt,
     /// Anything else: reported to the guest as an undefined instruction.
     Unhandled { esr: Esr },
+}
+
+/// A system register by its encoding (Op0, Op1, CRn, CRm, Op2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysRegId {
+    pub op0: u8,
+    pub op1: u8,
+    pub crn: u8,
+    pub crm: u8,
+    pub op2: u8,
+}
+
+/// ICC_SGI1R_EL1 (S3_0_C12_C11_5): a GICv3 guest sends group-1 SGIs through it, and it
+/// traps to EL2 while HCR_EL2.IMO is set (IHI 0069H §12.2.23).
+pub const ICC_SGI1R_EL1: SysRegId = SysRegId { op0: 3, op1: 0, crn: 12, crm: 11, op2: 5 };
+/// ICC_ASGI1R_EL1 (S3_1_C12_C11_6) and ICC_SGI0R_EL1 (S3_2_C12_C11_7): the other SGI
+/// generation registers, which trap likewise.
+pub const ICC_ASGI1R_EL1: SysRegId = SysRegId { op0: 3, op1: 1, crn: 12, crm: 11, op2: 6 };
+pub const ICC_SGI0R_EL1: SysRegId = SysRegId { op0: 3, op1: 2, crn: 12, crm: 11, op2: 7 };
+
+/// Decodes the ISS of a trapped MSR/MRS (Arm ARM D24.2.40, EC 0x18): Op0 [21:20],
+/// Op2 [19:17], Op1 [16:14], CRn [13:10], Rt [9:5], CRm [4:1], Direction [0] (1 = read).
+fn sysreg(iss: u32) -> Exit {
+    let field = |shift: u32, bits: u32| ((iss >> shift) & ((1 << bits) - 1)) as u8;
+    Exit::SysReg {
+        reg: SysRegId { op0: field(20, 2), op1: field(14, 3), crn: field(10, 4), crm: field(1, 4), op2: field(17, 3) },
+        write: iss & 1 == 0,
+        rt: field(5, 5) as usize,
+    }
 }
 
 /// HPFAR_EL2.FIPA holds IPA bits [51:12] in bits [43:4] (Arm ARM D24.2.66).
@@ -38,6 +69,7 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
             Exit::DataAbort { ipa: ipa_from_hpfar(hpfar, far), va, syndrome }
         }
         ExceptionClass::InstructionAbortLower => Exit::InstructionAbort { ipa: ipa_from_hpfar(hpfar, far), va: far },
+        ExceptionClass::SysReg64 => sysreg(esr.iss()),
         _ => Exit::Unhandled { esr },
     }
 }
@@ -69,6 +101,14 @@ mod tests {
     fn wfe_is_told_from_wfi() {
         assert_eq!(classify_sync(Esr((0x01 << 26) | 1), 0, 0), Exit::WaitFor { wfe: true });
         assert_eq!(classify_sync(Esr(0x01 << 26), 0, 0), Exit::WaitFor { wfe: false });
+    }
+
+    #[test]
+    fn decodes_an_icc_sgi1r_write() {
+        // msr ICC_SGI1R_EL1, x3: Op0 3, Op2 5, Op1 0, CRn 12, Rt 3, CRm 11, write
+        let iss = (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
+        let exit = classify_sync(Esr((0x18 << 26) | (1 << 25) | iss), 0, 0);
+        assert_eq!(exit, Exit::SysReg { reg: ICC_SGI1R_EL1, write: true, rt: 3 });
     }
 
     #[test]

@@ -11,7 +11,15 @@ pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod firmware;
 #[cfg(target_os = "none")]
+pub mod gic;
+#[cfg(target_os = "none")]
+pub mod gicv2;
+#[cfg(target_os = "none")]
+pub mod gicv3;
+#[cfg(target_os = "none")]
 pub mod inject;
+#[cfg(target_os = "none")]
+pub mod mmio;
 #[cfg(target_os = "none")]
 pub mod mmu;
 #[cfg(target_os = "none")]

@@ -1,0 +1,234 @@
+//! The machine's GIC, whichever version the device tree names: one interface over
+//! [`GicV2`] and [`GicV3`] for the rest of Cairn, and the [`HwBacking`] through which the
+//! virtual GIC forwards the guest's settings for interrupts a real device raises.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::boot::MAX_CPUS;
+use super::gicv2::GicV2;
+use super::gicv3::GicV3;
+use crate::dt::{GicVersion, Machine};
+use crate::vgic::dist::{HwBacking, Version, PRIVATE_IRQS};
+use crate::vgic::lr::ListReg;
+
+/// Physical SGI Cairn sends to make another CPU leave its guest and look at its pending
+/// virtual interrupts or power state.
+pub const SGI_KICK: u32 = 0;
+/// The GIC maintenance interrupt: PPI 9, INTID 25, as the Arm Base System Architecture
+/// recommends and QEMU virt and the Raspberry Pi 4 wire it.
+pub const MAINTENANCE_IRQ: u32 = 25;
+/// Private interrupts a guest owns: the PMU (PPI 7, INTID 23), the EL1 virtual timer
+/// (PPI 11, INTID 27) and the EL1 physical timer (PPI 14, INTID 30), per the Arm Base
+/// System Architecture's PPI assignments.
+pub const GUEST_PPIS: [u32; 3] = [23, 27, 30];
+/// INTIDs 1020-1023 are special (IHI 0069H §2.2.1): 1023 means nothing is pending.
+const FIRST_SPECIAL_INTID: u32 = 1020;
+
+pub enum Gic {
+    V2(GicV2),
+    V3(GicV3),
+}
+
+static GIC: spin::Once<Gic> = spin::Once::new();
+/// Logical CPU -> MPIDR affinity, for GICv3 SGIs and SPI routing.
+static AFFINITY: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Sets up the distributor from the boot CPU. `cpus` are the MPIDRs by logical number.
+pub fn init(m: &Machine<'_>, cpus: &[u64]) -> Result<(), &'static str> {
+    let info = m.gic.as_ref().ok_or("the device tree has no GIC")?;
+    for (i, &mpidr) in cpus.iter().enumerate().take(MAX_CPUS) {
+        AFFINITY[i].store(mpidr, Ordering::Release);
+    }
+    let region = |n: usize| info.regions.get(n).copied().ok_or("the GIC node lacks a register frame");
+    let gic = match info.version {
+        GicVersion::V3 => {
+            let (d, r) = (region(0)?, region(1)?);
+            let gic = GicV3::new(d.base as usize, r.base as usize, r.size as usize);
+            gic.init_distributor(cpus[0]);
+            Gic::V3(gic)
+        }
+        GicVersion::V2 => {
+            let (d, c, h) = (region(0)?, region(1)?, region(2)?);
+            let gic = GicV2::new(d.base as usize, c.base as usize, h.base as usize);
+            gic.init_distributor();
+            Gic::V2(gic)
+        }
+    };
+    GIC.call_once(|| gic);
+    Ok(())
+}
+
+pub fn get() -> Option<&'static Gic> {
+    GIC.get()
+}
+
+/// Sets up this CPU's interface to the GIC; Cairn takes the kick SGI and the maintenance
+/// interrupt itself.
+pub fn init_cpu(cpu: usize) -> bool {
+    let private = [SGI_KICK, MAINTENANCE_IRQ];
+    match get() {
+        Some(Gic::V3(g)) => g.init_cpu(cpu, AFFINITY[cpu].load(Ordering::Acquire), &private),
+        Some(Gic::V2(g)) => {
+            g.init_cpu(cpu, &private);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether `intid` is a physical interrupt that belongs to the guest: every SPI (devices
+/// are passed through) and the guest's PPIs.
+pub fn is_guest_interrupt(intid: u32) -> bool {
+    intid >= PRIVATE_IRQS || GUEST_PPIS.contains(&intid)
+}
+
+impl Gic {
+    pub fn version(&self) -> Version {
+        match self {
+            Gic::V2(_) => Version::V2,
+            Gic::V3(_) => Version::V3,
+        }
+    }
+
+    pub fn nr_irqs(&self) -> u32 {
+        match self {
+            Gic::V2(g) => g.nr_irqs(),
+            Gic::V3(g) => g.nr_irqs(),
+        }
+    }
+
+    /// The highest-priority pending interrupt, acknowledged; None when nothing is pending.
+    pub fn ack(&self) -> Option<u32> {
+        let intid = match self {
+            Gic::V2(g) => g.ack(),
+            Gic::V3(g) => g.ack(),
+        };
+        (intid < FIRST_SPECIAL_INTID).then_some(intid)
+    }
+
+    /// Priority drop only: the interrupt stays active until [`Gic::deactivate`] or, for a
+    /// forwarded one, the guest's EOI.
+    pub fn eoi(&self, intid: u32) {
+        match self {
+            Gic::V2(g) => g.eoi(intid),
+            Gic::V3(g) => g.eoi(intid),
+        }
+    }
+
+    pub fn deactivate(&self, intid: u32) {
+        match self {
+            Gic::V2(g) => g.deactivate(intid),
+            Gic::V3(g) => g.deactivate(intid),
+        }
+    }
+
+    /// Interrupts logical CPU `cpu` with the kick SGI.
+    pub fn kick(&self, cpu: usize) {
+        match self {
+            Gic::V2(g) => g.send_sgi(cpu, SGI_KICK),
+            Gic::V3(g) => g.send_sgi(AFFINITY[cpu].load(Ordering::Acquire), SGI_KICK),
+        }
+    }
+
+    pub fn list_registers(&self) -> usize {
+        match self {
+            Gic::V2(g) => g.list_registers(),
+            Gic::V3(g) => g.list_registers(),
+        }
+    }
+
+    /// Bit n set: list register n is free.
+    pub fn empty_lrs(&self) -> u64 {
+        match self {
+            Gic::V2(g) => g.empty_lrs(),
+            Gic::V3(g) => g.empty_lrs(),
+        }
+    }
+
+    pub fn set_underflow_interrupt(&self, on: bool) {
+        match self {
+            Gic::V2(g) => g.set_underflow_interrupt(on),
+            Gic::V3(g) => g.set_underflow_interrupt(on),
+        }
+    }
+
+    pub fn read_lr(&self, n: usize) -> ListReg {
+        match self {
+            Gic::V2(g) => ListReg::from_v2(g.read_lr(n)),
+            Gic::V3(g) => ListReg::from_v3(g.read_lr(n)),
+        }
+    }
+
+    pub fn write_lr(&self, n: usize, lr: &ListReg) {
+        match self {
+            Gic::V2(g) => g.write_lr(n, lr.to_v2()),
+            Gic::V3(g) => g.write_lr(n, lr.to_v3()),
+        }
+    }
+
+    /// Empties every list register (a vCPU going off or being reset).
+    pub fn clear_lrs(&self) {
+        for n in 0..self.list_registers() {
+            self.write_lr(n, &ListReg::empty());
+        }
+        self.set_underflow_interrupt(false);
+    }
+}
+
+/// Forwarding for the virtual GIC. vCPU n runs on logical CPU n.
+pub struct PhysicalBacking<'a>(pub &'a Gic);
+
+impl HwBacking for PhysicalBacking<'_> {
+    fn is_hw(&self, intid: u32) -> bool {
+        is_guest_interrupt(intid) && intid < self.0.nr_irqs()
+    }
+
+    fn set_enabled(&mut self, vcpu: usize, intid: u32, enabled: bool) {
+        match self.0 {
+            Gic::V2(g) => g.set_enabled(intid, enabled),
+            Gic::V3(g) => g.set_enabled(vcpu, intid, enabled),
+        }
+    }
+
+    fn set_pending(&mut self, vcpu: usize, intid: u32, pending: bool) {
+        match self.0 {
+            Gic::V2(g) => g.set_pending(intid, pending),
+            Gic::V3(g) => g.set_pending(vcpu, intid, pending),
+        }
+    }
+
+    fn pending(&self, vcpu: usize, intid: u32) -> bool {
+        match self.0 {
+            Gic::V2(g) => g.pending(intid),
+            Gic::V3(g) => g.pending(vcpu, intid),
+        }
+    }
+
+    fn set_active(&mut self, vcpu: usize, intid: u32, active: bool) {
+        match self.0 {
+            Gic::V2(g) => g.set_active(intid, active),
+            Gic::V3(g) => g.set_active(vcpu, intid, active),
+        }
+    }
+
+    fn active(&self, vcpu: usize, intid: u32) -> bool {
+        match self.0 {
+            Gic::V2(g) => g.active(intid),
+            Gic::V3(g) => g.active(vcpu, intid),
+        }
+    }
+
+    fn set_edge_triggered(&mut self, intid: u32, edge: bool) {
+        match self.0 {
+            Gic::V2(g) => g.set_edge_triggered(intid, edge),
+            Gic::V3(g) => g.set_edge_triggered(intid, edge),
+        }
+    }
+
+    fn route(&mut self, intid: u32, vcpu: usize) {
+        match self.0 {
+            Gic::V2(g) => g.route(intid, vcpu),
+            Gic::V3(g) => g.route(intid, AFFINITY[vcpu.min(MAX_CPUS - 1)].load(Ordering::Acquire)),
+        }
+    }
+}

@@ -1,0 +1,907 @@
+//! The virtual distributor (and, for GICv3, redistributors) a VM sees: the register
+//! interface of the GIC architecture over a per-VM interrupt state. Pure logic: interrupts
+//! backed by a physical interrupt are forwarded through [`HwBacking`], so the whole register
+//! model is unit-tested on the host against a fake.
+//!
+//! Register maps: GICv3 distributor Arm IHI 0069H §12.9, redistributor §12.10-12.11;
+//! GICv2 distributor Arm IHI 0048B §4.3.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// INTIDs 0-15 are SGIs, 16-31 PPIs, 32 and up SPIs (IHI 0069H §2.2.1).
+pub const SGIS: u32 = 16;
+pub const PRIVATE_IRQS: u32 = 32;
+/// The largest SPI INTID plus one a GIC can have (IHI 0069H §2.2.1).
+pub const MAX_IRQS: u32 = 1020;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    V2,
+    V3,
+}
+
+/// What the physical GIC does for interrupts that a device or the CPU really raises.
+pub trait HwBacking {
+    /// Whether `intid` is a physical interrupt the guest owns (forwarded, HW bit in LRs).
+    fn is_hw(&self, intid: u32) -> bool;
+    fn set_enabled(&mut self, vcpu: usize, intid: u32, enabled: bool);
+    fn set_pending(&mut self, vcpu: usize, intid: u32, pending: bool);
+    fn pending(&self, vcpu: usize, intid: u32) -> bool;
+    fn set_active(&mut self, vcpu: usize, intid: u32, active: bool);
+    fn active(&self, vcpu: usize, intid: u32) -> bool;
+    fn set_edge_triggered(&mut self, intid: u32, edge: bool);
+    /// Routes the SPI `intid` to the physical CPU that runs `vcpu`.
+    fn route(&mut self, intid: u32, vcpu: usize);
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Irq {
+    enabled: bool,
+    pending: bool,
+    active: bool,
+    priority: u8,
+    edge: bool,
+    group1: bool,
+}
+
+/// A vCPU's private interrupts (SGIs and PPIs) and redistributor state.
+#[derive(Clone, Debug)]
+struct Private {
+    irqs: [Irq; PRIVATE_IRQS as usize],
+    /// GICv2: which CPUs each pending SGI came from (GICD_SPENDSGIR).
+    sgi_sources: [u8; SGIS as usize],
+    /// GICR_WAKER.ProcessorSleep.
+    asleep: bool,
+}
+
+impl Private {
+    fn new() -> Self {
+        let mut irqs = [Irq::default(); PRIVATE_IRQS as usize];
+        for sgi in irqs.iter_mut().take(SGIS as usize) {
+            sgi.edge = true; // SGIs are always edge-triggered (IHI 0069H §12.9.9)
+        }
+        Private { irqs, sgi_sources: [0; SGIS as usize], asleep: true }
+    }
+}
+
+/// A virtual interrupt ready to go into a list register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub intid: u32,
+    pub priority: u8,
+    pub group1: bool,
+    /// GICv2 SGIs: the sending vCPU.
+    pub source: u8,
+}
+
+/// Priority bits the virtual CPU interface implements (5, as ICH_VTR_EL2.PRIbits on the
+/// CPUs Cairn targets and GICv2's GICH_LR): the low three bits read as zero.
+const PRIORITY_MASK: u8 = 0xF8;
+
+// GICD_CTLR bits. GICv3 with a single security state (DS = 1, as KVM presents it):
+// EnableGrp0 (0), EnableGrp1 (1), ARE (4) RAO, DS (6) RAO. GICv2: Enable (0).
+const CTLR_ENABLE_GRP0: u32 = 1 << 0;
+const CTLR_ENABLE_GRP1: u32 = 1 << 1;
+const CTLR_ARE: u32 = 1 << 4;
+const CTLR_DS: u32 = 1 << 6;
+
+// Distributor offsets shared by GICv2 and GICv3.
+const GICD_CTLR: u64 = 0x0000;
+const GICD_TYPER: u64 = 0x0004;
+const GICD_IIDR: u64 = 0x0008;
+const GICD_TYPER2: u64 = 0x000C;
+const GICD_IGROUPR: u64 = 0x0080;
+const GICD_ISENABLER: u64 = 0x0100;
+const GICD_ICENABLER: u64 = 0x0180;
+const GICD_ISPENDR: u64 = 0x0200;
+const GICD_ICPENDR: u64 = 0x0280;
+const GICD_ISACTIVER: u64 = 0x0300;
+const GICD_ICACTIVER: u64 = 0x0380;
+const GICD_IPRIORITYR: u64 = 0x0400;
+const GICD_ITARGETSR: u64 = 0x0800;
+const GICD_ICFGR: u64 = 0x0C00;
+const GICD_SGIR: u64 = 0x0F00;
+const GICD_CPENDSGIR: u64 = 0x0F10;
+const GICD_SPENDSGIR: u64 = 0x0F20;
+const GICD_IROUTER: u64 = 0x6000;
+const GICD_IROUTER_END: u64 = 0x7FE0;
+/// Peripheral ID2: ArchRev in bits [7:4]. Linux refuses a GICv3 whose ArchRev is not 3/4.
+const GICV3_PIDR2: u64 = 0xFFE8;
+const GICV2_PIDR2: u64 = 0x0FE8;
+const PIDR2_ARCHREV_SHIFT: u32 = 4;
+
+// Redistributor frames (GICv3): RD_base, then SGI_base 64 KiB above it.
+pub const GICR_FRAME_SIZE: u64 = 0x2_0000;
+const GICR_SGI_BASE: u64 = 0x1_0000;
+const GICR_CTLR: u64 = 0x0000;
+const GICR_IIDR: u64 = 0x0004;
+const GICR_TYPER: u64 = 0x0008;
+const GICR_WAKER: u64 = 0x0014;
+const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+const GICR_TYPER_LAST: u64 = 1 << 4;
+const GICR_TYPER_PROCESSOR_SHIFT: u32 = 8;
+const GICR_TYPER_AFFINITY_SHIFT: u32 = 32;
+
+/// GICD_TYPER fields: ITLinesNumber [4:0], CPUNumber [7:5], IDbits [23:19] (v3),
+/// No1N [25] (v3: no 1-of-N SPI routing).
+const TYPER_CPUS_SHIFT: u32 = 5;
+const TYPER_IDBITS_10: u32 = 9 << 19;
+const TYPER_NO1N: u32 = 1 << 25;
+/// IIDR: ProductID 'C' (Cairn) in [31:24], implementer JEP106 0x43B (Arm).
+const IIDR: u32 = (b'C' as u32) << 24 | 0x43B;
+
+/// GICD_IROUTER.Interrupt_Routing_Mode and the affinity fields it holds.
+const IROUTER_IRM: u64 = 1 << 31;
+const IROUTER_AFFINITY_MASK: u64 = 0xFF_00FF_FFFF;
+
+/// GICD_SGIR fields (GICv2, IHI 0048B §4.3.15).
+const SGIR_FILTER_SHIFT: u32 = 24;
+const SGIR_TARGETS_SHIFT: u32 = 16;
+const SGIR_INTID_MASK: u32 = 0xF;
+const SGIR_FILTER_LIST: u32 = 0;
+const SGIR_FILTER_OTHERS: u32 = 1;
+const SGIR_FILTER_SELF: u32 = 2;
+
+/// ICC_SGI1R_EL1 fields (IHI 0069H §12.2.23).
+const SGI1R_TARGET_LIST_MASK: u64 = 0xFFFF;
+const SGI1R_AFF1_SHIFT: u32 = 16;
+const SGI1R_INTID_SHIFT: u32 = 24;
+const SGI1R_AFF2_SHIFT: u32 = 32;
+const SGI1R_IRM: u64 = 1 << 40;
+const SGI1R_RS_SHIFT: u32 = 44;
+const SGI1R_AFF3_SHIFT: u32 = 48;
+
+/// A set of vCPUs (bit n = vCPU n) that have something new to deliver.
+pub type VcpuSet = u64;
+
+/// The state of one VM's virtual GIC.
+pub struct VGic {
+    version: Version,
+    ctlr: u32,
+    spis: Vec<Irq>,
+    /// GICv3 GICD_IROUTER values, GICv2 GICD_ITARGETSR masks, per SPI.
+    spi_route: Vec<u64>,
+    private: Vec<Private>,
+    mpidrs: Vec<u64>,
+}
+
+impl VGic {
+    /// A GIC with `nr_irqs` INTIDs (32 private plus the SPIs, as the physical GIC has) for
+    /// vCPUs with the given MPIDR affinities.
+    pub fn new(version: Version, nr_irqs: u32, mpidrs: &[u64]) -> Self {
+        let spis = nr_irqs.clamp(PRIVATE_IRQS, MAX_IRQS) - PRIVATE_IRQS;
+        VGic {
+            version,
+            ctlr: 0,
+            spis: vec![Irq::default(); spis as usize],
+            spi_route: vec![0; spis as usize],
+            private: vec![Private::new(); mpidrs.len()],
+            mpidrs: mpidrs.to_vec(),
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn nr_irqs(&self) -> u32 {
+        PRIVATE_IRQS + self.spis.len() as u32
+    }
+
+    pub fn vcpus(&self) -> usize {
+        self.private.len()
+    }
+
+    /// Back to the reset state (a VM reset): everything disabled and idle.
+    pub fn reset(&mut self, hw: &mut dyn HwBacking) {
+        for intid in PRIVATE_IRQS..self.nr_irqs() {
+            if hw.is_hw(intid) {
+                hw.set_enabled(0, intid, false);
+            }
+        }
+        *self = VGic::new(self.version, self.nr_irqs(), &self.mpidrs.clone());
+    }
+
+    fn irq(&self, vcpu: usize, intid: u32) -> Option<&Irq> {
+        if intid < PRIVATE_IRQS {
+            self.private.get(vcpu)?.irqs.get(intid as usize)
+        } else {
+            self.spis.get((intid - PRIVATE_IRQS) as usize)
+        }
+    }
+
+    fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
+        if intid < PRIVATE_IRQS {
+            self.private.get_mut(vcpu)?.irqs.get_mut(intid as usize)
+        } else {
+            self.spis.get_mut((intid - PRIVATE_IRQS) as usize)
+        }
+    }
+
+    fn group_enabled(&self, group1: bool) -> bool {
+        match self.version {
+            Version::V2 => self.ctlr & CTLR_ENABLE_GRP0 != 0,
+            Version::V3 => self.ctlr & if group1 { CTLR_ENABLE_GRP1 } else { CTLR_ENABLE_GRP0 } != 0,
+        }
+    }
+
+    fn deliverable(&self, irq: &Irq) -> bool {
+        irq.pending && irq.enabled && self.group_enabled(irq.group1)
+    }
+
+    /// The priority the guest gave `intid` (for list registers of forwarded interrupts).
+    pub fn priority(&self, vcpu: usize, intid: u32) -> u8 {
+        self.irq(vcpu, intid).map_or(0, |i| i.priority)
+    }
+
+    pub fn group1(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid).is_some_and(|i| i.group1)
+    }
+
+    /// Whether a forwarded interrupt may be presented to `vcpu` now.
+    pub fn hw_deliverable(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid).is_some_and(|i| i.enabled && self.group_enabled(i.group1))
+    }
+
+    /// Moves every deliverable software interrupt of `vcpu` (SGIs, and PPIs/SPIs made
+    /// pending by the guest that no hardware backs) into `out`, clearing its pending state:
+    /// from here the list registers own it. Returns how many were taken.
+    pub fn take_pending(&mut self, vcpu: usize, out: &mut [Pending]) -> usize {
+        let mut n = 0;
+        let Some(private) = self.private.get(vcpu) else { return 0 };
+        let mut taken: [(u32, u8); PRIVATE_IRQS as usize] = [(0, 0); PRIVATE_IRQS as usize];
+        for intid in 0..PRIVATE_IRQS {
+            let irq = &private.irqs[intid as usize];
+            if n == out.len() || !self.deliverable(irq) {
+                continue;
+            }
+            let sources =
+                if self.version == Version::V2 && intid < SGIS { private.sgi_sources[intid as usize] } else { 1 };
+            // A GICv2 SGI pending from several sources is one list-register entry each;
+            // take the lowest source now, the others on a later flush.
+            let source = sources.trailing_zeros().min(7) as u8;
+            out[n] = Pending { intid, priority: irq.priority, group1: irq.group1, source };
+            taken[n] = (intid, source);
+            n += 1;
+        }
+        let private = &mut self.private[vcpu];
+        for &(intid, source) in &taken[..n] {
+            if self.version == Version::V2 && intid < SGIS {
+                private.sgi_sources[intid as usize] &= !(1 << source);
+                private.irqs[intid as usize].pending = private.sgi_sources[intid as usize] != 0;
+            } else {
+                private.irqs[intid as usize].pending = false;
+            }
+        }
+        n
+    }
+
+    /// Gives a software interrupt back (a list register was reclaimed for a higher
+    /// priority one).
+    pub fn requeue(&mut self, vcpu: usize, p: &Pending) {
+        let v2 = self.version == Version::V2;
+        if let Some(private) = self.private.get_mut(vcpu) {
+            if let Some(irq) = private.irqs.get_mut(p.intid as usize) {
+                irq.pending = true;
+                if v2 && p.intid < SGIS {
+                    private.sgi_sources[p.intid as usize] |= 1 << p.source;
+                }
+            }
+        }
+    }
+
+    /// Whether `vcpu` has a software interrupt waiting that `take_pending` would return.
+    pub fn has_pending(&self, vcpu: usize) -> bool {
+        self.private.get(vcpu).is_some_and(|p| p.irqs.iter().any(|i| self.deliverable(i)))
+    }
+
+    /// Makes SGI `sgi` pending on `target`, sent by `source`. Returns whether it is
+    /// deliverable now.
+    pub fn raise_sgi(&mut self, target: usize, sgi: u32, source: usize) -> bool {
+        let Some(private) = self.private.get_mut(target) else { return false };
+        let Some(irq) = private.irqs.get_mut(sgi as usize) else { return false };
+        irq.pending = true;
+        private.sgi_sources[sgi as usize] |= 1 << (source.min(7));
+        let irq = private.irqs[sgi as usize];
+        self.deliverable(&irq)
+    }
+
+    fn vcpu_by_affinity(&self, affinity: u64) -> Option<usize> {
+        self.mpidrs.iter().position(|&m| m & IROUTER_AFFINITY_MASK == affinity & IROUTER_AFFINITY_MASK)
+    }
+
+    /// A GICv3 guest's write to ICC_SGI1R_EL1 (trapped): the SGI goes to every vCPU the
+    /// value names (IHI 0069H §12.2.23). Returns the vCPUs to kick.
+    pub fn write_sgi1r(&mut self, sender: usize, value: u64) -> VcpuSet {
+        let sgi = ((value >> SGI1R_INTID_SHIFT) & 0xF) as u32;
+        let mut kick = 0;
+        if value & SGI1R_IRM != 0 {
+            for target in (0..self.vcpus()).filter(|&t| t != sender) {
+                if self.raise_sgi(target, sgi, sender) {
+                    kick |= 1 << target;
+                }
+            }
+            return kick;
+        }
+        let aff3 = (value >> SGI1R_AFF3_SHIFT) & 0xFF;
+        let aff2 = (value >> SGI1R_AFF2_SHIFT) & 0xFF;
+        let aff1 = (value >> SGI1R_AFF1_SHIFT) & 0xFF;
+        let range = (value >> SGI1R_RS_SHIFT) & 0xF;
+        let list = value & SGI1R_TARGET_LIST_MASK;
+        for bit in (0..16).filter(|b| list & (1 << b) != 0) {
+            let aff0 = range * 16 + bit;
+            let affinity = (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | aff0;
+            if let Some(target) = self.vcpu_by_affinity(affinity) {
+                if self.raise_sgi(target, sgi, sender) {
+                    kick |= 1 << target;
+                }
+            }
+        }
+        kick
+    }
+
+    /// A guest access to the distributor frame, as vCPU `vcpu`. Returns the value read
+    /// (0 for writes) and the vCPUs whose pending state may have changed.
+    pub fn dist_access(
+        &mut self,
+        vcpu: usize,
+        offset: u64,
+        size: usize,
+        write: Option<u64>,
+        hw: &mut dyn HwBacking,
+    ) -> (u64, VcpuSet) {
+        match offset {
+            GICD_CTLR => {
+                if let Some(v) = write {
+                    self.ctlr = v as u32 & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1);
+                    return (0, self.all_vcpus());
+                }
+                let ro = if self.version == Version::V3 { CTLR_ARE | CTLR_DS } else { 0 };
+                (u64::from(self.ctlr | ro), 0)
+            }
+            GICD_TYPER => (u64::from(self.typer()), 0),
+            GICD_IIDR => (u64::from(IIDR), 0),
+            GICD_TYPER2 => (0, 0),
+            GICD_IGROUPR..GICD_ISENABLER => self.bits(vcpu, offset - GICD_IGROUPR, BitReg::Group, write, hw),
+            GICD_ISENABLER..GICD_ICENABLER => self.bits(vcpu, offset - GICD_ISENABLER, BitReg::SetEnable, write, hw),
+            GICD_ICENABLER..GICD_ISPENDR => self.bits(vcpu, offset - GICD_ICENABLER, BitReg::ClearEnable, write, hw),
+            GICD_ISPENDR..GICD_ICPENDR => self.bits(vcpu, offset - GICD_ISPENDR, BitReg::SetPending, write, hw),
+            GICD_ICPENDR..GICD_ISACTIVER => self.bits(vcpu, offset - GICD_ICPENDR, BitReg::ClearPending, write, hw),
+            GICD_ISACTIVER..GICD_ICACTIVER => self.bits(vcpu, offset - GICD_ISACTIVER, BitReg::SetActive, write, hw),
+            GICD_ICACTIVER..GICD_IPRIORITYR => self.bits(vcpu, offset - GICD_ICACTIVER, BitReg::ClearActive, write, hw),
+            GICD_IPRIORITYR..GICD_ITARGETSR => {
+                (self.priorities(vcpu, (offset - GICD_IPRIORITYR) as u32, size, write, self.version == Version::V3), 0)
+            }
+            GICD_ITARGETSR..GICD_ICFGR if self.version == Version::V2 => {
+                (self.targets_v2(vcpu, (offset - GICD_ITARGETSR) as u32, size, write, hw), 0)
+            }
+            GICD_ICFGR..0x0D00 => (self.config(vcpu, (offset - GICD_ICFGR) as u32, write, hw), 0),
+            GICD_SGIR if self.version == Version::V2 => (0, write.map_or(0, |v| self.write_sgir(vcpu, v as u32))),
+            GICD_CPENDSGIR..0x0F30 if self.version == Version::V2 => {
+                self.sgi_sources_v2(vcpu, offset - GICD_CPENDSGIR, size, write)
+            }
+            GICD_IROUTER..=GICD_IROUTER_END if self.version == Version::V3 => {
+                (self.irouter(offset - GICD_IROUTER, size, write, hw), 0)
+            }
+            GICV3_PIDR2 if self.version == Version::V3 => (3 << PIDR2_ARCHREV_SHIFT, 0),
+            GICV2_PIDR2 if self.version == Version::V2 => (2 << PIDR2_ARCHREV_SHIFT, 0),
+            _ => (0, 0), // reserved or unimplemented: RAZ/WI (IHI 0069H §12.1.3)
+        }
+    }
+
+    /// A guest access to a GICv3 redistributor region, `offset` from its base: frame n
+    /// belongs to vCPU n.
+    pub fn redist_access(
+        &mut self,
+        offset: u64,
+        size: usize,
+        write: Option<u64>,
+        hw: &mut dyn HwBacking,
+    ) -> (u64, VcpuSet) {
+        let vcpu = (offset / GICR_FRAME_SIZE) as usize;
+        if vcpu >= self.vcpus() {
+            return (0, 0);
+        }
+        let offset = offset % GICR_FRAME_SIZE;
+        if offset >= GICR_SGI_BASE {
+            let reg = offset - GICR_SGI_BASE;
+            // SGI_base has the distributor's layout for INTIDs 0-31.
+            return match reg {
+                GICD_IGROUPR..GICD_IPRIORITYR if (reg & 0x7F) < 4 => self.private_bits(vcpu, reg, write, hw),
+                GICD_IPRIORITYR..0x0420 => {
+                    (self.priorities(vcpu, (reg - GICD_IPRIORITYR) as u32, size, write, false), 0)
+                }
+                GICD_ICFGR..0x0C08 => (self.config(vcpu, (reg - GICD_ICFGR) as u32, write, hw), 0),
+                _ => (0, 0),
+            };
+        }
+        match offset {
+            GICR_CTLR => (0, 0),
+            GICR_IIDR => (u64::from(IIDR), 0),
+            GICR_TYPER => {
+                let typer = self.gicr_typer(vcpu);
+                (if size == 4 { typer & 0xFFFF_FFFF } else { typer }, 0)
+            }
+            o if o == GICR_TYPER + 4 => (self.gicr_typer(vcpu) >> 32, 0),
+            GICR_WAKER => {
+                let p = &mut self.private[vcpu];
+                if let Some(v) = write {
+                    p.asleep = v as u32 & GICR_WAKER_PROCESSOR_SLEEP != 0;
+                    return (0, 0);
+                }
+                let bits = if p.asleep { GICR_WAKER_PROCESSOR_SLEEP | GICR_WAKER_CHILDREN_ASLEEP } else { 0 };
+                (u64::from(bits), 0)
+            }
+            GICV3_PIDR2 => (3 << PIDR2_ARCHREV_SHIFT, 0),
+            _ => (0, 0),
+        }
+    }
+
+    fn all_vcpus(&self) -> VcpuSet {
+        if self.vcpus() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.vcpus()) - 1
+        }
+    }
+
+    fn typer(&self) -> u32 {
+        let lines = self.nr_irqs() / 32 - 1;
+        let cpus = (self.vcpus().clamp(1, 8) as u32 - 1) << TYPER_CPUS_SHIFT;
+        match self.version {
+            Version::V2 => lines | cpus,
+            Version::V3 => lines | cpus | TYPER_IDBITS_10 | TYPER_NO1N,
+        }
+    }
+
+    fn gicr_typer(&self, vcpu: usize) -> u64 {
+        let m = self.mpidrs[vcpu];
+        // Affinity_Value is Aff3.Aff2.Aff1.Aff0 packed into 32 bits.
+        let affinity = ((m >> 32) & 0xFF) << 24 | (m & 0xFF_FFFF);
+        let last = if vcpu + 1 == self.vcpus() { GICR_TYPER_LAST } else { 0 };
+        (affinity << GICR_TYPER_AFFINITY_SHIFT) | ((vcpu as u64) << GICR_TYPER_PROCESSOR_SHIFT) | last
+    }
+
+    /// GICv3 distributor registers for INTIDs 0-31 are RAZ/WI with affinity routing on
+    /// (IHI 0069H §12.9): those live in the redistributors.
+    fn private_in_distributor(&self, intid: u32) -> bool {
+        intid < PRIVATE_IRQS && self.version == Version::V3
+    }
+
+    fn bits(
+        &mut self,
+        vcpu: usize,
+        rel: u64,
+        kind: BitReg,
+        write: Option<u64>,
+        hw: &mut dyn HwBacking,
+    ) -> (u64, VcpuSet) {
+        let first = (rel / 4) as u32 * 32;
+        if self.private_in_distributor(first) {
+            return (0, 0);
+        }
+        self.bit_register(vcpu, first, kind, write, hw)
+    }
+
+    fn private_bits(&mut self, vcpu: usize, reg: u64, write: Option<u64>, hw: &mut dyn HwBacking) -> (u64, VcpuSet) {
+        let kind = match reg & !0x7F {
+            GICD_IGROUPR => BitReg::Group,
+            GICD_ISENABLER => BitReg::SetEnable,
+            GICD_ICENABLER => BitReg::ClearEnable,
+            GICD_ISPENDR => BitReg::SetPending,
+            GICD_ICPENDR => BitReg::ClearPending,
+            GICD_ISACTIVER => BitReg::SetActive,
+            _ => BitReg::ClearActive,
+        };
+        self.bit_register(vcpu, 0, kind, write, hw)
+    }
+
+    /// One 32-bit one-bit-per-interrupt register covering INTIDs `first..first + 32`.
+    fn bit_register(
+        &mut self,
+        vcpu: usize,
+        first: u32,
+        kind: BitReg,
+        write: Option<u64>,
+        hw: &mut dyn HwBacking,
+    ) -> (u64, VcpuSet) {
+        let mut value = 0u64;
+        let mut kick = 0;
+        for bit in 0..32 {
+            let intid = first + bit;
+            let is_hw = hw.is_hw(intid);
+            let target = self.delivery_vcpu(vcpu, intid);
+            let Some(irq) = self.irq_mut(vcpu, intid) else { break };
+            match write {
+                None => {
+                    let set = match kind {
+                        BitReg::Group => irq.group1,
+                        BitReg::SetEnable | BitReg::ClearEnable => irq.enabled,
+                        BitReg::SetPending | BitReg::ClearPending => {
+                            if is_hw {
+                                hw.pending(vcpu, intid)
+                            } else {
+                                irq.pending
+                            }
+                        }
+                        BitReg::SetActive | BitReg::ClearActive => {
+                            if is_hw {
+                                hw.active(vcpu, intid)
+                            } else {
+                                irq.active
+                            }
+                        }
+                    };
+                    value |= u64::from(set) << bit;
+                }
+                Some(v) => {
+                    let one = v & (1 << bit) != 0;
+                    if kind == BitReg::Group {
+                        irq.group1 = one;
+                        kick |= 1 << target;
+                        continue;
+                    }
+                    if !one {
+                        continue;
+                    }
+                    match kind {
+                        BitReg::SetEnable | BitReg::ClearEnable => {
+                            irq.enabled = kind == BitReg::SetEnable;
+                            if is_hw {
+                                hw.set_enabled(vcpu, intid, irq.enabled);
+                            }
+                        }
+                        BitReg::SetPending | BitReg::ClearPending => {
+                            let pending = kind == BitReg::SetPending;
+                            if is_hw {
+                                hw.set_pending(vcpu, intid, pending);
+                            } else {
+                                irq.pending = pending;
+                            }
+                        }
+                        BitReg::SetActive | BitReg::ClearActive => {
+                            let active = kind == BitReg::SetActive;
+                            if is_hw {
+                                hw.set_active(vcpu, intid, active);
+                            } else {
+                                irq.active = active;
+                            }
+                        }
+                        BitReg::Group => {}
+                    }
+                    kick |= 1 << target;
+                }
+            }
+        }
+        (value, kick)
+    }
+
+    /// The vCPU an interrupt is delivered to: the owner of a private one, the routed
+    /// target of an SPI.
+    fn delivery_vcpu(&self, vcpu: usize, intid: u32) -> usize {
+        if intid < PRIVATE_IRQS {
+            return vcpu;
+        }
+        let route = self.spi_route.get((intid - PRIVATE_IRQS) as usize).copied().unwrap_or(0);
+        let target = match self.version {
+            Version::V3 if route & IROUTER_IRM == 0 => self.vcpu_by_affinity(route),
+            Version::V3 => None,
+            Version::V2 => Some(route.trailing_zeros() as usize),
+        };
+        target.filter(|&t| t < self.vcpus()).unwrap_or(0)
+    }
+
+    /// Byte-per-interrupt priorities: `rel` is the first INTID.
+    fn priorities(&mut self, vcpu: usize, rel: u32, size: usize, write: Option<u64>, private_raz: bool) -> u64 {
+        let mut value = 0;
+        for byte in 0..size.min(8) as u32 {
+            let intid = rel + byte;
+            if private_raz && intid < PRIVATE_IRQS {
+                continue;
+            }
+            let Some(irq) = self.irq_mut(vcpu, intid) else { break };
+            match write {
+                Some(v) => irq.priority = (v >> (8 * byte)) as u8 & PRIORITY_MASK,
+                None => value |= u64::from(irq.priority) << (8 * byte),
+            }
+        }
+        value
+    }
+
+    /// GICv2 GICD_ITARGETSR: the CPU mask of each SPI; for private interrupts, read-only,
+    /// the accessing vCPU's own bit (IHI 0048B §4.3.12).
+    fn targets_v2(&mut self, vcpu: usize, rel: u32, size: usize, write: Option<u64>, hw: &mut dyn HwBacking) -> u64 {
+        let mut value = 0;
+        let valid = self.all_vcpus() as u8;
+        for byte in 0..size.min(4) as u32 {
+            let intid = rel + byte;
+            if intid < PRIVATE_IRQS {
+                value |= (1u64 << vcpu.min(7)) << (8 * byte);
+                continue;
+            }
+            let Some(route) = self.spi_route.get_mut((intid - PRIVATE_IRQS) as usize) else { break };
+            match write {
+                Some(v) => {
+                    let mask = (v >> (8 * byte)) as u8 & valid;
+                    *route = u64::from(mask);
+                    if mask != 0 && hw.is_hw(intid) {
+                        hw.route(intid, mask.trailing_zeros() as usize);
+                    }
+                }
+                None => value |= *route << (8 * byte),
+            }
+        }
+        value
+    }
+
+    /// Two-bits-per-interrupt trigger configuration; bit 1 of each field set = edge.
+    fn config(&mut self, vcpu: usize, rel: u32, write: Option<u64>, hw: &mut dyn HwBacking) -> u64 {
+        let first = rel / 4 * 16;
+        if self.private_in_distributor(first) {
+            return 0;
+        }
+        let mut value = 0;
+        for i in 0..16 {
+            let intid = first + i;
+            let is_hw = hw.is_hw(intid);
+            let Some(irq) = self.irq_mut(vcpu, intid) else { break };
+            match write {
+                Some(v) if intid >= SGIS => {
+                    irq.edge = v & (0b10 << (2 * i)) != 0;
+                    if is_hw && intid >= PRIVATE_IRQS {
+                        hw.set_edge_triggered(intid, irq.edge);
+                    }
+                }
+                Some(_) => {}
+                None => value |= u64::from(irq.edge) << (2 * i + 1),
+            }
+        }
+        value
+    }
+
+    fn irouter(&mut self, rel: u64, size: usize, write: Option<u64>, hw: &mut dyn HwBacking) -> u64 {
+        // GICD_IROUTER<n> routes INTID n; the first SPI's is at 0x6100.
+        let intid = (rel / 8) as u32;
+        let high = rel % 8 >= 4;
+        let index = intid.wrapping_sub(PRIVATE_IRQS) as usize;
+        if intid < PRIVATE_IRQS || index >= self.spi_route.len() {
+            return 0;
+        }
+        let current = self.spi_route[index];
+        let Some(v) = write else {
+            return match (size, high) {
+                (8, _) => current,
+                (_, true) => current >> 32,
+                _ => current & 0xFFFF_FFFF,
+            };
+        };
+        let new = match (size, high) {
+            (8, _) => v,
+            (_, true) => (current & 0xFFFF_FFFF) | (v << 32),
+            _ => (current & !0xFFFF_FFFF) | (v & 0xFFFF_FFFF),
+        } & (IROUTER_AFFINITY_MASK | IROUTER_IRM);
+        self.spi_route[index] = new;
+        if hw.is_hw(intid) {
+            hw.route(intid, self.delivery_vcpu(0, intid));
+        }
+        0
+    }
+
+    fn write_sgir(&mut self, sender: usize, value: u32) -> VcpuSet {
+        let sgi = value & SGIR_INTID_MASK;
+        let targets: u64 = match (value >> SGIR_FILTER_SHIFT) & 0b11 {
+            SGIR_FILTER_LIST => u64::from((value >> SGIR_TARGETS_SHIFT) & 0xFF),
+            SGIR_FILTER_OTHERS => self.all_vcpus() & !(1 << sender),
+            SGIR_FILTER_SELF => 1 << sender,
+            _ => 0,
+        };
+        let mut kick = 0;
+        for target in (0..self.vcpus()).filter(|t| targets & (1 << t) != 0) {
+            if self.raise_sgi(target, sgi, sender) {
+                kick |= 1 << target;
+            }
+        }
+        kick
+    }
+
+    /// GICD_CPENDSGIR / GICD_SPENDSGIR: one byte of source bits per SGI.
+    fn sgi_sources_v2(&mut self, vcpu: usize, rel: u64, size: usize, write: Option<u64>) -> (u64, VcpuSet) {
+        let set = rel >= GICD_SPENDSGIR - GICD_CPENDSGIR;
+        let first = (rel % 0x10) as usize;
+        let Some(private) = self.private.get_mut(vcpu) else { return (0, 0) };
+        let mut value = 0;
+        for byte in 0..size.min(4) {
+            let sgi = first + byte;
+            if sgi >= SGIS as usize {
+                break;
+            }
+            match write {
+                None => value |= u64::from(private.sgi_sources[sgi]) << (8 * byte),
+                Some(v) => {
+                    let bits = (v >> (8 * byte)) as u8;
+                    if set {
+                        private.sgi_sources[sgi] |= bits;
+                    } else {
+                        private.sgi_sources[sgi] &= !bits;
+                    }
+                    private.irqs[sgi].pending = private.sgi_sources[sgi] != 0;
+                }
+            }
+        }
+        (value, if write.is_some() { 1 << vcpu } else { 0 })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BitReg {
+    Group,
+    SetEnable,
+    ClearEnable,
+    SetPending,
+    ClearPending,
+    SetActive,
+    ClearActive,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A physical GIC that records what was forwarded: SPIs and PPI 27 are hardware.
+    #[derive(Default)]
+    struct FakeHw {
+        enabled: Vec<(usize, u32, bool)>,
+        routes: Vec<(u32, usize)>,
+    }
+
+    impl HwBacking for FakeHw {
+        fn is_hw(&self, intid: u32) -> bool {
+            intid >= PRIVATE_IRQS || intid == 27
+        }
+        fn set_enabled(&mut self, vcpu: usize, intid: u32, enabled: bool) {
+            self.enabled.push((vcpu, intid, enabled));
+        }
+        fn set_pending(&mut self, _: usize, _: u32, _: bool) {}
+        fn pending(&self, _: usize, intid: u32) -> bool {
+            intid == 33
+        }
+        fn set_active(&mut self, _: usize, _: u32, _: bool) {}
+        fn active(&self, _: usize, _: u32) -> bool {
+            false
+        }
+        fn set_edge_triggered(&mut self, _: u32, _: bool) {}
+        fn route(&mut self, intid: u32, vcpu: usize) {
+            self.routes.push((intid, vcpu));
+        }
+    }
+
+    const MPIDRS: [u64; 4] = [0, 1, 2, 3];
+
+    fn v3() -> VGic {
+        VGic::new(Version::V3, 288, &MPIDRS)
+    }
+
+    fn read(g: &mut VGic, hw: &mut FakeHw, offset: u64) -> u64 {
+        g.dist_access(0, offset, 4, None, hw).0
+    }
+
+    #[test]
+    fn gicv3_identification_registers() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        assert_eq!(read(&mut g, &mut hw, GICV3_PIDR2) >> 4 & 0xF, 3);
+        let typer = read(&mut g, &mut hw, GICD_TYPER) as u32;
+        assert_eq!(typer & 0x1F, 288 / 32 - 1);
+        assert_eq!(typer >> 19 & 0x1F, 9);
+        assert_ne!(read(&mut g, &mut hw, GICD_CTLR) as u32 & CTLR_ARE, 0);
+    }
+
+    #[test]
+    fn redistributor_frames_describe_each_vcpu() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        for vcpu in 0..4u64 {
+            let base = vcpu * GICR_FRAME_SIZE;
+            let typer = g.redist_access(base + GICR_TYPER, 8, None, &mut hw).0;
+            assert_eq!(typer >> 32, vcpu);
+            assert_eq!(typer >> 8 & 0xFFFF, vcpu);
+            assert_eq!(typer & GICR_TYPER_LAST != 0, vcpu == 3);
+            assert_eq!(g.redist_access(base + GICV3_PIDR2, 4, None, &mut hw).0 >> 4, 3);
+        }
+        // Waking a redistributor clears ChildrenAsleep.
+        assert_ne!(g.redist_access(GICR_WAKER, 4, None, &mut hw).0, 0);
+        g.redist_access(GICR_WAKER, 4, Some(0), &mut hw);
+        assert_eq!(g.redist_access(GICR_WAKER, 4, None, &mut hw).0, 0);
+    }
+
+    #[test]
+    fn enabling_a_spi_forwards_to_hardware_and_private_bits_are_raz_in_the_distributor() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        g.dist_access(0, GICD_ISENABLER + 4, 4, Some(1 << 1), &mut hw);
+        assert_eq!(hw.enabled, [(0, 33, true)]);
+        assert_eq!(read(&mut g, &mut hw, GICD_ISENABLER + 4), 1 << 1);
+        assert_eq!(read(&mut g, &mut hw, GICD_ISPENDR + 4), 1 << 1, "hardware pending state");
+        g.dist_access(0, GICD_ISENABLER, 4, Some(u64::MAX), &mut hw);
+        assert_eq!(read(&mut g, &mut hw, GICD_ISENABLER), 0);
+    }
+
+    #[test]
+    fn sgi1r_targets_by_affinity_and_irm() {
+        let mut g = v3();
+        let mut hw = FakeHw::default();
+        g.dist_access(0, GICD_CTLR, 4, Some(u64::from(CTLR_ENABLE_GRP1)), &mut hw);
+        for vcpu in 0..4u64 {
+            // Group 1 and enable SGI 5 on every vCPU.
+            g.redist_access(vcpu * GICR_FRAME_SIZE + GICR_SGI_BASE + GICD_IGROUPR, 4, Some(u64::MAX), &mut hw);
+            g.redist_access(vcpu * GICR_FRAME_SIZE + GICR_SGI_BASE + GICD_ISENABLER, 4, Some(1 << 5), &mut hw);
+        }
+        let kick = g.write_sgi1r(0, (5 << SGI1R_INTID_SHIFT) | 0b1100);
+        assert_eq!(kick, 0b1100);
+        let kick = g.write_sgi1r(1, (5 << SGI1R_INTID_SHIFT) | SGI1R_IRM);
+        assert_eq!(kick, 0b1101);
+        let mut out = [Pending { intid: 0, priority: 0, group1: false, source: 0 }; 4];
+        assert_eq!(g.take_pending(2, &mut out), 1);
+        assert_eq!(out[0].intid, 5);
+        assert!(!g.has_pending(2));
+    }
+
+    #[test]
+    fn disabled_sgis_wait_until_enabled() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        g.dist_access(0, GICD_CTLR, 4, Some(u64::from(CTLR_ENABLE_GRP1)), &mut hw);
+        g.redist_access(GICR_SGI_BASE + GICD_IGROUPR, 4, Some(u64::MAX), &mut hw);
+        assert_eq!(g.write_sgi1r(1, (3 << SGI1R_INTID_SHIFT) | 1), 0);
+        assert!(!g.has_pending(0));
+        let (_, kick) = g.redist_access(GICR_SGI_BASE + GICD_ISENABLER, 4, Some(1 << 3), &mut hw);
+        assert_eq!(kick, 1);
+        assert!(g.has_pending(0));
+    }
+
+    #[test]
+    fn priorities_are_byte_accessible_and_keep_five_bits() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        g.dist_access(0, GICD_IPRIORITYR + 33, 1, Some(0xA7), &mut hw);
+        assert_eq!(g.priority(0, 33), 0xA0);
+        assert_eq!(g.dist_access(0, GICD_IPRIORITYR + 32, 4, None, &mut hw).0, 0xA000);
+        g.redist_access(GICR_SGI_BASE + GICD_IPRIORITYR + 4, 4, Some(0x1020_3040), &mut hw);
+        assert_eq!(g.priority(0, 4), 0x40);
+        assert_eq!(g.priority(0, 7), 0x10);
+    }
+
+    #[test]
+    fn irouter_routes_spis_to_the_vcpu_with_that_affinity() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        g.dist_access(0, GICD_IROUTER + 8 * 40, 8, Some(2), &mut hw);
+        assert_eq!(hw.routes, [(40, 2)]);
+        assert_eq!(g.dist_access(0, GICD_IROUTER + 8 * 40, 8, None, &mut hw).0, 2);
+    }
+
+    #[test]
+    fn gicv2_banked_targets_sgir_and_sources() {
+        let mut g = VGic::new(Version::V2, 288, &MPIDRS[..2]);
+        let mut hw = FakeHw::default();
+        assert_eq!(g.dist_access(1, GICD_ITARGETSR, 4, None, &mut hw).0, 0x0202_0202);
+        g.dist_access(0, GICD_CTLR, 4, Some(1), &mut hw);
+        g.dist_access(1, GICD_ISENABLER, 4, Some(1 << 2), &mut hw);
+        let (_, kick) =
+            g.dist_access(0, GICD_SGIR, 4, Some(u64::from((SGIR_FILTER_OTHERS << SGIR_FILTER_SHIFT) | 2)), &mut hw);
+        assert_eq!(kick, 0b10);
+        assert_eq!(g.dist_access(1, GICD_SPENDSGIR, 4, None, &mut hw).0, 1 << 16);
+        let mut out = [Pending { intid: 0, priority: 0, group1: false, source: 9 }; 4];
+        assert_eq!(g.take_pending(1, &mut out), 1);
+        assert_eq!((out[0].intid, out[0].source), (2, 0));
+        g.dist_access(0, GICD_ITARGETSR + 40, 1, Some(0b10), &mut hw);
+        assert_eq!(hw.routes, [(40, 1)]);
+    }
+
+    #[test]
+    fn ctlr_gates_delivery() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        g.redist_access(GICR_SGI_BASE + GICD_IGROUPR, 4, Some(u64::MAX), &mut hw);
+        g.redist_access(GICR_SGI_BASE + GICD_ISENABLER, 4, Some(1), &mut hw);
+        g.raise_sgi(0, 0, 0);
+        assert!(!g.has_pending(0));
+        g.dist_access(0, GICD_CTLR, 4, Some(u64::from(CTLR_ENABLE_GRP1)), &mut hw);
+        assert!(g.has_pending(0));
+    }
+}
