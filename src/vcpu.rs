@@ -151,8 +151,14 @@ fn start(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
     CNTP_CTL_EL0.set(0);
     runtime::reset_cpu(vcpu.pcpu);
     vm.load_stage2();
-    vcpu.parked.store(false, Ordering::Release);
     log::debug!("vm{}: vcpu{} starts at {:#x}", vm.id, vcpu.index, s.entry);
+    vcpu.parked.store(false, Ordering::SeqCst);
+    // A system event may have stopped this vCPU after it took its start but before it
+    // stopped counting as parked: check again now that the event can see it unparked.
+    // Anything later is caught by the kick, taken before the first guest instruction.
+    if vcpu.state() == PowerState::Stopped {
+        idle(vcpu.pcpu);
+    }
     boot::enter_guest(&frame, vcpu.pcpu)
 }
 
@@ -164,7 +170,7 @@ pub fn idle(pcpu: usize) -> ! {
         let vm = CURRENT_VM[pcpu].read().clone();
         if let Some(vm) = vm {
             if let Some(vcpu) = vm.vcpus.iter().find(|v| v.pcpu == pcpu) {
-                vcpu.parked.store(true, Ordering::Release);
+                vcpu.parked.store(true, Ordering::SeqCst);
                 if let Some(s) = vcpu.take_start() {
                     start(&vm, vcpu, s);
                 }
@@ -292,7 +298,7 @@ fn stop_others(vm: &Vm, me: &Vcpu) {
         wake(v);
     }
     for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
-        while !v.parked.load(Ordering::Acquire) {
+        while !v.parked.load(Ordering::SeqCst) {
             core::hint::spin_loop();
         }
     }

@@ -97,7 +97,7 @@ impl VmFirmware for Vm {
         let Some(vcpu) = self.vcpus.iter().find(|v| v.mpidr == target) else { return ret::INVALID_PARAMETERS };
         // An AArch64 entry point must be 4-byte aligned and in the guest's memory
         // (DEN0022 §5.6.2: INVALID_ADDRESS from PSCI 1.0).
-        if entry % 4 != 0 || !self.is_guest_ram(entry) {
+        if !entry.is_multiple_of(4) || !self.is_guest_ram(entry) {
             return if self.psci_version >= psci::Version::V1_0 {
                 ret::INVALID_ADDRESS
             } else {
@@ -172,7 +172,7 @@ fn module_bytes(module: &Module<'_>) -> &'static [u8] {
 
 /// Takes `size` bytes off the top of the highest RAM region for Cairn: where pristine
 /// copies of the guest's images live, out of the guest's reach.
-fn reserve_top(ram: &mut Vec<Region>, size: u64) -> Option<u64> {
+fn reserve_top(ram: &mut [Region], size: u64) -> Option<u64> {
     let size = align_up(size, 2 * MIB);
     let top = ram.iter_mut().filter(|r| r.size > size).max_by_key(|r| r.end())?;
     top.size -= size;
@@ -185,28 +185,36 @@ fn guest_ram(m: &Machine<'_>) -> Vec<Region> {
     m.memory.iter().flat_map(|r| r.subtract(&cairn)).flatten().collect()
 }
 
-fn guest_gic(m: &Machine<'_>, vcpus: usize) -> Result<(GuestGic, GicFrames, Option<(Region, Region)>), VmError> {
+/// How the guest sees the GIC: what its device tree says, which frames Cairn emulates,
+/// and, for GICv2, the GICV frame mapped where the guest expects GICC (IPA, PA).
+struct GicLayout {
+    dt: GuestGic,
+    frames: GicFrames,
+    virtual_cpu_interface: Option<(Region, Region)>,
+}
+
+fn guest_gic(m: &Machine<'_>, vcpus: usize) -> Result<GicLayout, VmError> {
     let info = m.gic.as_ref().ok_or(VmError::NoGic)?;
     let frame = |n: usize| info.regions.get(n).copied().ok_or(VmError::NoGic);
     match info.version {
         GicVersion::V3 => {
             let distributor = frame(0)?;
             let redistributors = Region::new(frame(1)?.base, GICR_FRAME_SIZE * vcpus as u64);
-            Ok((
-                GuestGic::V3 { distributor, redistributors },
-                GicFrames { distributor, redistributors: Some(redistributors) },
-                None,
-            ))
+            Ok(GicLayout {
+                dt: GuestGic::V3 { distributor, redistributors },
+                frames: GicFrames { distributor, redistributors: Some(redistributors) },
+                virtual_cpu_interface: None,
+            })
         }
         GicVersion::V2 => {
             let (distributor, cpu_if, virtual_cpu_if) = (frame(0)?, frame(1)?, frame(3)?);
             // The guest's GICC is the GICV frame, mapped where the guest expects GICC.
             let size = align_up(cpu_if.size.min(virtual_cpu_if.size), 4096);
-            Ok((
-                GuestGic::V2 { distributor, cpu_interface: cpu_if },
-                GicFrames { distributor, redistributors: None },
-                Some((Region::new(cpu_if.base, size), Region::new(virtual_cpu_if.base, size))),
-            ))
+            Ok(GicLayout {
+                dt: GuestGic::V2 { distributor, cpu_interface: cpu_if },
+                frames: GicFrames { distributor, redistributors: None },
+                virtual_cpu_interface: Some((Region::new(cpu_if.base, size), Region::new(virtual_cpu_if.base, size))),
+            })
         }
     }
 }
@@ -233,7 +241,7 @@ pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
     }
 
     let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(boot::MAX_CPUS).collect();
-    let (guest_gic, gic_frames, gicv) = guest_gic(m, mpidrs.len())?;
+    let layout = guest_gic(m, mpidrs.len())?;
     let cfg = GuestDtConfig {
         memory: &ram,
         vcpu_mpidrs: &mpidrs,
@@ -241,14 +249,14 @@ pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
         psci_0_1_ids: PSCI_0_1_IDS,
         bootargs: kernel.bootargs,
         initrd: initrd.map(|i| i.region),
-        gic: Some(guest_gic),
+        gic: Some(layout.dt),
     };
     let guest_dtb = guest_dt::build(hyp::host_device_tree(), &cfg).map_err(VmError::DeviceTree)?;
     let mut avoid = modules.clone();
     avoid.push(placement.footprint);
     let dtb = guest_image::place_dtb(guest_dtb.len() as u64, &ram, &avoid).ok_or(VmError::NoRoomForDeviceTree)?;
 
-    let stage2 = build_stage2(m, &ram, gicv)?;
+    let stage2 = build_stage2(&ram, layout.virtual_cpu_interface)?;
     let vgic = gic::get().map(|g| VGic::new(g.version(), g.nr_irqs(), &mpidrs)).ok_or(VmError::NoGic)?;
     let vcpus =
         mpidrs.iter().enumerate().map(|(i, &mpidr)| Vcpu::new(i, mpidr & cpu::MPIDR_AFFINITY_MASK, i)).collect();
@@ -260,7 +268,7 @@ pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
         ram,
         vcpus,
         vgic: spin::Mutex::new(vgic),
-        gic_frames,
+        gic_frames: layout.frames,
         entry: placement.entry,
         dtb,
         kernel: kernel_image,
@@ -280,7 +288,7 @@ fn copy_raw(from: u64, to: u64, size: u64) {
     unsafe { core::ptr::copy(from as *const u8, to as *mut u8, size as usize) };
 }
 
-fn build_stage2(m: &Machine<'_>, ram: &[Region], gicv: Option<(Region, Region)>) -> Result<PageTable<Stage2>, VmError> {
+fn build_stage2(ram: &[Region], gicv: Option<(Region, Region)>) -> Result<PageTable<Stage2>, VmError> {
     let mut tables = hyp::heap_tables();
     let mut stage2 = PageTable::<Stage2>::new(&mut tables, mmu::ipa_bits()).ok_or(VmError::Stage2)?;
     for r in ram {
@@ -294,7 +302,6 @@ fn build_stage2(m: &Machine<'_>, ram: &[Region], gicv: Option<(Region, Region)>)
             .map(&mut tables, guest_cpu_if.base, virtual_cpu_if.base, guest_cpu_if.size, MemType::Device)
             .map_err(|_| VmError::Stage2)?;
     }
-    let _ = m;
     Ok(stage2)
 }
 
