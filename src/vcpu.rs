@@ -15,7 +15,7 @@ use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{cpu, inject};
 use crate::mmio::Access;
-use crate::psci::ret;
+use crate::psci::{ret, Suspend};
 use crate::smccc::dispatch::{self, Call, Outcome};
 use crate::vgic::dist::VcpuSet;
 use crate::vgic::runtime;
@@ -285,8 +285,37 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
             log::debug!("vm{}: vcpu{} off (PSCI CPU_OFF)", vm.id, vcpu.index);
             vcpu.power_off();
         }
+        Outcome::CpuSuspend(Suspend::Standby) => {
+            wait_for_interrupt(vm, vcpu);
+            frame.x[0] = ret::SUCCESS as u64;
+        }
+        Outcome::CpuSuspend(Suspend::Powerdown { entry, context }) => {
+            wait_for_interrupt(vm, vcpu);
+            if vcpu.state() == PowerState::Runnable {
+                // Context is lost in a powerdown state: resume at the entry point in the
+                // state CPU_ON gives (DEN0022 §5.4.3 and §6.4).
+                start(vm, vcpu, Start { entry, context, big_endian: false });
+            }
+        }
         Outcome::SystemOff => system_off(vm, vcpu),
-        Outcome::SystemReset => system_reset(vm, vcpu),
+        Outcome::SystemReset => system_reset(vm, vcpu, "reset (PSCI SYSTEM_RESET)"),
+        Outcome::SystemReset2 { reset_type, cookie } => {
+            let what = alloc::format!("reset2 (PSCI SYSTEM_RESET2 type {reset_type:#x} cookie {cookie:#x})");
+            system_reset(vm, vcpu, &what)
+        }
+    }
+}
+
+/// Blocks this vCPU, its physical CPU idle in WFI at EL2, until a virtual interrupt is
+/// pending for it (masked or not, as WFI wakes on hardware) or it is stopped.
+fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) {
+    let pcpu = vcpu.pcpu;
+    loop {
+        runtime::take_physical_interrupts(pcpu);
+        if vcpu.state() == PowerState::Stopped || runtime::has_pending_interrupt(&vm.vgic, vcpu.index, pcpu) {
+            return;
+        }
+        cpu::wait_for_interrupt();
     }
 }
 
@@ -320,11 +349,11 @@ fn system_off(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
 
 /// PSCI SYSTEM_RESET: every vCPU stops; the VM's images, device tree and interrupt state
 /// go back to how they were at creation; the boot vCPU starts again.
-fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
+fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu, what: &str) -> ! {
     {
         let _event = vm.event_lock.lock();
         stop_others(vm, vcpu);
-        log::info!("vm{}: system event: reset (PSCI SYSTEM_RESET from vcpu{})", vm.id, vcpu.index);
+        log::info!("vm{}: system event: {what} from vcpu{}", vm.id, vcpu.index);
         runtime::reset_cpu(vcpu.pcpu);
         vm.reset_vgic();
         vm.restore_images();

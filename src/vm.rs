@@ -125,16 +125,16 @@ impl VmFirmware for Vm {
             AFFINITY_OFF
         }
     }
+
+    fn is_guest_ram(&self, addr: u64) -> bool {
+        self.ram.iter().any(|r| r.contains(addr))
+    }
 }
 
 impl Vm {
     /// Makes this VM's stage-2 tables the current ones on this CPU.
     pub fn load_stage2(&self) {
         mmu::load_stage2(self.stage2.root_address(), self.stage2.start_level(), self.vmid);
-    }
-
-    pub fn is_guest_ram(&self, addr: u64) -> bool {
-        self.ram.iter().any(|r| r.contains(addr))
     }
 
     /// Puts the kernel, initrd and device tree back as they were at creation, for a reset.

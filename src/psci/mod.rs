@@ -12,7 +12,11 @@ pub mod fid {
     pub const CPU_ON_64: u32 = 0xC400_0003;
     pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
     pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
+    pub const MIGRATE_32: u32 = 0x8400_0005;
+    pub const MIGRATE_64: u32 = 0xC400_0005;
     pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
+    pub const MIGRATE_INFO_UP_CPU_32: u32 = 0x8400_0007;
+    pub const MIGRATE_INFO_UP_CPU_64: u32 = 0xC400_0007;
     pub const SYSTEM_OFF: u32 = 0x8400_0008;
     pub const SYSTEM_RESET: u32 = 0x8400_0009;
     pub const PSCI_FEATURES: u32 = 0x8400_000A;
@@ -64,44 +68,134 @@ pub const DEFAULT_VERSION: Version = Version::V1_1;
 use crate::smccc::dispatch::{Call, Outcome, Results, VmFirmware};
 use crate::smccc::FunctionId;
 
-/// Answers a PSCI call (DEN0022 §5). Functions not implemented answer NOT_SUPPORTED, as
-/// a PSCI implementation must for optional functions (§5.1).
+/// Whether `function` exists in PSCI `version` (DEN0022 §5.1, table 5-1 "Introduced in";
+/// for 0.1, the functions whose IDs Cairn publishes in the guest device tree).
+pub fn exists_in(function: u32, version: Version) -> bool {
+    use fid::*;
+    if version == Version::V0_1 {
+        return matches!(function, CPU_SUSPEND_64 | CPU_OFF | CPU_ON_64 | MIGRATE_64);
+    }
+    let since = match function {
+        PSCI_VERSION
+        | CPU_SUSPEND_32
+        | CPU_SUSPEND_64
+        | CPU_OFF
+        | CPU_ON_32
+        | CPU_ON_64
+        | AFFINITY_INFO_32
+        | AFFINITY_INFO_64
+        | MIGRATE_32
+        | MIGRATE_64
+        | MIGRATE_INFO_TYPE
+        | MIGRATE_INFO_UP_CPU_32
+        | MIGRATE_INFO_UP_CPU_64
+        | SYSTEM_OFF
+        | SYSTEM_RESET => Version::V0_2,
+        PSCI_FEATURES => Version::V1_0,
+        SYSTEM_RESET2_32 | SYSTEM_RESET2_64 => Version::V1_1,
+        _ => return false,
+    };
+    version >= since
+}
+
+/// PSCI 0.1 defines only SUCCESS, NOT_SUPPORTED, INVALID_PARAMETERS and DENIED; later
+/// codes are reported as INVALID_PARAMETERS, as KVM and Xen do.
+fn code_for(version: Version, code: i64) -> i64 {
+    match (version, code) {
+        (Version::V0_1, ret::ALREADY_ON | ret::INVALID_ADDRESS) => ret::INVALID_PARAMETERS,
+        _ => code,
+    }
+}
+
+/// CPU_SUSPEND's power_state parameter in the original format (DEN0022 §5.4.2.1):
+/// StateID [15:0], StateType [16] (1 = powerdown), PowerLevel [25:24]; the other bits are
+/// reserved and must be zero.
+const POWER_STATE_RESERVED: u64 = !0x0301_FFFF & 0xFFFF_FFFF;
+const POWER_STATE_TYPE_POWERDOWN: u64 = 1 << 16;
+
+/// What CPU_SUSPEND asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suspend {
+    /// Context kept; the call returns SUCCESS after a wake-up event.
+    Standby,
+    /// Context lost; on wake-up the vCPU resumes at `entry` with x0 = `context`.
+    Powerdown { entry: u64, context: u64 },
+}
+
+/// SYSTEM_RESET2 reset types (DEN0022 §5.17): bit 31 clear is architectural, where only
+/// SYSTEM_WARM_RESET (0) exists; bit 31 set is vendor-specific.
+const RESET_TYPE_VENDOR: u64 = 1 << 31;
+const SYSTEM_WARM_RESET: u64 = 0;
+
+/// Answers a PSCI call (DEN0022 §5) for the VM's PSCI version. Functions the version does
+/// not have, and optional ones Cairn does not implement, answer NOT_SUPPORTED (§5.1).
 pub fn call(fid: FunctionId, call: &Call, vm: &dyn VmFirmware) -> Outcome {
-    let ret = |code: i64| Outcome::Return(Results::x0(code));
+    let version = vm.psci_version();
+    let ret = |code: i64| Outcome::Return(Results::x0(code_for(version, code)));
+    if !exists_in(fid.0, version) {
+        return ret(ret::NOT_SUPPORTED);
+    }
     match fid.0 {
-        fid::PSCI_VERSION => ret(i64::from(vm.psci_version().encode())),
+        fid::PSCI_VERSION => ret(i64::from(version.encode())),
         fid::CPU_ON_32 | fid::CPU_ON_64 => ret(vm.cpu_on(call.arg(1), call.arg(2), call.arg(3))),
         fid::CPU_OFF => Outcome::CpuOff,
+        fid::CPU_SUSPEND_32 | fid::CPU_SUSPEND_64 => cpu_suspend(call, vm, version),
         fid::AFFINITY_INFO_32 | fid::AFFINITY_INFO_64 => ret(vm.affinity_info(call.arg(1), call.arg(2))),
-        // No trusted OS lives below Cairn's guests (DEN0022 §5.9: 2 = not present).
+        // No trusted OS lives below Cairn's guests: nothing to migrate (§5.8-5.10).
+        fid::MIGRATE_32 | fid::MIGRATE_64 | fid::MIGRATE_INFO_UP_CPU_32 | fid::MIGRATE_INFO_UP_CPU_64 => {
+            ret(ret::NOT_SUPPORTED)
+        }
         fid::MIGRATE_INFO_TYPE => ret(MIGRATE_INFO_NO_TRUSTED_OS),
         fid::SYSTEM_OFF => Outcome::SystemOff,
         fid::SYSTEM_RESET => Outcome::SystemReset,
-        fid::PSCI_FEATURES if vm.psci_version() >= Version::V1_0 => ret(features(call.arg(1) as u32)),
+        fid::SYSTEM_RESET2_32 | fid::SYSTEM_RESET2_64 => {
+            let reset_type = call.arg(1) & u64::from(u32::MAX);
+            if reset_type & RESET_TYPE_VENDOR == 0 && reset_type != SYSTEM_WARM_RESET {
+                return ret(ret::INVALID_PARAMETERS);
+            }
+            Outcome::SystemReset2 { reset_type: reset_type as u32, cookie: call.arg(2) }
+        }
+        fid::PSCI_FEATURES => ret(features(call.arg(1) as u32, version, call.caller_aarch32)),
         _ => ret(ret::NOT_SUPPORTED),
     }
+}
+
+fn cpu_suspend(call: &Call, vm: &dyn VmFirmware, version: Version) -> Outcome {
+    let power_state = call.arg(1);
+    let invalid = |code| Outcome::Return(Results::x0(code_for(version, code)));
+    if power_state & POWER_STATE_RESERVED != 0 {
+        return invalid(ret::INVALID_PARAMETERS);
+    }
+    if power_state & POWER_STATE_TYPE_POWERDOWN == 0 {
+        return Outcome::CpuSuspend(Suspend::Standby);
+    }
+    let entry = call.arg(2);
+    if !entry.is_multiple_of(4) || !vm.is_guest_ram(entry) {
+        return invalid(ret::INVALID_ADDRESS);
+    }
+    Outcome::CpuSuspend(Suspend::Powerdown { entry, context: call.arg(3) })
 }
 
 /// MIGRATE_INFO_TYPE: "Trusted OS is either not present or does not require migration".
 pub const MIGRATE_INFO_NO_TRUSTED_OS: i64 = 2;
 
-/// PSCI_FEATURES (DEN0022 §5.15): 0 for each implemented function, NOT_SUPPORTED for the
-/// rest. Linux enables SYSTEM_SUSPEND and SYSTEM_RESET2 on any other answer, so those
-/// stay -1 until they work.
-fn features(queried: u32) -> i64 {
+/// PSCI_FEATURES (DEN0022 §5.15): 0 for each implemented function (for CPU_SUSPEND its
+/// flags: original power_state format, platform-coordinated mode only), NOT_SUPPORTED for
+/// the rest. Linux enables SYSTEM_SUSPEND on any other answer, so it stays -1 until Cairn
+/// implements it. An AArch32 caller cannot use SMC64 functions.
+fn features(queried: u32, version: Version, caller_aarch32: bool) -> i64 {
+    if queried == crate::smccc::SMCCC_VERSION {
+        return ret::SUCCESS;
+    }
+    let smc64 = queried & crate::smccc::CONVENTION_64 != 0;
+    if !exists_in(queried, version) || (smc64 && caller_aarch32) {
+        return ret::NOT_SUPPORTED;
+    }
     match queried {
-        fid::PSCI_VERSION
-        | fid::CPU_ON_32
-        | fid::CPU_ON_64
-        | fid::CPU_OFF
-        | fid::AFFINITY_INFO_32
-        | fid::AFFINITY_INFO_64
-        | fid::MIGRATE_INFO_TYPE
-        | fid::SYSTEM_OFF
-        | fid::SYSTEM_RESET
-        | fid::PSCI_FEATURES
-        | crate::smccc::SMCCC_VERSION => ret::SUCCESS,
-        _ => ret::NOT_SUPPORTED,
+        fid::MIGRATE_32 | fid::MIGRATE_64 | fid::MIGRATE_INFO_UP_CPU_32 | fid::MIGRATE_INFO_UP_CPU_64 => {
+            ret::NOT_SUPPORTED
+        }
+        _ => ret::SUCCESS,
     }
 }
 

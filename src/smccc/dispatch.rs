@@ -78,6 +78,10 @@ pub enum Outcome {
     SystemOff,
     /// PSCI SYSTEM_RESET: the VM restarts from its pristine images.
     SystemReset,
+    /// PSCI SYSTEM_RESET2 with an accepted reset type.
+    SystemReset2 { reset_type: u32, cookie: u64 },
+    /// PSCI CPU_SUSPEND with a valid power state.
+    CpuSuspend(psci::Suspend),
     /// PSCI CPU_OFF: the calling vCPU stops.
     CpuOff,
 }
@@ -90,6 +94,8 @@ pub trait VmFirmware {
     fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64;
     /// PSCI AFFINITY_INFO (DEN0022 §5.7): ON (0), OFF (1) or a PSCI error code.
     fn affinity_info(&self, target: u64, lowest_level: u64) -> i64;
+    /// Whether `addr` is in the VM's RAM (PSCI entry points must be).
+    fn is_guest_ram(&self, addr: u64) -> bool;
 }
 
 /// Routes a call by owning entity (DEN0028 §2.5, table 2-1) to the service that owns it.
@@ -149,6 +155,9 @@ mod tests {
         }
         fn affinity_info(&self, _: u64, _: u64) -> i64 {
             1
+        }
+        fn is_guest_ram(&self, addr: u64) -> bool {
+            (0x4000_0000..0x8000_0000).contains(&addr)
         }
     }
 

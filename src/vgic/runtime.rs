@@ -172,3 +172,13 @@ pub fn reset_cpu(cpu: usize) {
     }
     gic.clear_lrs();
 }
+
+/// Whether `vcpu` has a virtual interrupt it could take: one pending in a list register,
+/// queued from the hardware, or pending in the distributor. Used to emulate WFI, which
+/// wakes on a pending interrupt even when the guest has masked interrupts.
+pub fn has_pending_interrupt(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) -> bool {
+    let Some(gic) = gic::get() else { return false };
+    let in_lr =
+        (0..gic.list_registers()).any(|i| matches!(gic.read_lr(i).state, LrState::Pending | LrState::PendingActive));
+    in_lr || HW_QUEUES[cpu].lock().len != 0 || vgic.lock().has_pending(vcpu)
+}

@@ -127,6 +127,11 @@ pub fn wait_for_event() {
     aarch64_cpu::asm::wfe();
 }
 
+/// Waits for an interrupt with the CPU idle. Wakes even with interrupts masked at EL2.
+pub fn wait_for_interrupt() {
+    aarch64_cpu::asm::wfi();
+}
+
 pub fn send_event() {
     barrier::dsb(barrier::ISH);
     aarch64_cpu::asm::sev();
