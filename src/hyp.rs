@@ -16,7 +16,7 @@ use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu};
 use crate::dt::{self, Machine, PsciMethod};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::{align_up, Region, MIB};
-use crate::{bootargs, console, vcpu, vm};
+use crate::{bootargs, console, fwregs, psci, vcpu, vm};
 
 /// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
 /// page tables and VM state.
@@ -170,7 +170,15 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     log::info!("cpu0 online (MPIDR {:#x})", cpu::mpidr());
     start_secondaries(m);
-    match vm::create_boot_vm(m) {
+    let psci_version = match bootargs::value(m.bootargs, "psci").map(fwregs::parse_psci_version) {
+        None => psci::DEFAULT_VERSION,
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            log::error!("bad Cairn bootarg: {e}");
+            power_off()
+        }
+    };
+    match vm::create_boot_vm(m, psci_version) {
         Ok(vm) => vcpu::run_boot_vcpu(vm),
         Err(e) => {
             log::error!("no guest to run: {e}");

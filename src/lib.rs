@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod arch;
 pub mod bootargs;
 pub mod dt;
+pub mod fwregs;
 pub mod guest_dt;
 pub mod guest_image;
 pub mod mm;

@@ -136,6 +136,8 @@ pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
     }
     // booting.rst: x0 = device tree address, x1-x3 = 0.
     let _ = vm.vcpus[0].power_on(vm.entry, vm.dtb);
+    // From here the VM has run: its service bitmaps are fixed (fwregs).
+    vm.firmware.lock().mark_run();
     cpu::send_event();
     idle(cpu::current())
 }

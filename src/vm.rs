@@ -8,6 +8,7 @@ use core::fmt;
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::{boot, cpu, mmu};
 use crate::dt::{GicVersion, Machine, Module, ModuleKind};
+use crate::fwregs::VmFirmwareState;
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
 use crate::hyp;
@@ -27,6 +28,7 @@ pub enum VmError {
     DeviceTree(guest_dt::GuestDtError),
     NoRoomForDeviceTree,
     NoRoomForImages,
+    PsciVersion,
     Stage2,
 }
 
@@ -39,6 +41,7 @@ impl fmt::Display for VmError {
             VmError::DeviceTree(e) => write!(f, "could not build the guest device tree: {e:?}"),
             VmError::NoRoomForDeviceTree => write!(f, "no room in guest RAM for the device tree"),
             VmError::NoRoomForImages => write!(f, "no room to keep pristine copies of the guest images"),
+            VmError::PsciVersion => write!(f, "Cairn does not implement that PSCI version"),
             VmError::Stage2 => write!(f, "could not build the stage-2 tables"),
         }
     }
@@ -62,7 +65,8 @@ struct Image {
 pub struct Vm {
     pub id: usize,
     pub vmid: u16,
-    psci_version: psci::Version,
+    /// The firmware pseudo-registers' VM-wide state: PSCI version, service bitmaps.
+    pub firmware: spin::Mutex<VmFirmwareState>,
     stage2: PageTable<Stage2>,
     pub ram: Vec<Region>,
     pub vcpus: Vec<Vcpu>,
@@ -87,7 +91,7 @@ const PSCI_0_1_IDS: Psci01Ids = Psci01Ids::PSCI_0_2_SMC64;
 
 impl VmFirmware for Vm {
     fn psci_version(&self) -> psci::Version {
-        self.psci_version
+        self.firmware.lock().psci_version()
     }
 
     fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64 {
@@ -98,11 +102,7 @@ impl VmFirmware for Vm {
         // An AArch64 entry point must be 4-byte aligned and in the guest's memory
         // (DEN0022 §5.6.2: INVALID_ADDRESS from PSCI 1.0).
         if !entry.is_multiple_of(4) || !self.is_guest_ram(entry) {
-            return if self.psci_version >= psci::Version::V1_0 {
-                ret::INVALID_ADDRESS
-            } else {
-                ret::INVALID_PARAMETERS
-            };
+            return ret::INVALID_ADDRESS;
         }
         match vcpu.power_on(entry, context) {
             Ok(()) => {
@@ -221,7 +221,8 @@ fn guest_gic(m: &Machine<'_>, vcpus: usize) -> Result<GicLayout, VmError> {
 
 /// Builds the VM described by the device tree's guest-loader modules: one vCPU per
 /// physical CPU, pinned 1:1.
-pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
+pub fn create_boot_vm(m: &Machine<'_>, psci_version: psci::Version) -> Result<Arc<Vm>, VmError> {
+    let firmware = VmFirmwareState::new(psci_version).map_err(|_| VmError::PsciVersion)?;
     let kernel = m.modules.iter().find(|md| md.kind == ModuleKind::Kernel).ok_or(VmError::NoKernel)?;
     let initrd = m.modules.iter().find(|md| md.kind == ModuleKind::Ramdisk);
     let header = guest_image::parse_header(module_bytes(kernel)).map_err(VmError::BadKernel)?;
@@ -245,7 +246,7 @@ pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
     let cfg = GuestDtConfig {
         memory: &ram,
         vcpu_mpidrs: &mpidrs,
-        psci_version: psci::DEFAULT_VERSION,
+        psci_version,
         psci_0_1_ids: PSCI_0_1_IDS,
         bootargs: kernel.bootargs,
         initrd: initrd.map(|i| i.region),
@@ -263,7 +264,7 @@ pub fn create_boot_vm(m: &Machine<'_>) -> Result<Arc<Vm>, VmError> {
     let vm = Arc::new(Vm {
         id: 0,
         vmid: 1,
-        psci_version: psci::DEFAULT_VERSION,
+        firmware: spin::Mutex::new(firmware),
         stage2,
         ram,
         vcpus,
@@ -314,8 +315,8 @@ fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>) {
         vm.dtb,
         vm.vcpus.len(),
         vm.ram.iter().map(|r| r.size).sum::<u64>() / MIB,
-        vm.psci_version.major,
-        vm.psci_version.minor
+        vm.psci_version().major,
+        vm.psci_version().minor
     );
     if let Some(args) = bootargs {
         log::debug!("vm{}: bootargs \"{args}\"", vm.id);

@@ -98,11 +98,13 @@ pub fn exists_in(function: u32, version: Version) -> bool {
     version >= since
 }
 
-/// PSCI 0.1 defines only SUCCESS, NOT_SUPPORTED, INVALID_PARAMETERS and DENIED; later
-/// codes are reported as INVALID_PARAMETERS, as KVM and Xen do.
+/// PSCI 0.1 defines only SUCCESS, NOT_SUPPORTED, INVALID_PARAMETERS and DENIED, and
+/// INVALID_ADDRESS arrived in 1.0: codes a version lacks are reported as
+/// INVALID_PARAMETERS, as KVM and Xen do.
 fn code_for(version: Version, code: i64) -> i64 {
-    match (version, code) {
-        (Version::V0_1, ret::ALREADY_ON | ret::INVALID_ADDRESS) => ret::INVALID_PARAMETERS,
+    match code {
+        ret::ALREADY_ON if version == Version::V0_1 => ret::INVALID_PARAMETERS,
+        ret::INVALID_ADDRESS if version < Version::V1_0 => ret::INVALID_PARAMETERS,
         _ => code,
     }
 }
