@@ -237,6 +237,8 @@ fn start_secondaries(m: &Machine<'_>) {
         log::warn!("no PSCI firmware: secondary CPUs stay off");
         return;
     };
+    let smccc = firmware::probe(method);
+    log::debug!("firmware SMCCC version: {smccc:#x} (-1: 1.0, cannot report Spectre workarounds)");
     let entry = boot::secondary_entry_address();
     for (logical, &mpidr) in cpus.iter().enumerate().take(boot::MAX_CPUS).skip(1) {
         let ret = firmware::cpu_on(method, mpidr, entry, logical as u64);

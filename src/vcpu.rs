@@ -13,7 +13,7 @@ use crate::arch::aarch64::boot::{self, MAX_CPUS};
 use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{cpu, inject};
+use crate::arch::aarch64::{cpu, firmware, inject};
 use crate::mmio::Access;
 use crate::psci::{ret, Suspend};
 use crate::smccc::dispatch::{self, Call, Outcome};
@@ -278,7 +278,7 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), x };
-    match dispatch::dispatch(&call, vm.as_ref()) {
+    match dispatch::dispatch(&call, vm.as_ref(), &firmware::MachineFirmware) {
         Outcome::Return(results) => {
             // The one place result registers are written back.
             frame.x[..results.registers().len()].copy_from_slice(results.registers());

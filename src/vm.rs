@@ -129,6 +129,14 @@ impl VmFirmware for Vm {
     fn is_guest_ram(&self, addr: u64) -> bool {
         self.ram.iter().any(|r| r.contains(addr))
     }
+
+    fn trng_enabled(&self) -> bool {
+        self.firmware.lock().trng_enabled()
+    }
+
+    fn vendor_hyp_enabled(&self) -> bool {
+        self.firmware.lock().vendor_hyp_enabled()
+    }
 }
 
 impl Vm {

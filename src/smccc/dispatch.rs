@@ -5,8 +5,17 @@
 //! [`Outcome`]; the arch layer writes the result registers back in one place. Nothing here
 //! touches hardware, so every rule is unit-tested on the host.
 
-use super::{ret, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_VERSION};
+use super::{ret, trng, vendor, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_VERSION};
 use crate::psci;
+
+/// Arm-architecture calls beyond VERSION and FEATURES (DEN0028 §7.4-7.6): the Spectre
+/// workarounds and SoC identification, which only the machine's firmware can answer.
+pub const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
+pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
+pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
+pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
+const FIRMWARE_ARCH_CALLS: [u32; 4] =
+    [SMCCC_ARCH_SOC_ID, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3];
 
 /// How the guest called: HVC is the conduit Cairn advertises; SMC is trapped by
 /// HCR_EL2.TSC and answered the same way.
@@ -54,6 +63,14 @@ pub struct Results {
 }
 
 impl Results {
+    /// Results in x0 onwards (at most four registers).
+    pub fn new(values: &[u64]) -> Self {
+        let len = values.len().min(4);
+        let mut regs = [0; 4];
+        regs[..len].copy_from_slice(&values[..len]);
+        Results { regs, len }
+    }
+
     /// A single result in x0. Negative codes are sign-extended to 64 bits (DEN0028 §7.1).
     pub fn x0(value: i64) -> Self {
         Results { regs: [value as u64, 0, 0, 0], len: 1 }
@@ -96,12 +113,29 @@ pub trait VmFirmware {
     fn affinity_info(&self, target: u64, lowest_level: u64) -> i64;
     /// Whether `addr` is in the VM's RAM (PSCI entry points must be).
     fn is_guest_ram(&self, addr: u64) -> bool;
+    /// Whether the VM's service bitmaps (firmware pseudo-registers) leave TRNG on.
+    fn trng_enabled(&self) -> bool {
+        true
+    }
+    /// Whether they leave Cairn's vendor hypervisor service (UID, revision) on.
+    fn vendor_hyp_enabled(&self) -> bool {
+        true
+    }
+}
+
+/// What the machine itself provides: entropy, and the firmware's answers for the calls
+/// only it can make (Spectre workarounds, SoC ID).
+pub trait Host: trng::Entropy {
+    /// The firmware's SMCCC_ARCH_FEATURES answer for `fid` (-1 when it cannot tell).
+    fn arch_feature(&self, fid: u32) -> i64;
+    /// Makes the call in the firmware and returns its x0-x3.
+    fn forward(&self, fid: u32, arg1: u64) -> [u64; 4];
 }
 
 /// Routes a call by owning entity (DEN0028 §2.5, table 2-1) to the service that owns it.
 /// Any call no service claims is answered NOT_SUPPORTED: never skipped, never an UNDEF
 /// (DEN0028 §7.1; the history is in guest-firmware-interfaces.md §1.5).
-pub fn dispatch(call: &Call, vm: &dyn VmFirmware) -> Outcome {
+pub fn dispatch(call: &Call, vm: &dyn VmFirmware, host: &dyn Host) -> Outcome {
     let fid = call.function_id();
     // SMC #imm with a non-zero immediate is reserved (DEN0028 §2.9): answer -1
     // without decoding further.
@@ -116,26 +150,42 @@ pub fn dispatch(call: &Call, vm: &dyn VmFirmware) -> Outcome {
         return Outcome::Return(Results::not_supported());
     }
     match fid.owner() {
-        Owner::Arch => Outcome::Return(arch_call(fid, call)),
+        Owner::Arch => Outcome::Return(arch_call(fid, call, host)),
         Owner::StandardSecure if psci::FUNCTION_NUMBERS.contains(&fid.number()) => psci::call(fid, call, vm),
+        Owner::StandardSecure if trng::FUNCTION_NUMBERS.contains(&fid.number()) && vm.trng_enabled() => {
+            Outcome::Return(trng::call(fid.0, call.x[1], host))
+        }
+        Owner::VendorHypervisor if vm.vendor_hyp_enabled() => Outcome::Return(vendor::call(fid.0)),
         _ => Outcome::Return(Results::not_supported()),
     }
 }
 
 /// Arm-architecture calls (owner 0, DEN0028 §7).
-fn arch_call(fid: FunctionId, call: &Call) -> Results {
+fn arch_call(fid: FunctionId, call: &Call, host: &dyn Host) -> Results {
     match fid.0 {
         SMCCC_VERSION => Results::x0(i64::from(CAIRN_SMCCC_VERSION)),
-        SMCCC_ARCH_FEATURES => Results::x0(arch_feature(call.arg(1) as u32)),
+        SMCCC_ARCH_FEATURES => Results::x0(arch_feature(call.arg(1) as u32, host)),
+        // A workaround or SoC-ID call goes to the firmware only when the firmware said it
+        // implements it: the guest then gets exactly the physical CPU's mitigation.
+        f if FIRMWARE_ARCH_CALLS.contains(&f) && host.arch_feature(f) >= 0 => {
+            let regs = host.forward(f, call.arg(1));
+            if f == SMCCC_ARCH_SOC_ID {
+                Results::x0(regs[0] as i64)
+            } else {
+                Results::x0(ret::SUCCESS)
+            }
+        }
         _ => Results::not_supported(),
     }
 }
 
-/// SMCCC_ARCH_FEATURES(fid): >= 0 when the queried function is implemented
-/// (DEN0028 §7.3). The workaround calls come with the PSCI/SMCCC issue.
-fn arch_feature(queried: u32) -> i64 {
+/// SMCCC_ARCH_FEATURES(fid) (DEN0028 §7.3): >= 0 when the queried function is
+/// implemented. For the workarounds the answer is the firmware's, so a guest never hears
+/// "unaffected" (1 or -2) on a vulnerable host, nor of a mitigation that is not there.
+fn arch_feature(queried: u32, host: &dyn Host) -> i64 {
     match queried {
         SMCCC_VERSION | SMCCC_ARCH_FEATURES => ret::SUCCESS,
+        f if FIRMWARE_ARCH_CALLS.contains(&f) => host.arch_feature(f),
         _ => ret::NOT_SUPPORTED,
     }
 }
@@ -159,6 +209,32 @@ mod tests {
         fn is_guest_ram(&self, addr: u64) -> bool {
             (0x4000_0000..0x8000_0000).contains(&addr)
         }
+    }
+
+    struct TestHost;
+    impl trng::Entropy for TestHost {
+        fn available(&self) -> bool {
+            true
+        }
+        fn next_u64(&self) -> Option<u64> {
+            Some(0x1234_5678_9ABC_DEF0)
+        }
+    }
+    impl Host for TestHost {
+        fn arch_feature(&self, fid: u32) -> i64 {
+            if fid == SMCCC_ARCH_WORKAROUND_1 {
+                0
+            } else {
+                ret::NOT_SUPPORTED
+            }
+        }
+        fn forward(&self, _: u32, _: u64) -> [u64; 4] {
+            [0; 4]
+        }
+    }
+
+    fn dispatch(call: &Call, vm: &dyn VmFirmware) -> Outcome {
+        super::dispatch(call, vm, &TestHost)
     }
 
     fn call(conduit: Conduit, imm: u16, x0: u64) -> Call {
@@ -230,6 +306,47 @@ mod tests {
             Outcome::Return(r) => assert_eq!(r.registers().len(), 1),
             _ => panic!(),
         }
+    }
+
+    #[test]
+    fn workarounds_follow_the_firmware() {
+        let mut c = call(Conduit::Hvc, 0, u64::from(SMCCC_ARCH_FEATURES));
+        c.x[1] = u64::from(SMCCC_ARCH_WORKAROUND_1);
+        assert_eq!(x0_of(dispatch(&c, &TestVm)), 0);
+        c.x[1] = u64::from(SMCCC_ARCH_WORKAROUND_2);
+        assert_eq!(x0_of(dispatch(&c, &TestVm)), u64::MAX);
+        assert_eq!(x0_of(dispatch(&call(Conduit::Smc, 0, SMCCC_ARCH_WORKAROUND_1.into()), &TestVm)), 0);
+        assert_eq!(x0_of(dispatch(&call(Conduit::Smc, 0, SMCCC_ARCH_WORKAROUND_3.into()), &TestVm)), u64::MAX);
+        assert_eq!(x0_of(dispatch(&call(Conduit::Hvc, 0, SMCCC_ARCH_SOC_ID.into()), &TestVm)), u64::MAX);
+    }
+
+    #[test]
+    fn trng_and_vendor_services_are_routed_and_can_be_switched_off() {
+        assert_eq!(x0_of(dispatch(&call(Conduit::Hvc, 0, trng::TRNG_VERSION.into()), &TestVm)), 0x1_0000);
+        assert_eq!(x0_of(dispatch(&call(Conduit::Hvc, 0, vendor::CALL_UID.into()), &TestVm)), 0x2a4c_1f8e);
+        struct Off;
+        impl VmFirmware for Off {
+            fn psci_version(&self) -> psci::Version {
+                psci::Version::V1_1
+            }
+            fn cpu_on(&self, _: u64, _: u64, _: u64) -> i64 {
+                0
+            }
+            fn affinity_info(&self, _: u64, _: u64) -> i64 {
+                0
+            }
+            fn is_guest_ram(&self, _: u64) -> bool {
+                false
+            }
+            fn trng_enabled(&self) -> bool {
+                false
+            }
+            fn vendor_hyp_enabled(&self) -> bool {
+                false
+            }
+        }
+        assert_eq!(x0_of(dispatch(&call(Conduit::Hvc, 0, trng::TRNG_VERSION.into()), &Off)), u64::MAX);
+        assert_eq!(x0_of(dispatch(&call(Conduit::Hvc, 0, vendor::CALL_UID.into()), &Off)), u64::MAX);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! Arm-architecture calls. Pure logic, tested on the host.
 
 pub mod dispatch;
+pub mod trng;
+pub mod vendor;
 
 /// Bit 31 of a function ID: 1 for a fast (atomic) call (DEN0028 §2.5).
 pub const FAST_CALL: u32 = 1 << 31;

@@ -45,3 +45,66 @@ pub fn system_off(method: PsciMethod) {
 pub fn system_reset(method: PsciMethod) {
     call(method, fid::SYSTEM_RESET, 0, 0, 0);
 }
+
+use core::sync::atomic::{AtomicI64, Ordering};
+
+use aarch64_cpu::asm::random::ArmRng;
+
+use crate::smccc::dispatch::{
+    Host, SMCCC_ARCH_SOC_ID, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3,
+};
+use crate::smccc::trng::Entropy;
+use crate::smccc::{version, SMCCC_ARCH_FEATURES, SMCCC_VERSION};
+
+/// The firmware calls Cairn passes on, and what the firmware said of each at boot.
+const ARCH_CALLS: [u32; 4] =
+    [SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, SMCCC_ARCH_SOC_ID];
+static ARCH_FEATURES: [AtomicI64; 4] = [const { AtomicI64::new(-1) }; 4];
+static METHOD: spin::Once<PsciMethod> = spin::Once::new();
+/// The SMCCC version below which a call is not there to ask: ARCH_FEATURES needs 1.1,
+/// SOC_ID 1.2 (DEN0028 §7.3, §7.4).
+const SMCCC_1_1: i64 = version(1, 1) as i64;
+const SMCCC_1_2: i64 = version(1, 2) as i64;
+
+/// Asks the machine's firmware which Arm-architecture calls it implements, so guests get
+/// the physical CPU's real answers. Firmware older than SMCCC 1.1 cannot tell: every
+/// answer stays NOT_SUPPORTED ("unknown"), never "not affected".
+pub fn probe(method: PsciMethod) -> i64 {
+    METHOD.call_once(|| method);
+    let has_version = call(method, fid::PSCI_FEATURES, u64::from(SMCCC_VERSION), 0, 0) >= 0;
+    let smccc = if has_version { call(method, SMCCC_VERSION, 0, 0, 0) } else { -1 };
+    if smccc >= SMCCC_1_1 {
+        for (slot, &f) in ARCH_FEATURES.iter().zip(ARCH_CALLS.iter()) {
+            if f != SMCCC_ARCH_SOC_ID || smccc >= SMCCC_1_2 {
+                slot.store(call(method, SMCCC_ARCH_FEATURES, u64::from(f), 0, 0), Ordering::Release);
+            }
+        }
+    }
+    smccc
+}
+
+/// The machine's firmware and entropy source, as the SMCCC dispatcher sees them.
+pub struct MachineFirmware;
+
+impl Entropy for MachineFirmware {
+    fn available(&self) -> bool {
+        ArmRng::new().is_some()
+    }
+
+    /// RNDRSS: a random number from a freshly reseeded generator (FEAT_RNG), so every
+    /// value comes from the true entropy source.
+    fn next_u64(&self) -> Option<u64> {
+        ArmRng::new()?.rndrss()
+    }
+}
+
+impl Host for MachineFirmware {
+    fn arch_feature(&self, fid: u32) -> i64 {
+        ARCH_CALLS.iter().position(|&f| f == fid).map_or(-1, |i| ARCH_FEATURES[i].load(Ordering::Acquire))
+    }
+
+    fn forward(&self, fid: u32, arg1: u64) -> [u64; 4] {
+        let Some(&method) = METHOD.get() else { return [u64::MAX, 0, 0, 0] };
+        [call(method, fid, arg1, 0, 0) as u64, 0, 0, 0]
+    }
+}
