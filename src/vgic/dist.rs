@@ -33,6 +33,11 @@ pub trait HwBacking {
     fn set_edge_triggered(&mut self, intid: u32, edge: bool);
     /// Routes the SPI `intid` to the physical CPU that runs `vcpu`.
     fn route(&mut self, intid: u32, vcpu: usize);
+    /// (pending, active) of a software interrupt of `vcpu` that sits in a list register.
+    /// Only the CPU running `vcpu` can tell; elsewhere (false, false).
+    fn listed(&self, _vcpu: usize, _intid: u32) -> (bool, bool) {
+        (false, false)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -523,14 +528,14 @@ impl VGic {
                             if is_hw {
                                 hw.pending(vcpu, intid)
                             } else {
-                                irq.pending
+                                irq.pending || hw.listed(vcpu, intid).0
                             }
                         }
                         BitReg::SetActive | BitReg::ClearActive => {
                             if is_hw {
                                 hw.active(vcpu, intid)
                             } else {
-                                irq.active
+                                irq.active || hw.listed(vcpu, intid).1
                             }
                         }
                     };

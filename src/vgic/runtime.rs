@@ -41,6 +41,12 @@ pub fn take_physical_interrupts(cpu: usize) {
                 continue;
             }
         }
+        if intid == gic::MAINTENANCE_IRQ {
+            // The underflow condition stays asserted until the list registers are refilled:
+            // turn it off here, or the interrupt fires again at once. The flush on the way
+            // back to the guest turns it on again if anything is still left over.
+            gic.set_underflow_interrupt(false);
+        }
         // Kick SGIs and the maintenance interrupt need nothing more: the flush on the way
         // back to the guest does the work.
         gic.deactivate(intid);
@@ -171,6 +177,22 @@ pub fn reset_cpu(cpu: usize) {
         }
     }
     gic.clear_lrs();
+}
+
+/// What this CPU's list registers say of `intid`: (pending, active). For the register
+/// view of a vCPU's own interrupts, which the distributor model no longer tracks once they
+/// sit in a list register.
+pub fn listed_state(intid: u32) -> (bool, bool) {
+    let Some(gic) = gic::get() else { return (false, false) };
+    (0..gic.list_registers()).map(|i| gic.read_lr(i)).filter(|lr| !lr.is_free() && lr.vintid == intid).fold(
+        (false, false),
+        |(p, a), lr| {
+            (
+                p || matches!(lr.state, LrState::Pending | LrState::PendingActive),
+                a || matches!(lr.state, LrState::Active | LrState::PendingActive),
+            )
+        },
+    )
 }
 
 /// Whether `vcpu` has a virtual interrupt it could take: one pending in a list register,

@@ -178,6 +178,12 @@ impl Gic {
 /// Forwarding for the virtual GIC. vCPU n runs on logical CPU n.
 pub struct PhysicalBacking<'a>(pub &'a Gic);
 
+impl PhysicalBacking<'_> {
+    fn is_this_cpu(vcpu: usize) -> bool {
+        vcpu == super::cpu::current()
+    }
+}
+
 impl HwBacking for PhysicalBacking<'_> {
     fn is_hw(&self, intid: u32) -> bool {
         is_guest_interrupt(intid) && intid < self.0.nr_irqs()
@@ -222,6 +228,14 @@ impl HwBacking for PhysicalBacking<'_> {
         match self.0 {
             Gic::V2(g) => g.set_edge_triggered(intid, edge),
             Gic::V3(g) => g.set_edge_triggered(intid, edge),
+        }
+    }
+
+    fn listed(&self, vcpu: usize, intid: u32) -> (bool, bool) {
+        if Self::is_this_cpu(vcpu) {
+            crate::vgic::runtime::listed_state(intid)
+        } else {
+            (false, false)
         }
     }
 
