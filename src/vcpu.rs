@@ -192,7 +192,15 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
     let Some(vcpu) = vm.vcpus.iter().find(|v| v.pcpu == pcpu) else { hyp::power_off() };
     match exit {
         Exit::Hypercall { conduit, imm } => hypercall(&vm, vcpu, frame, conduit, imm),
-        Exit::WaitFor { .. } => frame.elr += INSTRUCTION_SIZE,
+        // WFE is a yield hint: with one vCPU per CPU there is nobody to yield to, so the
+        // guest continues at once and its spinlock makes progress.
+        Exit::WaitFor { wfe: true } => frame.elr += INSTRUCTION_SIZE,
+        // WFI blocks until an interrupt is pending for this vCPU, masked or not, with the
+        // physical CPU idle in WFI at EL2 meanwhile.
+        Exit::WaitFor { wfe: false } => {
+            wait_for_interrupt(&vm, vcpu);
+            frame.elr += INSTRUCTION_SIZE;
+        }
         Exit::DataAbort { ipa, va, syndrome } => match Access::decode(ipa, syndrome) {
             Ok(access) if emulate_mmio(&vm, vcpu, frame, &access) => frame.elr += INSTRUCTION_SIZE,
             decoded => {

@@ -202,5 +202,10 @@ pub fn has_pending_interrupt(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) 
     let Some(gic) = gic::get() else { return false };
     let in_lr =
         (0..gic.list_registers()).any(|i| matches!(gic.read_lr(i).state, LrState::Pending | LrState::PendingActive));
-    in_lr || HW_QUEUES[cpu].lock().len != 0 || vgic.lock().has_pending(vcpu)
+    if in_lr {
+        return true;
+    }
+    let queue = HW_QUEUES[cpu].lock();
+    let vgic = vgic.lock();
+    queue.ids[..queue.len].iter().any(|&i| vgic.hw_deliverable(vcpu, i)) || vgic.has_pending(vcpu)
 }

@@ -21,6 +21,8 @@ mod hcr {
     pub const AMO: u64 = 1 << 5; // SErrors to EL2
     pub const FB: u64 = 1 << 9; // broadcast TLB and cache maintenance
     pub const BSU_INNER: u64 = 1 << 10; // barriers upgraded to inner shareable
+    pub const TWI: u64 = 1 << 13; // trap WFI: Cairn emulates it and idles the CPU itself
+    pub const TWE: u64 = 1 << 14; // trap WFE: a yield hint, answered at once
     pub const TSC: u64 = 1 << 19; // trap SMC: guests reach Cairn's PSCI, not firmware
     pub const RW: u64 = 1 << 31; // EL1 is AArch64
     pub const APK: u64 = 1 << 40; // pointer-authentication key registers not trapped
@@ -35,6 +37,8 @@ const HCR_GUEST: u64 = hcr::VM
     | hcr::AMO
     | hcr::FB
     | hcr::BSU_INNER
+    | hcr::TWI
+    | hcr::TWE
     | hcr::TSC
     | hcr::RW
     | hcr::APK
