@@ -117,15 +117,14 @@ fn current_vm() -> Option<Arc<Vm>> {
     CURRENT_VM.get(cpu::current())?.read().clone()
 }
 
-/// Makes a vCPU's physical CPU look at it: SEV for a CPU idling in WFE, the kick SGI for
-/// one running a guest.
+/// Makes a vCPU's physical CPU look at it: the kick SGI ends its WFI, whether it idles at
+/// EL2 or runs the guest.
 pub fn wake(vcpu: &Vcpu) {
     if vcpu.pcpu != cpu::current() {
         if let Some(g) = gic::get() {
             g.kick(vcpu.pcpu);
         }
     }
-    cpu::send_event();
 }
 
 /// Hands every physical CPU its vCPU of `vm` and starts the boot vCPU (vCPU 0) on this,
@@ -138,7 +137,6 @@ pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
     let _ = vm.vcpus[0].power_on(vm.entry, vm.dtb);
     // From here the VM has run: its service bitmaps are fixed (fwregs).
     vm.firmware.lock().mark_run();
-    cpu::send_event();
     idle(cpu::current())
 }
 
@@ -164,11 +162,14 @@ fn start(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
     boot::enter_guest(&frame, vcpu.pcpu)
 }
 
-/// A physical CPU with no guest to run: idle (WFE at EL2, so QEMU can give the host core
-/// away) until this CPU's vCPU is started.
+/// A physical CPU with no guest to run: idle (WFI at EL2, so QEMU can give the host core
+/// away; WFE would spin, as QEMU treats it as a yield) until this CPU's vCPU is started.
+/// Starting it sends the kick SGI, which ends the WFI.
 pub fn idle(pcpu: usize) -> ! {
     runtime::reset_cpu(pcpu);
     loop {
+        // Complete kicks (and park anything routed here) so the next WFI really waits.
+        runtime::take_physical_interrupts(pcpu);
         let vm = CURRENT_VM[pcpu].read().clone();
         if let Some(vm) = vm {
             if let Some(vcpu) = vm.vcpus.iter().find(|v| v.pcpu == pcpu) {
@@ -178,7 +179,7 @@ pub fn idle(pcpu: usize) -> ! {
                 }
             }
         }
-        cpu::wait_for_event();
+        cpu::wait_for_interrupt();
     }
 }
 

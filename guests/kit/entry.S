@@ -1,5 +1,7 @@
 // Entry of a bare-metal test guest: arm64 Image header, self-relocation, BSS, stack,
 // EL1 vectors, then the guest's main. Entered at EL1h with the MMU off, x0 = device tree.
+// Secondary CPUs enter at kit_secondary_entry (PSCI CPU_ON), x0 = logical CPU index.
+// TPIDR_EL1 holds each CPU's logical index (0 for the boot CPU).
 
 .equ R_AARCH64_RELATIVE, 1027
 
@@ -44,6 +46,7 @@ _start:
     add     x0, x0, :lo12:{STACK}
     add     x0, x0, #{STACK_SIZE}
     mov     sp, x0
+    msr     tpidr_el1, xzr
     adrp    x0, guest_vectors
     add     x0, x0, :lo12:guest_vectors
     msr     vbar_el1, x0
@@ -52,6 +55,29 @@ _start:
     bl      {START}
 6:  wfe
     b       6b
+
+// A secondary CPU, started by smp::start through PSCI CPU_ON: EL1h, MMU off, DAIF masked,
+// x0 = context id = logical index (1..MAX_CPUS-1). The boot CPU has already relocated
+// the image and cleared BSS. Index n runs on SECONDARY_STACKS[n - 1], whose top is
+// SECONDARY_STACKS + n * SECONDARY_STACK_SIZE. Any other index parks.
+    .global kit_secondary_entry
+kit_secondary_entry:
+    cbz     x0, 8f
+    cmp     x0, #{MAX_CPUS}
+    b.hs    8f
+    adrp    x1, {SECONDARY_STACKS}
+    add     x1, x1, :lo12:{SECONDARY_STACKS}
+    mov     x2, #{SECONDARY_STACK_SIZE}
+    madd    x1, x0, x2, x1
+    mov     sp, x1
+    msr     tpidr_el1, x0
+    adrp    x1, guest_vectors
+    add     x1, x1, :lo12:guest_vectors
+    msr     vbar_el1, x1
+    isb
+    bl      {SECONDARY_START}
+8:  wfe
+    b       8b
 
 // EL1 vectors: save x0-x30, ELR, SPSR; call the kit's handler; return from the frame.
 .macro VEC kind

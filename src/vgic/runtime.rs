@@ -30,8 +30,9 @@ static HW_QUEUES: [spin::Mutex<HwQueue>; MAX_CPUS] =
 /// its vCPU (priority dropped, still active), Cairn's own are completed.
 pub fn take_physical_interrupts(cpu: usize) {
     let Some(gic) = gic::get() else { return };
-    while let Some(intid) = gic.ack() {
-        gic.eoi(intid);
+    while let Some(acked) = gic.ack() {
+        let intid = acked.intid;
+        gic.eoi(acked);
         if gic::is_guest_interrupt(intid) {
             let mut q = HW_QUEUES[cpu].lock();
             if q.len < HW_QUEUE_LEN {
@@ -49,7 +50,7 @@ pub fn take_physical_interrupts(cpu: usize) {
         }
         // Kick SGIs and the maintenance interrupt need nothing more: the flush on the way
         // back to the guest does the work.
-        gic.deactivate(intid);
+        gic.deactivate(acked);
     }
 }
 
@@ -168,12 +169,12 @@ pub fn reset_cpu(cpu: usize) {
     let Some(gic) = gic::get() else { return };
     let mut queue = HW_QUEUES[cpu].lock();
     for &intid in &queue.ids[..queue.len] {
-        gic.deactivate(intid);
+        gic.deactivate_forwarded(intid);
     }
     queue.len = 0;
     for i in 0..gic.list_registers() {
         if let Some(p) = gic.read_lr(i).pintid {
-            gic.deactivate(p);
+            gic.deactivate_forwarded(p);
         }
     }
     gic.clear_lrs();

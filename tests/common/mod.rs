@@ -1,8 +1,22 @@
 //! Boots the real Cairn image in real qemu-system-aarch64 and collects the serial log.
 //! The image and guests come from scripts/build (run once per test binary); every log is
 //! kept under target/test-logs/ so a failed boot can be read afterwards.
+//!
+//! `Boot::run` waits for QEMU to exit and returns the whole log (`Run`); `Boot::spawn`
+//! starts an interactive `Session` (session.rs) that waits for text on the console, types
+//! into it and checks QEMU's exit status. `Boot::linux` boots the default Linux guest
+//! (scripts/guest-linux) and `Boot::native` boots the guest straight in QEMU without Cairn.
 
 #![allow(dead_code)]
+
+pub mod regex;
+pub mod session;
+
+// Not every test binary uses every re-export.
+#[allow(unused_imports)]
+pub use regex::{re, Regex};
+#[allow(unused_imports)]
+pub use session::{Pattern, Session, WAIT_TIMEOUT};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -12,6 +26,10 @@ use std::time::{Duration, Instant};
 
 /// Where QEMU virt's guest-loader puts the guest, as in the README's command line.
 pub const GUEST_ADDR: &str = "0x48000000";
+/// Where the guest's initrd goes (scripts/run uses the same address).
+pub const INITRD_ADDR: &str = "0x4c000000";
+/// The guest bootargs `Boot::linux` starts from.
+pub const LINUX_BOOTARGS: &str = "console=ttyAMA0";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn root() -> PathBuf {
@@ -30,21 +48,56 @@ pub fn cairn_image() -> &'static Path {
     })
 }
 
+/// The default Linux guest: Debian's arm64 kernel Image and the busybox initramfs.
+pub struct LinuxGuest {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+}
+
+/// Fetched and built once per test binary by scripts/guest-linux (cached in ~/.cache/cairn).
+pub fn linux_guest() -> &'static LinuxGuest {
+    static GUEST: OnceLock<LinuxGuest> = OnceLock::new();
+    GUEST.get_or_init(|| {
+        let out = Command::new(root().join("scripts/guest-linux"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/guest-linux runs");
+        assert!(out.status.success(), "scripts/guest-linux failed");
+        let stdout = String::from_utf8(out.stdout).expect("utf-8 paths");
+        let mut lines = stdout.lines().map(str::trim).filter(|l| !l.is_empty());
+        let kernel = PathBuf::from(lines.next().expect("scripts/guest-linux prints the kernel path"));
+        let initrd = PathBuf::from(lines.next().expect("scripts/guest-linux prints the initramfs path"));
+        LinuxGuest { kernel, initrd }
+    })
+}
+
 /// A test guest's image, e.g. `guest("hypercalls")`.
 pub fn guest(name: &str) -> PathBuf {
     cairn_image().parent().unwrap().join(format!("guest-{name}.bin"))
 }
 
-/// One QEMU boot.
+/// One QEMU boot: `run()` waits for QEMU to exit by itself, `spawn()` starts an
+/// interactive `Session`.
 pub struct Boot {
     pub name: String,
     pub smp: usize,
     pub gic: u8,
     pub mem: &'static str,
     pub virtualization: bool,
+    /// Cairn's bootargs (`-append`); not used in native mode.
     pub append: String,
     pub guest: Option<PathBuf>,
+    /// The guest's bootargs (guest-loader's `bootargs`, or `-append` in native mode).
     pub guest_args: Option<String>,
+    pub initrd: Option<PathBuf>,
+    /// Boots the guest directly in QEMU, without Cairn and without EL2.
+    pub native: bool,
+    /// Passes `-no-reboot`, so a reset ends QEMU (the default).
+    pub no_reboot: bool,
+    /// Appended to the QEMU command line as is.
+    pub qemu_args: Vec<String>,
+    /// Time allowed for each wait of a `Session`.
+    pub wait_timeout: Duration,
 }
 
 impl Boot {
@@ -58,6 +111,11 @@ impl Boot {
             append: String::new(),
             guest: None,
             guest_args: None,
+            initrd: None,
+            native: false,
+            no_reboot: true,
+            qemu_args: Vec::new(),
+            wait_timeout: default_wait_timeout(),
         }
     }
 
@@ -86,26 +144,110 @@ impl Boot {
         self
     }
 
+    /// The default Linux guest (scripts/guest-linux) with bootargs `console=ttyAMA0`, its
+    /// initramfs, and 2 GiB of RAM.
+    pub fn linux(mut self) -> Self {
+        let linux = linux_guest();
+        self.guest = Some(linux.kernel.clone());
+        self.initrd = Some(linux.initrd.clone());
+        self.guest_args = Some(LINUX_BOOTARGS.into());
+        self.mem = "2G";
+        self
+    }
+
+    pub fn mem(mut self, size: &'static str) -> Self {
+        self.mem = size;
+        self
+    }
+
+    /// Adds to the guest's bootargs.
+    pub fn bootargs(mut self, extra: &str) -> Self {
+        self.guest_args = Some(match self.guest_args.take() {
+            Some(a) if !a.is_empty() => format!("{a} {extra}"),
+            _ => extra.into(),
+        });
+        self
+    }
+
+    pub fn initrd(mut self, path: &Path) -> Self {
+        self.initrd = Some(path.into());
+        self
+    }
+
+    /// Boots the guest straight in QEMU (`-kernel`, `-initrd`, `-append`) without Cairn
+    /// and without `virtualization=on`: the reference the tests and benchmarks compare with.
+    pub fn native(mut self) -> Self {
+        self.native = true;
+        self
+    }
+
+    /// Leaves out `-no-reboot`: a reset restarts the machine instead of ending QEMU.
+    pub fn allow_reboot(mut self) -> Self {
+        self.no_reboot = false;
+        self
+    }
+
+    /// Extra QEMU arguments, e.g. `.qemu_args(&["-icount", "shift=0"])`.
+    pub fn qemu_args(mut self, args: &[&str]) -> Self {
+        self.qemu_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Time allowed for each wait of a `Session` (default `WAIT_TIMEOUT`, or
+    /// CAIRN_TEST_WAIT_TIMEOUT seconds).
+    pub fn wait_timeout(mut self, t: Duration) -> Self {
+        self.wait_timeout = t;
+        self
+    }
+
     pub fn command(&self) -> Command {
         let mut machine = format!("virt,gic-version={}", self.gic);
-        if self.virtualization {
+        if self.virtualization && !self.native {
             machine.push_str(",virtualization=on");
         }
         let mut cmd = Command::new("qemu-system-aarch64");
         cmd.args(["-M", &machine, "-cpu", "max", "-m", self.mem, "-smp", &self.smp.to_string()]);
-        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]);
-        cmd.arg("-kernel").arg(cairn_image());
-        if !self.append.is_empty() {
-            cmd.args(["-append", &self.append]);
+        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+        if self.no_reboot {
+            cmd.arg("-no-reboot");
         }
-        if let Some(g) = &self.guest {
-            let mut dev = format!("guest-loader,addr={GUEST_ADDR},kernel={}", g.display());
-            if let Some(a) = &self.guest_args {
-                dev.push_str(&format!(",bootargs={a}"));
+        if self.native {
+            let guest = self.guest.as_ref().expect("native mode boots the guest itself: name one (.guest or .linux)");
+            cmd.arg("-kernel").arg(guest);
+            if let Some(initrd) = &self.initrd {
+                cmd.arg("-initrd").arg(initrd);
             }
-            cmd.args(["-device", &dev]);
+            if let Some(a) = &self.guest_args {
+                cmd.args(["-append", a]);
+            }
+        } else {
+            cmd.arg("-kernel").arg(cairn_image());
+            if !self.append.is_empty() {
+                cmd.args(["-append", &self.append]);
+            }
+            if let Some(g) = &self.guest {
+                let mut dev = format!("guest-loader,addr={GUEST_ADDR},kernel={}", qemu_opt(&g.display().to_string()));
+                if let Some(a) = &self.guest_args {
+                    dev.push_str(&format!(",bootargs={}", qemu_opt(a)));
+                }
+                cmd.args(["-device", &dev]);
+            }
+            if let Some(initrd) = &self.initrd {
+                cmd.args([
+                    "-device",
+                    &format!("guest-loader,addr={INITRD_ADDR},initrd={}", qemu_opt(&initrd.display().to_string())),
+                ]);
+            }
         }
+        cmd.args(&self.qemu_args);
         cmd
+    }
+
+    /// Boots with the serial console attached to the test (see `Session`); the log goes to
+    /// target/test-logs/<name>.log.
+    pub fn spawn(&self) -> Session {
+        let path = root().join("target/test-logs").join(format!("{}.log", self.name));
+        Session::start(&self.name, self.command(), path, self.wait_timeout)
     }
 
     /// Boots, waits for QEMU to exit (or kills it after the timeout), keeps the log.
@@ -144,6 +286,17 @@ impl Boot {
         std::fs::write(&path, format!("{log}\n--- qemu stderr ---\n{stderr}")).unwrap();
         Run { log, status, timed_out, elapsed: start.elapsed(), log_path: path }
     }
+}
+
+/// `WAIT_TIMEOUT`, or CAIRN_TEST_WAIT_TIMEOUT seconds when set (e.g. to give up sooner
+/// while reproducing a hang in a loop).
+fn default_wait_timeout() -> Duration {
+    std::env::var("CAIRN_TEST_WAIT_TIMEOUT").ok().and_then(|s| s.parse().ok()).map_or(WAIT_TIMEOUT, Duration::from_secs)
+}
+
+/// A value inside a QEMU `-device` option: commas are doubled.
+fn qemu_opt(value: &str) -> String {
+    value.replace(',', ",,")
 }
 
 pub struct Run {

@@ -1,6 +1,9 @@
 //! The kit Cairn's bare-metal test guests are built from: the arm64 Image entry, a PL011
 //! console found through the device tree, EL1 exception vectors that report anything
-//! unexpected, SMCCC calls through HVC and SMC, and the result protocol the test harness
+//! unexpected, SMCCC calls through HVC and SMC, secondary CPUs started through PSCI
+//! CPU_ON ([`smp`]), the GIC ([`gic`]) with an IRQ path that calls a handler per CPU
+//! ([`irq`]), the virtual timer ([`timer`]), bounded waits ([`time`]), single-writer
+//! memory shared between CPUs ([`shared`]), and the result protocol the test harness
 //! reads from the serial log:
 //!
 //! ```text
@@ -8,28 +11,49 @@
 //! CAIRN-TEST <guest> check <name>: FAIL <detail>
 //! CAIRN-TEST <guest> result: pass|fail (N passed, M failed)
 //! ```
+//!
+//! Guests run with the MMU off: every data access is Device-nGnRnE and there are no
+//! atomics (see [`shared`]). Only the boot CPU prints, so lines never interleave.
 #![no_std]
 
 pub mod console;
+pub mod cpu;
+pub mod gic;
+pub mod irq;
+mod mmio;
+pub mod shared;
 pub mod smccc;
+pub mod smp;
+pub mod time;
+pub mod timer;
 
 use core::arch::global_asm;
 use core::fmt::Write;
 
 pub use console::Console;
+use shared::{PerCpu, MAX_CPUS};
 
 const STACK_SIZE: usize = 64 * 1024;
+/// Secondary CPUs do little but take interrupts.
+const SECONDARY_STACK_SIZE: usize = 16 * 1024;
 
 #[repr(C, align(16))]
-struct Stack([u8; STACK_SIZE]);
+struct Stack<const N: usize>([u8; N]);
 
-static mut STACK: Stack = Stack([0; STACK_SIZE]);
+static mut STACK: Stack<STACK_SIZE> = Stack([0; STACK_SIZE]);
+/// Logical CPU n (1..MAX_CPUS) runs on SECONDARY_STACKS[n - 1].
+static mut SECONDARY_STACKS: [Stack<SECONDARY_STACK_SIZE>; MAX_CPUS - 1] =
+    [const { Stack([0; SECONDARY_STACK_SIZE]) }; MAX_CPUS - 1];
 
 global_asm!(
     include_str!("../entry.S"),
     STACK = sym STACK,
     STACK_SIZE = const STACK_SIZE,
+    SECONDARY_STACKS = sym SECONDARY_STACKS,
+    SECONDARY_STACK_SIZE = const SECONDARY_STACK_SIZE,
+    MAX_CPUS = const MAX_CPUS,
     START = sym start,
+    SECONDARY_START = sym smp::secondary_start,
     HANDLER = sym exception,
 );
 
@@ -73,51 +97,61 @@ pub struct Caught {
     pub far: u64,
 }
 
-static mut EXPECTING: bool = false;
-static mut CAUGHT: Option<Caught> = None;
+// Per CPU, written only by that CPU (in catch_exception and its exception handler).
+static EXPECTING: PerCpu<bool> = PerCpu::new(false);
+static CAUGHT: PerCpu<bool> = PerCpu::new(false);
+static CAUGHT_ESR: PerCpu<u64> = PerCpu::new(0);
+static CAUGHT_FAR: PerCpu<u64> = PerCpu::new(0);
 
 /// Runs `f`, which is expected to take one synchronous exception; the faulting instruction
-/// is skipped. Returns what was caught, or None if `f` ran without an exception.
+/// is skipped. Returns what was caught, or None if `f` ran without an exception. Works on
+/// every CPU independently.
 pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
-    // SAFETY: test guests run single-threaded on one vCPU; these statics are only touched
-    // here and in the exception handler that interrupts this very function.
-    unsafe {
-        EXPECTING = true;
-        CAUGHT = None;
-        core::arch::asm!("dsb sy", "isb");
-        f();
-        EXPECTING = false;
-        core::ptr::read_volatile(&raw const CAUGHT)
-    }
+    CAUGHT.set_mine(false);
+    EXPECTING.set_mine(true);
+    cpu::isb();
+    f();
+    EXPECTING.set_mine(false);
+    CAUGHT.mine().then(|| Caught { esr: CAUGHT_ESR.mine(), far: CAUGHT_FAR.mine() })
 }
 
+/// Exception kinds, as entry.S passes them: the vector's offset within its group of four.
+const KIND_SYNCHRONOUS: u64 = 0;
+const KIND_IRQ: u64 = 1;
+/// Every AArch64 instruction is four bytes.
+const INSTRUCTION_SIZE: u64 = 4;
+
 extern "C" fn exception(frame: &mut ExceptionFrame, kind: u64) {
+    if kind == KIND_IRQ {
+        irq::dispatch();
+        return;
+    }
     let (esr, far): (u64, u64);
     // SAFETY: reading the EL1 syndrome registers has no side effects.
     unsafe {
         core::arch::asm!("mrs {}, esr_el1", out(reg) esr);
         core::arch::asm!("mrs {}, far_el1", out(reg) far);
     }
-    // SAFETY: see catch_exception.
-    unsafe {
-        if kind == 0 && EXPECTING {
-            EXPECTING = false;
-            CAUGHT = Some(Caught { esr, far });
-            frame.elr += 4;
-            return;
-        }
+    if kind == KIND_SYNCHRONOUS && EXPECTING.mine() {
+        EXPECTING.set_mine(false);
+        CAUGHT_ESR.set_mine(esr);
+        CAUGHT_FAR.set_mine(far);
+        CAUGHT.set_mine(true);
+        frame.elr += INSTRUCTION_SIZE;
+        return;
     }
     const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
     println!(
-        "CAIRN-TEST unexpected {} exception: ESR_EL1={esr:#x} FAR_EL1={far:#x} ELR_EL1={:#x}",
+        "CAIRN-TEST unexpected {} exception on CPU {}: ESR_EL1={esr:#x} FAR_EL1={far:#x} ELR_EL1={:#x}",
         KINDS[kind as usize & 3],
+        cpu::index(),
         frame.elr
     );
     println!("CAIRN-TEST result: fail (unexpected exception)");
     smccc::system_off();
 }
 
-/// Tallies checks and prints the protocol lines.
+/// Tallies checks and prints the protocol lines. Used on the boot CPU only.
 pub struct Checks {
     guest: &'static str,
     passed: u32,
@@ -144,6 +178,35 @@ impl Checks {
     /// Checks that `actual == expected`, printing both in hex on failure.
     pub fn check_eq(&mut self, name: impl core::fmt::Display, actual: u64, expected: u64) {
         self.check(name, actual == expected, format_args!("got {actual:#x}, expected {expected:#x}"));
+    }
+
+    /// Records `result` as a check; returns the value if it is Ok.
+    pub fn check_ok<T, E: core::fmt::Display>(
+        &mut self,
+        name: impl core::fmt::Display,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.check(name, true, format_args!(""));
+                Some(value)
+            }
+            Err(e) => {
+                self.check(name, false, format_args!("{e}"));
+                None
+            }
+        }
+    }
+
+    /// Prints an informational line that is neither a check nor a verdict.
+    pub fn note(&self, what: core::fmt::Arguments<'_>) {
+        println!("CAIRN-TEST {} note: {what}", self.guest);
+    }
+
+    /// Prints the result line and powers the VM off.
+    pub fn finish_and_power_off(self) -> ! {
+        self.finish();
+        smccc::system_off();
     }
 
     /// Prints the result line; returns whether every check passed.

@@ -3,6 +3,9 @@
 
 /// PSCI SYSTEM_OFF (DEN0022 §5.1.9).
 pub const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
+/// PSCI CPU_ON, SMC64 form (DEN0022 §5.1.4): x1 = target MPIDR, x2 = entry point
+/// (physical address), x3 = context id, which the new CPU finds in x0.
+pub const PSCI_CPU_ON_64: u64 = 0xC400_0003;
 
 /// Registers x0-x17 before and after a call.
 pub type Regs = [u64; 18];
@@ -58,6 +61,12 @@ pub fn smc0(fid: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     let mut r = [0; 18];
     r[..4].copy_from_slice(&[fid, a1, a2, a3]);
     smc(r)[0]
+}
+
+/// Starts the CPU with affinity `mpidr` at `entry` with x0 = `context`, through PSCI
+/// CPU_ON over HVC; returns the PSCI status (0 on success, negative on error).
+pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> i64 {
+    hvc0(PSCI_CPU_ON_64, mpidr, entry, context) as i64
 }
 
 /// Powers the VM off through PSCI; never returns.

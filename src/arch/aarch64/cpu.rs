@@ -135,8 +135,3 @@ pub fn wait_for_event() {
 pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
 }
-
-pub fn send_event() {
-    barrier::dsb(barrier::ISH);
-    aarch64_cpu::asm::sev();
-}

@@ -29,6 +29,13 @@ pub enum Gic {
     V3(GicV3),
 }
 
+/// An acknowledged interrupt: its INTID, and the raw value to complete it with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acked {
+    pub raw: u32,
+    pub intid: u32,
+}
+
 static GIC: spin::Once<Gic> = spin::Once::new();
 /// Logical CPU -> MPIDR affinity, for GICv3 SGIs and SPI routing.
 static AFFINITY: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -98,28 +105,40 @@ impl Gic {
     }
 
     /// The highest-priority pending interrupt, acknowledged; None when nothing is pending.
-    pub fn ack(&self) -> Option<u32> {
-        let intid = match self {
-            Gic::V2(g) => g.ack(),
-            Gic::V3(g) => g.ack(),
+    pub fn ack(&self) -> Option<Acked> {
+        let (raw, intid) = match self {
+            Gic::V2(g) => {
+                let raw = g.ack();
+                (raw, GicV2::intid(raw))
+            }
+            Gic::V3(g) => {
+                let raw = g.ack();
+                (raw, raw)
+            }
         };
-        (intid < FIRST_SPECIAL_INTID).then_some(intid)
+        (intid < FIRST_SPECIAL_INTID).then_some(Acked { raw, intid })
     }
 
     /// Priority drop only: the interrupt stays active until [`Gic::deactivate`] or, for a
     /// forwarded one, the guest's EOI.
-    pub fn eoi(&self, intid: u32) {
+    pub fn eoi(&self, acked: Acked) {
         match self {
-            Gic::V2(g) => g.eoi(intid),
-            Gic::V3(g) => g.eoi(intid),
+            Gic::V2(g) => g.eoi(acked.raw),
+            Gic::V3(g) => g.eoi(acked.raw),
         }
     }
 
-    pub fn deactivate(&self, intid: u32) {
+    pub fn deactivate(&self, acked: Acked) {
         match self {
-            Gic::V2(g) => g.deactivate(intid),
-            Gic::V3(g) => g.deactivate(intid),
+            Gic::V2(g) => g.deactivate(acked.raw),
+            Gic::V3(g) => g.deactivate(acked.raw),
         }
+    }
+
+    /// Deactivates a forwarded interrupt the guest never completed (PPIs and SPIs carry
+    /// no sender, so the INTID is the whole acknowledge value).
+    pub fn deactivate_forwarded(&self, intid: u32) {
+        self.deactivate(Acked { raw: intid, intid });
     }
 
     /// Interrupts logical CPU `cpu` with the kick SGI.

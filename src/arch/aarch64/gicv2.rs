@@ -31,8 +31,9 @@ const GICC_PMR: usize = 0x0004;
 const GICC_IAR: usize = 0x000C;
 const GICC_EOIR: usize = 0x0010;
 const GICC_DIR: usize = 0x1000;
-/// GICC_CTLR: EnableGrp0 (0), EnableGrp1 (1), EOImode (9): EOI only drops priority.
-const GICC_CTLR_VALUE: u32 = (1 << 0) | (1 << 1) | (1 << 9);
+/// GICC_CTLR: EnableGrp0 (0), EnableGrp1 (1), EOImodeS (9) and EOImodeNS (10): EOI only
+/// drops priority, whichever security view the GIC gives Cairn (IHI 0048B §4.4.1).
+const GICC_CTLR_VALUE: u32 = (1 << 0) | (1 << 1) | (1 << 9) | (1 << 10);
 const GICC_IAR_INTID_MASK: u32 = 0x3FF;
 const PMR_ALLOW_ALL: u32 = 0xFF;
 
@@ -110,8 +111,15 @@ impl GicV2 {
         write32(self.hyp_control + GICH_HCR, GICH_HCR_EN);
     }
 
+    /// Acknowledges: the raw GICC_IAR value, which for an SGI carries the sender in
+    /// CPUID [12:10] and must be written back unchanged to GICC_EOIR and GICC_DIR
+    /// (IHI 0048B §4.4.4, §4.4.5).
     pub fn ack(&self) -> u32 {
-        read32(self.cpu_interface + GICC_IAR) & GICC_IAR_INTID_MASK
+        read32(self.cpu_interface + GICC_IAR)
+    }
+
+    pub fn intid(iar: u32) -> u32 {
+        iar & GICC_IAR_INTID_MASK
     }
 
     pub fn eoi(&self, intid: u32) {
