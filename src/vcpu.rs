@@ -286,7 +286,7 @@ fn sysreg(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, reg: SysRegId, write: boo
 fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) {
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
-    let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), x };
+    let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), vcpu: vcpu.index, x };
     match dispatch::dispatch(&call, vm.as_ref(), &firmware::MachineFirmware) {
         Outcome::Return(results) => {
             // The one place result registers are written back.
@@ -305,6 +305,16 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
             if vcpu.state() == PowerState::Runnable {
                 // Context is lost in a powerdown state: resume at the entry point in the
                 // state CPU_ON gives (DEN0022 §5.4.3 and §6.4).
+                start(vm, vcpu, Start { entry, context, big_endian: false });
+            }
+        }
+        Outcome::SystemSuspend { entry, context } => {
+            log::info!("vm{}: system event: suspend (PSCI SYSTEM_SUSPEND from vcpu{})", vm.id, vcpu.index);
+            wait_for_interrupt(vm, vcpu);
+            log::info!("vm{}: system event: wakeup (vcpu{} resumes at {entry:#x})", vm.id, vcpu.index);
+            if vcpu.state() == PowerState::Runnable {
+                // The system comes back as from a cold boot of this vCPU: CPU_ON state at
+                // the entry point (DEN0022 §5.19.1).
                 start(vm, vcpu, Start { entry, context, big_endian: false });
             }
         }

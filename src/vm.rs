@@ -130,6 +130,10 @@ impl VmFirmware for Vm {
         self.ram.iter().any(|r| r.contains(addr))
     }
 
+    fn others_off(&self, caller: usize) -> bool {
+        self.vcpus.iter().filter(|v| v.index != caller).all(|v| v.state() == PowerState::Stopped)
+    }
+
     fn trng_enabled(&self) -> bool {
         self.firmware.lock().trng_enabled()
     }

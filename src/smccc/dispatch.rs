@@ -33,6 +33,8 @@ pub struct Call {
     pub imm: u16,
     /// Whether the caller runs in AArch32 state.
     pub caller_aarch32: bool,
+    /// The calling vCPU's index in its VM.
+    pub vcpu: usize,
     /// x0-x7 at the time of the call.
     pub x: [u64; 8],
 }
@@ -99,6 +101,8 @@ pub enum Outcome {
     SystemReset2 { reset_type: u32, cookie: u64 },
     /// PSCI CPU_SUSPEND with a valid power state.
     CpuSuspend(psci::Suspend),
+    /// PSCI SYSTEM_SUSPEND from the last vCPU on: sleep, then resume at `entry`.
+    SystemSuspend { entry: u64, context: u64 },
     /// PSCI CPU_OFF: the calling vCPU stops.
     CpuOff,
 }
@@ -113,6 +117,8 @@ pub trait VmFirmware {
     fn affinity_info(&self, target: u64, lowest_level: u64) -> i64;
     /// Whether `addr` is in the VM's RAM (PSCI entry points must be).
     fn is_guest_ram(&self, addr: u64) -> bool;
+    /// Whether every vCPU but `caller` is off.
+    fn others_off(&self, caller: usize) -> bool;
     /// Whether the VM's service bitmaps (firmware pseudo-registers) leave TRNG on.
     fn trng_enabled(&self) -> bool {
         true
@@ -209,6 +215,9 @@ mod tests {
         fn is_guest_ram(&self, addr: u64) -> bool {
             (0x4000_0000..0x8000_0000).contains(&addr)
         }
+        fn others_off(&self, _: usize) -> bool {
+            true
+        }
     }
 
     struct TestHost;
@@ -238,7 +247,7 @@ mod tests {
     }
 
     fn call(conduit: Conduit, imm: u16, x0: u64) -> Call {
-        Call { conduit, imm, caller_aarch32: false, x: [x0, 0, 0, 0, 0, 0, 0, 0] }
+        Call { conduit, imm, caller_aarch32: false, vcpu: 0, x: [x0, 0, 0, 0, 0, 0, 0, 0] }
     }
 
     fn x0_of(outcome: Outcome) -> u64 {
@@ -336,6 +345,9 @@ mod tests {
                 0
             }
             fn is_guest_ram(&self, _: u64) -> bool {
+                false
+            }
+            fn others_off(&self, _: usize) -> bool {
                 false
             }
             fn trng_enabled(&self) -> bool {

@@ -42,9 +42,8 @@ pub fn migrate(t: &mut Checks, version: Version, ids: &PsciIds, boot_mpidr: u64)
 
 /// PSCI_FEATURES (1.0+, DEN0022 §5.15): 0 for each function Cairn implements (CPU_SUSPEND
 /// included: flags 0, original power_state format, platform-coordinated only), and
-/// NOT_SUPPORTED for the rest, for IDs that are not PSCI functions (SMCCC_VERSION apart,
-/// §5.15.2), and for SYSTEM_SUSPEND, which Cairn does not implement yet (Linux enables
-/// it on any other answer). SYSTEM_RESET2 is there from 1.1.
+/// NOT_SUPPORTED for the rest and for IDs that are not PSCI functions (SMCCC_VERSION apart,
+/// §5.15.2). SYSTEM_SUSPEND is there from 1.0, SYSTEM_RESET2 from 1.1.
 pub fn features(t: &mut Checks, version: Version) {
     if version < Version::V1_0 {
         return;
@@ -62,7 +61,7 @@ pub fn features(t: &mut Checks, version: Version) {
         ("psci-features", &[psci::PSCI_FEATURES], psci::SUCCESS),
         ("smccc-version", &[smccc::SMCCC_VERSION], psci::SUCCESS),
         ("system-reset2", &[psci::SYSTEM_RESET2_64, psci::SYSTEM_RESET2_32], reset2),
-        ("system-suspend", &[psci::SYSTEM_SUSPEND_64, psci::SYSTEM_SUSPEND_32], psci::NOT_SUPPORTED),
+        ("system-suspend", &[psci::SYSTEM_SUSPEND_64, psci::SYSTEM_SUSPEND_32], psci::SUCCESS),
         ("migrate", &[psci::MIGRATE_64, psci::MIGRATE_32], psci::NOT_SUPPORTED),
         ("migrate-info-up-cpu", &[psci::MIGRATE_INFO_UP_CPU_64, psci::MIGRATE_INFO_UP_CPU_32], psci::NOT_SUPPORTED),
         (
@@ -136,12 +135,14 @@ pub fn absent_functions(t: &mut Checks, version: Version, ids: &PsciIds, boot_mp
         absent(psci::MIGRATE_INFO_UP_CPU_64, [0; 3]),
         absent(psci::MIGRATE_INFO_UP_CPU_32, [0; 3]),
     ];
-    let before_1_0 = [absent(psci::PSCI_FEATURES, [u64::from(psci::PSCI_VERSION), 0, 0])];
+    let before_1_0 = [
+        absent(psci::PSCI_FEATURES, [u64::from(psci::PSCI_VERSION), 0, 0]),
+        absent(psci::SYSTEM_SUSPEND_64, [outside_ram, 0, 0]),
+        absent(psci::SYSTEM_SUSPEND_32, [outside_ram, 0, 0]),
+    ];
     let before_1_1 =
         [absent(psci::SYSTEM_RESET2_64, [reset_type, 0, 0]), absent(psci::SYSTEM_RESET2_32, [reset_type, 0, 0])];
     let never = [
-        absent(psci::SYSTEM_SUSPEND_64, [outside_ram, 0, 0]),
-        absent(psci::SYSTEM_SUSPEND_32, [outside_ram, 0, 0]),
         absent(psci::NODE_HW_STATE_64, [boot_mpidr, 0, 0]),
         absent(psci::PSCI_SET_SUSPEND_MODE, [0; 3]),
         absent(psci::PSCI_STAT_RESIDENCY_64, [boot_mpidr, 0, 0]),
@@ -191,4 +192,17 @@ pub fn absent_functions(t: &mut Checks, version: Version, ids: &PsciIds, boot_mp
             psci::LAST_OF_RANGE
         }),
     );
+}
+
+/// SYSTEM_SUSPEND (1.0+, DEN0022 §5.19.2): an entry point outside RAM is INVALID_ADDRESS,
+/// so the call returns without suspending anything. (DENIED while other vCPUs are on is
+/// covered by Cairn's unit tests.)
+pub fn system_suspend(t: &mut Checks, version: Version, outside_ram: u64) {
+    if version < Version::V1_0 {
+        return;
+    }
+    let forms = [psci::SYSTEM_SUSPEND_64, psci::SYSTEM_SUSPEND_32];
+    expect_all(t, "system-suspend-entry-outside-ram", &forms, psci::INVALID_ADDRESS, |fid, c| {
+        c.call3(fid, outside_ram, 0, 0)
+    });
 }

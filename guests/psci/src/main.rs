@@ -91,6 +91,7 @@ fn run(dtb: usize) {
     functions::migrate(&mut t, version, &ids, boot_mpidr);
     functions::features(&mut t, version);
     functions::system_reset2(&mut t, version);
+    functions::system_suspend(&mut t, version, outside_ram);
     functions::absent_functions(&mut t, version, &ids, boot_mpidr, outside_ram);
     services::arch(&mut t);
     services::trng(&mut t);
