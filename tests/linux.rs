@@ -265,3 +265,27 @@ fn linux_reboot_starts_the_guest_again() {
     s.send_line("poweroff -f");
     s.expect_exit(0);
 }
+
+/// Suspend-to-RAM: Linux offlines its secondary vCPUs (PSCI CPU_OFF) and suspends through
+/// PSCI SYSTEM_SUSPEND; the PL031 RTC alarm wakes the VM, which resumes at Linux's entry
+/// point with every vCPU back. The guest's wall clock shows it really slept.
+#[test]
+fn linux_suspend_to_ram_wakes_on_the_rtc_alarm() {
+    const SLEEP_S: u64 = 3;
+    let (mut s, _) = boot("suspend", 2, 3);
+    let states = s.sh("cat /sys/power/state");
+    assert!(states.contains("mem"), "PSCI SYSTEM_SUSPEND offers suspend-to-RAM: {states}{}", s.context());
+    let before: u64 = s.sh("date +%s").trim().parse().expect("date prints seconds");
+    s.sh(&format!("echo +{SLEEP_S} > /sys/class/rtc/rtc0/wakealarm && echo mem > /sys/power/state"));
+    let after: u64 = s.sh("date +%s").trim().parse().expect("date prints seconds");
+    assert!(after >= before + SLEEP_S - 1, "slept {} s, the alarm was {SLEEP_S} s{}", after - before, s.context());
+    let online = s.sh("cat /sys/devices/system/cpu/online");
+    assert_eq!(online.trim(), "0-1", "both vCPUs back after resume{}", s.context());
+    if !native() {
+        let log = s.log();
+        assert!(log.contains("system event: suspend"), "Cairn records the suspend{}", s.context());
+        assert!(log.contains("system event: wakeup"), "Cairn records the wake-up{}", s.context());
+    }
+    s.send_line("poweroff -f");
+    s.expect_exit(0);
+}
