@@ -155,10 +155,24 @@ impl Vm {
         if let Some(initrd) = self.initrd {
             copy_to_guest(initrd.pristine, initrd.at);
         }
+        self.install_device_tree();
+        invalidate_instruction_caches();
+    }
+
+    /// Writes the guest's device tree into its RAM (and, the first time, the kernel where
+    /// the loader did not already put it).
+    fn install_first_boot(&self, kernel_in_place: bool) {
+        if !kernel_in_place {
+            copy_to_guest(self.kernel.pristine, self.kernel.at);
+        } else {
+            mmu::clean_dcache_range(self.kernel.at.base, self.kernel.at.size);
+        }
+        self.install_device_tree();
+        invalidate_instruction_caches();
+    }
+
+    fn install_device_tree(&self) {
         copy_to_guest(self.guest_dtb.as_ptr() as u64, Region::new(self.dtb, self.guest_dtb.len() as u64));
-        // Guest code changed under the instruction caches.
-        // SAFETY: invalidating instruction caches has no effect beyond refetching.
-        unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb") };
     }
 
     /// Resets the virtual GIC to its power-on state.
@@ -167,6 +181,12 @@ impl Vm {
             self.vgic.lock().reset(&mut PhysicalBacking(g));
         }
     }
+}
+
+/// Guest code may have changed under the instruction caches.
+fn invalidate_instruction_caches() {
+    // SAFETY: invalidating instruction caches has no effect beyond refetching.
+    unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb") };
 }
 
 fn copy_to_guest(from: u64, to: Region) {
@@ -289,7 +309,7 @@ pub fn create_boot_vm(m: &Machine<'_>, psci_version: psci::Version) -> Result<Ar
         guest_dtb,
         event_lock: spin::Mutex::new(()),
     });
-    vm.restore_images();
+    vm.install_first_boot(placement.in_place);
     log_created(&vm, &placement, kernel.bootargs);
     VMS.lock().push(vm.clone());
     Ok(vm)
