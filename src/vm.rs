@@ -204,7 +204,7 @@ fn copy_to_guest(from: u64, to: Region) {
 /// Both ranges must be mapped, `size` bytes long, and not overlap.
 unsafe fn copy_bulk(from: u64, to: u64, size: u64) {
     const STEP: u64 = 16;
-    let aligned = from % STEP == 0 && to % STEP == 0;
+    let aligned = from.is_multiple_of(STEP) && to.is_multiple_of(STEP);
     let steps = if aligned { size / STEP } else { 0 };
     if steps > 0 {
         // SAFETY: the loop reads and writes exactly `steps * 16` bytes of the ranges the
