@@ -43,10 +43,6 @@ static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
 static MACHINE: spin::Once<Machine<'static>> = spin::Once::new();
 static HOST_DTB: spin::Once<&'static [u8]> = spin::Once::new();
 
-pub fn machine() -> &'static Machine<'static> {
-    MACHINE.get().expect("the boot CPU reads the device tree before anything asks for it")
-}
-
 /// The physical memory Cairn keeps for itself: its image, BSS and heap, rounded out to
 /// 2 MiB so guest RAM can use block mappings around it.
 pub fn cairn_region() -> Region {

@@ -172,7 +172,7 @@ pub fn idle(pcpu: usize) -> ! {
         runtime::take_physical_interrupts(pcpu);
         let vm = CURRENT_VM[pcpu].read().clone();
         if let Some(vm) = vm {
-            if let Some(vcpu) = vm.vcpus.iter().find(|v| v.pcpu == pcpu) {
+            if let Some(vcpu) = vm.vcpu_on(pcpu) {
                 vcpu.parked.store(true, Ordering::SeqCst);
                 if let Some(s) = vcpu.take_start() {
                     start(&vm, vcpu, s);
@@ -190,7 +190,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         console::print_line_unlocked(format_args!("cairn: guest exit {exit:?} on a CPU with no VM"));
         hyp::power_off()
     };
-    let Some(vcpu) = vm.vcpus.iter().find(|v| v.pcpu == pcpu) else { hyp::power_off() };
+    let Some(vcpu) = vm.vcpu_on(pcpu) else { hyp::power_off() };
     match exit {
         Exit::Hypercall { conduit, imm } => hypercall(&vm, vcpu, frame, conduit, imm),
         // WFE is a yield hint: with one vCPU per CPU there is nobody to yield to, so the

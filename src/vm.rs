@@ -144,6 +144,11 @@ impl VmFirmware for Vm {
 }
 
 impl Vm {
+    /// The vCPU pinned to physical CPU `pcpu`: vCPU n runs on CPU n.
+    pub fn vcpu_on(&self, pcpu: usize) -> Option<&Vcpu> {
+        self.vcpus.get(pcpu).filter(|v| v.pcpu == pcpu)
+    }
+
     /// Makes this VM's stage-2 tables the current ones on this CPU.
     pub fn load_stage2(&self) {
         mmu::load_stage2(self.stage2.root_address(), self.stage2.start_level(), self.vmid);

@@ -289,3 +289,45 @@ fn linux_suspend_to_ram_wakes_on_the_rtc_alarm() {
     s.send_line("poweroff -f");
     s.expect_exit(0);
 }
+
+/// Linux under each PSCI version Cairn implements (Cairn's bootarg `psci=`): every vCPU
+/// comes online, and dmesg reports the version the guest detected. A 0.1 guest has no
+/// SYSTEM_OFF; its QEMU is stopped by the harness.
+fn linux_under_psci(version: &str, detected: &str) {
+    let mut s = Boot::new(&format!("linux-psci-{version}"))
+        .linux()
+        .mem("1G")
+        .smp(2)
+        .gic(3)
+        .append(&format!("psci={version}"))
+        .spawn();
+    let cpus = wait_for_linux(&mut s);
+    assert_eq!(cpus, 2, "both vCPUs online under PSCI {version}{}", s.context());
+    let psci = s.sh("dmesg | grep psci:");
+    assert!(psci.contains(detected), "PSCI {version}: expected {detected:?} in:\n{psci}{}", s.context());
+    assert_eq!(s.sh("cat /sys/devices/system/cpu/online").trim(), "0-1", "{}", s.context());
+    if version != "0.1" {
+        s.send_line("poweroff -f");
+        s.expect_exit(0);
+    }
+}
+
+#[test]
+fn linux_boots_under_psci_0_1() {
+    linux_under_psci("0.1", "Using PSCI v0.1 Function IDs from DT");
+}
+
+#[test]
+fn linux_boots_under_psci_0_2() {
+    linux_under_psci("0.2", "PSCIv0.2 detected in firmware");
+}
+
+#[test]
+fn linux_boots_under_psci_1_0() {
+    linux_under_psci("1.0", "PSCIv1.0 detected in firmware");
+}
+
+#[test]
+fn linux_boots_under_psci_1_1() {
+    linux_under_psci("1.1", "PSCIv1.1 detected in firmware");
+}
