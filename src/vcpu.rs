@@ -84,8 +84,15 @@ impl Vcpu {
 
     /// CPU_ON: a stopped vCPU becomes RUNNABLE at once (so AFFINITY_INFO reports ON and a
     /// racing CPU_ON gets ALREADY_ON), and starts at `entry` when its CPU picks it up.
-    pub fn power_on(&self, entry: u64, context: u64) -> Result<(), i64> {
+    ///
+    /// `halting` is the VM's system-event flag: once a system event has begun, no vCPU
+    /// may start (checked under this vCPU's lock, so a racing CPU_ON either lands before
+    /// the event stops this vCPU, or sees the flag).
+    pub fn power_on(&self, entry: u64, context: u64, halting: &AtomicBool) -> Result<(), i64> {
         let mut p = self.power.lock();
+        if halting.load(Ordering::SeqCst) {
+            return Err(ret::INTERNAL_FAILURE);
+        }
         if p.state != PowerState::Stopped {
             return Err(ret::ALREADY_ON);
         }
@@ -134,7 +141,7 @@ pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
         *CURRENT_VM[v.pcpu].write() = Some(vm.clone());
     }
     // booting.rst: x0 = device tree address, x1-x3 = 0.
-    let _ = vm.vcpus[0].power_on(vm.entry, vm.dtb);
+    let _ = vm.vcpus[0].power_on(vm.entry, vm.dtb, &vm.halting);
     // From here the VM has run: its service bitmaps are fixed (fwregs).
     vm.firmware.lock().mark_run();
     idle(cpu::current())
@@ -343,6 +350,7 @@ fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) {
 /// Stops every vCPU of `vm` but `me` and waits until each has left the guest, so that no
 /// guest instruction runs anywhere in the VM after a system event's call.
 fn stop_others(vm: &Vm, me: &Vcpu) {
+    vm.halting.store(true, Ordering::SeqCst);
     for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
         v.power_off();
         wake(v);
@@ -355,10 +363,17 @@ fn stop_others(vm: &Vm, me: &Vcpu) {
     me.power_off();
 }
 
+/// Another vCPU's system event is under way and will stop this one: waiting for its lock
+/// here would deadlock with it waiting for this vCPU to park. Stop now instead.
+fn yield_to_event(vcpu: &Vcpu) -> ! {
+    vcpu.power_off();
+    idle(vcpu.pcpu)
+}
+
 /// PSCI SYSTEM_OFF: every vCPU of the VM stops, then the VM is gone; the machine powers
 /// off with the last VM.
 fn system_off(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
-    let _event = vm.event_lock.lock();
+    let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
     stop_others(vm, vcpu);
     log::info!("vm{}: system event: shutdown (PSCI SYSTEM_OFF from vcpu{})", vm.id, vcpu.index);
     if vm::destroy(vm) == 0 {
@@ -372,14 +387,15 @@ fn system_off(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
 /// go back to how they were at creation; the boot vCPU starts again.
 fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu, what: &str) -> ! {
     {
-        let _event = vm.event_lock.lock();
+        let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
         stop_others(vm, vcpu);
         log::info!("vm{}: system event: {what} from vcpu{}", vm.id, vcpu.index);
         runtime::reset_cpu(vcpu.pcpu);
         vm.reset_vgic();
         vm.restore_images();
         let boot = &vm.vcpus[0];
-        let _ = boot.power_on(vm.entry, vm.dtb);
+        vm.halting.store(false, Ordering::SeqCst);
+        let _ = boot.power_on(vm.entry, vm.dtb, &vm.halting);
         wake(boot);
     }
     idle(vcpu.pcpu)

@@ -4,6 +4,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::AtomicBool;
 
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::{boot, cpu, mmu};
@@ -80,6 +81,8 @@ pub struct Vm {
     guest_dtb: Vec<u8>,
     /// Serialises system events (reset, off) against each other.
     pub event_lock: spin::Mutex<()>,
+    /// Set while a system event stops the VM: no vCPU may start meanwhile.
+    pub halting: AtomicBool,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
@@ -104,7 +107,7 @@ impl VmFirmware for Vm {
         if !entry.is_multiple_of(4) || !self.is_guest_ram(entry) {
             return ret::INVALID_ADDRESS;
         }
-        match vcpu.power_on(entry, context) {
+        match vcpu.power_on(entry, context, &self.halting) {
             Ok(()) => {
                 crate::vcpu::wake(vcpu);
                 ret::SUCCESS
@@ -349,6 +352,7 @@ pub fn create_boot_vm(m: &Machine<'_>, psci_version: psci::Version) -> Result<Ar
         initrd: initrd_image,
         guest_dtb,
         event_lock: spin::Mutex::new(()),
+        halting: AtomicBool::new(false),
     });
     vm.install_first_boot(placement.in_place);
     log_created(&vm, &placement, kernel.bootargs);
