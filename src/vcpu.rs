@@ -108,6 +108,13 @@ impl Vcpu {
         p.start = None;
     }
 
+    /// Whether the guest context on this CPU is finished: the vCPU was stopped, or a start
+    /// (CPU_ON, a reset) is waiting to replace it. Either way it leaves through idle.
+    fn must_leave_guest(&self) -> bool {
+        let p = self.power.lock();
+        p.state == PowerState::Stopped || p.start.is_some()
+    }
+
     fn take_start(&self) -> Option<Start> {
         let mut p = self.power.lock();
         match p.state {
@@ -239,7 +246,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             inject::undefined_instruction(frame);
         }
     }
-    if vcpu.state() == PowerState::Stopped {
+    if vcpu.must_leave_guest() {
         idle(pcpu);
     }
     runtime::flush(&vm.vgic, vcpu.index, pcpu);
@@ -302,6 +309,9 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
         Outcome::CpuOff => {
             log::debug!("vm{}: vcpu{} off (PSCI CPU_OFF)", vm.id, vcpu.index);
             vcpu.power_off();
+            // CPU_OFF never returns (DEN0022 §5.5): even if a CPU_ON lands before this CPU
+            // parks, the vCPU leaves through idle, which takes that start.
+            idle(vcpu.pcpu);
         }
         Outcome::CpuSuspend(Suspend::Standby) => {
             wait_for_interrupt(vm, vcpu);
