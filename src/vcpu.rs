@@ -7,7 +7,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use aarch64_cpu::registers::{Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
+use aarch64_cpu::registers::{Readable, Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
 
 use crate::arch::aarch64::boot::{self, MAX_CPUS};
 use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
@@ -44,10 +44,11 @@ pub enum PowerState {
 
 /// Where a start (CPU_ON, a reset) sends the vCPU.
 #[derive(Clone, Copy, Debug)]
-struct Start {
-    entry: u64,
-    context: u64,
-    big_endian: bool,
+pub struct Start {
+    pub entry: u64,
+    pub context: u64,
+    /// SCTLR_EL1.EE for the started vCPU: CPU_ON gives the caller's (DEN0022 §6.4).
+    pub big_endian: bool,
 }
 
 struct Power {
@@ -88,7 +89,7 @@ impl Vcpu {
     /// `halting` is the VM's system-event flag: once a system event has begun, no vCPU
     /// may start (checked under this vCPU's lock, so a racing CPU_ON either lands before
     /// the event stops this vCPU, or sees the flag).
-    pub fn power_on(&self, entry: u64, context: u64, halting: &AtomicBool) -> Result<(), i64> {
+    pub fn power_on(&self, start: Start, halting: &AtomicBool) -> Result<(), i64> {
         let mut p = self.power.lock();
         if halting.load(Ordering::SeqCst) {
             return Err(ret::INTERNAL_FAILURE);
@@ -97,7 +98,7 @@ impl Vcpu {
             return Err(ret::ALREADY_ON);
         }
         p.state = PowerState::Runnable;
-        p.start = Some(Start { entry, context, big_endian: false });
+        p.start = Some(start);
         Ok(())
     }
 
@@ -131,6 +132,12 @@ fn current_vm() -> Option<Arc<Vm>> {
     CURRENT_VM.get(cpu::current())?.read().clone()
 }
 
+/// Whether the guest on this CPU runs big-endian at EL1 (SCTLR_EL1.EE): a CPU_ON caller's
+/// endianness is what its target starts with.
+pub fn caller_big_endian() -> bool {
+    SCTLR_EL1.get() & SCTLR_EL1_EE != 0
+}
+
 /// Makes a vCPU's physical CPU look at it: the kick SGI ends its WFI, whether it idles at
 /// EL2 or runs the guest.
 pub fn wake(vcpu: &Vcpu) {
@@ -148,7 +155,7 @@ pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
         *CURRENT_VM[v.pcpu].write() = Some(vm.clone());
     }
     // booting.rst: x0 = device tree address, x1-x3 = 0.
-    let _ = vm.vcpus[0].power_on(vm.entry, vm.dtb, &vm.halting);
+    let _ = vm.vcpus[0].power_on(vm.boot_start(), &vm.halting);
     // From here the VM has run: its service bitmaps are fixed (fwregs).
     vm.firmware.lock().mark_run();
     idle(cpu::current())
@@ -322,7 +329,7 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
             if vcpu.state() == PowerState::Runnable {
                 // Context is lost in a powerdown state: resume at the entry point in the
                 // state CPU_ON gives (DEN0022 §5.4.3 and §6.4).
-                start(vm, vcpu, Start { entry, context, big_endian: false });
+                start(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
         }
         Outcome::SystemSuspend { entry, context } => {
@@ -332,7 +339,7 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
             if vcpu.state() == PowerState::Runnable {
                 // The system comes back as from a cold boot of this vCPU: CPU_ON state at
                 // the entry point (DEN0022 §5.19.1).
-                start(vm, vcpu, Start { entry, context, big_endian: false });
+                start(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
         }
         Outcome::SystemOff => system_off(vm, vcpu),
@@ -405,7 +412,7 @@ fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu, what: &str) -> ! {
         vm.restore_images();
         let boot = &vm.vcpus[0];
         vm.halting.store(false, Ordering::SeqCst);
-        let _ = boot.power_on(vm.entry, vm.dtb, &vm.halting);
+        let _ = boot.power_on(vm.boot_start(), &vm.halting);
         wake(boot);
     }
     idle(vcpu.pcpu)

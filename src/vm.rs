@@ -17,7 +17,7 @@ use crate::mm::pagetable::{MemType, PageTable, Stage2};
 use crate::mm::{align_up, Region, MIB};
 use crate::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::smccc::dispatch::VmFirmware;
-use crate::vcpu::{PowerState, Vcpu};
+use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
 
 /// Why a VM could not be built.
@@ -107,7 +107,8 @@ impl VmFirmware for Vm {
         if !entry.is_multiple_of(4) || !self.is_guest_ram(entry) {
             return ret::INVALID_ADDRESS;
         }
-        match vcpu.power_on(entry, context, &self.halting) {
+        let start = Start { entry, context, big_endian: crate::vcpu::caller_big_endian() };
+        match vcpu.power_on(start, &self.halting) {
             Ok(()) => {
                 crate::vcpu::wake(vcpu);
                 ret::SUCCESS
@@ -147,6 +148,12 @@ impl VmFirmware for Vm {
 }
 
 impl Vm {
+    /// How the boot vCPU starts: at the kernel entry with the device tree in x0, x1-x3
+    /// zero (booting.rst).
+    pub fn boot_start(&self) -> Start {
+        Start { entry: self.entry, context: self.dtb, big_endian: false }
+    }
+
     /// The vCPU pinned to physical CPU `pcpu`: vCPU n runs on CPU n.
     pub fn vcpu_on(&self, pcpu: usize) -> Option<&Vcpu> {
         self.vcpus.get(pcpu).filter(|v| v.pcpu == pcpu)
