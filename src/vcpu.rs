@@ -334,8 +334,13 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
         }
         Outcome::SystemSuspend { entry, context } => {
             log::info!("vm{}: system event: suspend (PSCI SYSTEM_SUSPEND from vcpu{})", vm.id, vcpu.index);
-            wait_for_interrupt(vm, vcpu);
-            log::info!("vm{}: system event: wakeup (vcpu{} resumes at {entry:#x})", vm.id, vcpu.index);
+            let woken_by = wait_for_interrupt(vm, vcpu);
+            log::info!(
+                "vm{}: system event: wakeup by interrupt {} (vcpu{} resumes at {entry:#x})",
+                vm.id,
+                woken_by.map_or(-1, i64::from),
+                vcpu.index
+            );
             if vcpu.state() == PowerState::Runnable {
                 // The system comes back as from a cold boot of this vCPU: CPU_ON state at
                 // the entry point (DEN0022 §5.19.1).
@@ -353,12 +358,16 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
 
 /// Blocks this vCPU, its physical CPU idle in WFI at EL2, until a virtual interrupt is
 /// pending for it (masked or not, as WFI wakes on hardware) or it is stopped.
-fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) {
+/// Returns the INTID that woke it, or None if it was stopped.
+fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) -> Option<u32> {
     let pcpu = vcpu.pcpu;
     loop {
         runtime::take_physical_interrupts(pcpu);
-        if vcpu.state() == PowerState::Stopped || runtime::has_pending_interrupt(&vm.vgic, vcpu.index, pcpu) {
-            return;
+        if vcpu.state() == PowerState::Stopped {
+            return None;
+        }
+        if let Some(intid) = runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu) {
+            return Some(intid);
         }
         cpu::wait_for_interrupt();
     }

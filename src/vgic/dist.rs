@@ -299,7 +299,12 @@ impl VGic {
 
     /// Whether `vcpu` has a software interrupt waiting that `take_pending` would return.
     pub fn has_pending(&self, vcpu: usize) -> bool {
-        self.private.get(vcpu).is_some_and(|p| p.irqs.iter().any(|i| self.deliverable(i)))
+        self.first_pending(vcpu).is_some()
+    }
+
+    /// The lowest INTID of `vcpu`'s deliverable software interrupts, if any.
+    pub fn first_pending(&self, vcpu: usize) -> Option<u32> {
+        self.private.get(vcpu)?.irqs.iter().position(|i| self.deliverable(i)).map(|n| n as u32)
     }
 
     /// Makes SGI `sgi` pending on `target`, sent by `source`. Returns whether it is

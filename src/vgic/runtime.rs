@@ -196,17 +196,18 @@ pub fn listed_state(intid: u32) -> (bool, bool) {
     )
 }
 
-/// Whether `vcpu` has a virtual interrupt it could take: one pending in a list register,
+/// A virtual interrupt `vcpu` could take, by INTID: one pending in a list register,
 /// queued from the hardware, or pending in the distributor. Used to emulate WFI, which
 /// wakes on a pending interrupt even when the guest has masked interrupts.
-pub fn has_pending_interrupt(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) -> bool {
-    let Some(gic) = gic::get() else { return false };
-    let in_lr =
-        (0..gic.list_registers()).any(|i| matches!(gic.read_lr(i).state, LrState::Pending | LrState::PendingActive));
-    if in_lr {
-        return true;
+pub fn pending_interrupt(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) -> Option<u32> {
+    let gic = gic::get()?;
+    let in_lr = (0..gic.list_registers())
+        .map(|i| gic.read_lr(i))
+        .find(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive));
+    if let Some(lr) = in_lr {
+        return Some(lr.vintid);
     }
     let queue = HW_QUEUES[cpu].lock();
     let vgic = vgic.lock();
-    queue.ids[..queue.len].iter().any(|&i| vgic.hw_deliverable(vcpu, i)) || vgic.has_pending(vcpu)
+    queue.ids[..queue.len].iter().copied().find(|&i| vgic.hw_deliverable(vcpu, i)).or_else(|| vgic.first_pending(vcpu))
 }
