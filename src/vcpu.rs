@@ -183,6 +183,19 @@ fn start(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
     boot::enter_guest(&frame, vcpu.pcpu)
 }
 
+/// Resumes this CPU's vCPU from a powerdown state (CPU_SUSPEND, SYSTEM_SUSPEND) at the entry
+/// point, in the state CPU_ON gives (DEN0022 §6.4), but keeping what this powerdown does
+/// not lose: the EL1 timers (the device tree marks the timer always-on) and the pending
+/// interrupt that ended the suspend, which goes into a list register now.
+fn resume(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
+    let mut frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
+    frame.x[0] = s.context;
+    SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
+    runtime::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
+    log::debug!("vm{}: vcpu{} resumes at {:#x}", vm.id, vcpu.index, s.entry);
+    boot::enter_guest(&frame, vcpu.pcpu)
+}
+
 /// A physical CPU with no guest to run: idle (WFI at EL2, so QEMU can give the host core
 /// away; WFE would spin, as QEMU treats it as a yield) until this CPU's vCPU is started.
 /// Starting it sends the kick SGI, which ends the WFI.
@@ -329,7 +342,7 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
             if vcpu.state() == PowerState::Runnable {
                 // Context is lost in a powerdown state: resume at the entry point in the
                 // state CPU_ON gives (DEN0022 §5.4.3 and §6.4).
-                start(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
+                resume(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
         }
         Outcome::SystemSuspend { entry, context } => {
@@ -344,7 +357,7 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
             if vcpu.state() == PowerState::Runnable {
                 // The system comes back as from a cold boot of this vCPU: CPU_ON state at
                 // the entry point (DEN0022 §5.19.1).
-                start(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
+                resume(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
         }
         Outcome::SystemOff => system_off(vm, vcpu),
