@@ -229,12 +229,12 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         Exit::Hypercall { conduit, imm } => hypercall(&vm, vcpu, frame, conduit, imm),
         // WFE is a yield hint: with one vCPU per CPU there is nobody to yield to, so the
         // guest continues at once and its spinlock makes progress.
-        Exit::WaitFor { wfe: true } => frame.elr += INSTRUCTION_SIZE,
+        Exit::WaitFor { wfe: true, len } => frame.elr += len,
         // WFI blocks until an interrupt is pending for this vCPU, masked or not, with the
         // physical CPU idle in WFI at EL2 meanwhile.
-        Exit::WaitFor { wfe: false } => {
+        Exit::WaitFor { wfe: false, len } => {
             wait_for_interrupt(&vm, vcpu);
-            frame.elr += INSTRUCTION_SIZE;
+            frame.elr += len;
         }
         Exit::DataAbort { ipa, va, syndrome } => match Access::decode(ipa, syndrome) {
             Ok(access) if emulate_mmio(&vm, vcpu, frame, &access) => frame.elr += INSTRUCTION_SIZE,

@@ -9,8 +9,8 @@ pub enum Exit {
     /// An SMCCC call. For SMC the PC has already been moved past the instruction, so both
     /// conduits look alike from here on.
     Hypercall { conduit: Conduit, imm: u16 },
-    /// A trapped WFI or WFE.
-    WaitFor { wfe: bool },
+    /// A trapped WFI or WFE; `len` is the instruction's size (2 for a 16-bit T32 one).
+    WaitFor { wfe: bool, len: u64 },
     /// A data access to an IPA that stage 2 does not map.
     DataAbort { ipa: u64, va: Option<u64>, syndrome: DataAbort },
     /// An instruction fetch from an IPA that stage 2 does not map.
@@ -62,7 +62,7 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
     match esr.class() {
         ExceptionClass::Hvc64 => Exit::Hypercall { conduit: Conduit::Hvc, imm: esr.call_immediate() },
         ExceptionClass::Smc64 => Exit::Hypercall { conduit: Conduit::Smc, imm: esr.call_immediate() },
-        ExceptionClass::WfiWfe => Exit::WaitFor { wfe: esr.iss() & 1 != 0 },
+        ExceptionClass::WfiWfe => Exit::WaitFor { wfe: esr.iss() & 1 != 0, len: esr.instruction_len() },
         ExceptionClass::DataAbortLower => {
             let syndrome = esr.data_abort();
             let va = (!syndrome.far_not_valid()).then_some(far);
@@ -99,8 +99,8 @@ mod tests {
 
     #[test]
     fn wfe_is_told_from_wfi() {
-        assert_eq!(classify_sync(Esr((0x01 << 26) | 1), 0, 0), Exit::WaitFor { wfe: true });
-        assert_eq!(classify_sync(Esr(0x01 << 26), 0, 0), Exit::WaitFor { wfe: false });
+        assert_eq!(classify_sync(Esr((0x01 << 26) | (1 << 25) | 1), 0, 0), Exit::WaitFor { wfe: true, len: 4 });
+        assert_eq!(classify_sync(Esr(0x01 << 26), 0, 0), Exit::WaitFor { wfe: false, len: 2 });
     }
 
     #[test]

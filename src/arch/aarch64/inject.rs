@@ -28,13 +28,17 @@ const PSTATE_DAIF: u64 = 0xF << 6;
 const VECTOR_CURRENT_SP0: u64 = 0x000;
 const VECTOR_CURRENT_SPX: u64 = 0x200;
 const VECTOR_LOWER_AARCH64: u64 = 0x400;
+const VECTOR_LOWER_AARCH32: u64 = 0x600;
+/// SPSR.M[4]: the exception came from AArch32 state (only EL0 can be, under HCR_EL2.RW).
+const MODE_AARCH32: u64 = 1 << 4;
 
 fn from_el0(frame: &TrapFrame) -> bool {
-    frame.spsr & MODE_MASK == MODE_EL0T
+    frame.spsr & MODE_AARCH32 != 0 || frame.spsr & MODE_MASK == MODE_EL0T
 }
 
 fn enter_el1(frame: &mut TrapFrame, esr: u64, far: Option<u64>) {
     let offset = match frame.spsr & MODE_MASK {
+        _ if frame.spsr & MODE_AARCH32 != 0 => VECTOR_LOWER_AARCH32,
         MODE_EL0T => VECTOR_LOWER_AARCH64,
         MODE_EL1T => VECTOR_CURRENT_SP0,
         _ => VECTOR_CURRENT_SPX,
