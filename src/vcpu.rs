@@ -236,8 +236,8 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             wait_for_interrupt(&vm, vcpu);
             frame.elr += len;
         }
-        Exit::DataAbort { ipa, va, syndrome } => match Access::decode(ipa, syndrome) {
-            Ok(access) if emulate_mmio(&vm, vcpu, frame, &access) => frame.elr += INSTRUCTION_SIZE,
+        Exit::DataAbort { ipa, va, syndrome, len } => match Access::decode(ipa, syndrome) {
+            Ok(access) if emulate_mmio(&vm, vcpu, frame, &access) => frame.elr += len,
             decoded => {
                 log::debug!(
                     "vm{}: vcpu{}: data abort at IPA {ipa:#x} (PC {:#x}, {decoded:?}): injecting an external abort",

@@ -11,8 +11,8 @@ pub enum Exit {
     Hypercall { conduit: Conduit, imm: u16 },
     /// A trapped WFI or WFE; `len` is the instruction's size (2 for a 16-bit T32 one).
     WaitFor { wfe: bool, len: u64 },
-    /// A data access to an IPA that stage 2 does not map.
-    DataAbort { ipa: u64, va: Option<u64>, syndrome: DataAbort },
+    /// A data access to an IPA that stage 2 does not map; `len` is the instruction's size.
+    DataAbort { ipa: u64, va: Option<u64>, syndrome: DataAbort, len: u64 },
     /// An instruction fetch from an IPA that stage 2 does not map.
     InstructionAbort { ipa: u64, va: u64 },
     /// A trapped system-register access (MSR/MRS).
@@ -66,7 +66,7 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
         ExceptionClass::DataAbortLower => {
             let syndrome = esr.data_abort();
             let va = (!syndrome.far_not_valid()).then_some(far);
-            Exit::DataAbort { ipa: ipa_from_hpfar(hpfar, far), va, syndrome }
+            Exit::DataAbort { ipa: ipa_from_hpfar(hpfar, far), va, syndrome, len: esr.instruction_len() }
         }
         ExceptionClass::InstructionAbortLower => Exit::InstructionAbort { ipa: ipa_from_hpfar(hpfar, far), va: far },
         ExceptionClass::SysReg64 => sysreg(esr.iss()),
