@@ -382,6 +382,9 @@ fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) -> Option<u32> {
         if let Some(intid) = runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu) {
             return Some(intid);
         }
+        if let Some(g) = gic::get() {
+            g.resample();
+        }
         cpu::wait_for_interrupt();
     }
 }

@@ -207,7 +207,13 @@ impl Boot {
         }
         let mut cmd = Command::new("qemu-system-aarch64");
         cmd.args(["-M", &machine, "-cpu", "max", "-m", self.mem, "-smp", &self.smp.to_string()]);
-        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+        // CAIRN_QEMU_MONITOR=<socket path> opens QEMU's monitor there, to inspect a hung
+        // guest (registers, memory) while a test waits.
+        let monitor = match std::env::var("CAIRN_QEMU_MONITOR") {
+            Ok(path) if !path.is_empty() => format!("unix:{path},server,nowait"),
+            _ => "none".into(),
+        };
+        cmd.args(["-display", "none", "-monitor", &monitor, "-serial", "stdio"]);
         if self.no_reboot {
             cmd.arg("-no-reboot");
         }

@@ -141,6 +141,13 @@ impl Gic {
         self.deactivate(Acked { raw: intid, intid });
     }
 
+    /// Before waiting for an interrupt: see [`GicV2::resample`]. GICv3 needs nothing.
+    pub fn resample(&self) {
+        if let Gic::V2(g) = self {
+            g.resample();
+        }
+    }
+
     /// Interrupts logical CPU `cpu` with the kick SGI.
     pub fn kick(&self, cpu: usize) {
         match self {

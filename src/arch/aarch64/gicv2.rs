@@ -118,6 +118,16 @@ impl GicV2 {
         read32(self.cpu_interface + GICC_IAR)
     }
 
+    /// Makes the distributor look at its pending interrupts again (a write of GICD_CTLR's
+    /// own value: no effect on hardware). QEMU's GICv2 does not re-evaluate what it signals
+    /// to the CPU when a guest's virtual EOI deactivates a HW-mapped interrupt whose line
+    /// is still asserted (the virtual timer re-armed in the past): without this, a CPU
+    /// waiting in WFI at EL2 for that interrupt sleeps forever, with it pending in the
+    /// distributor and GICC_HPPIR reading 1023.
+    pub fn resample(&self) {
+        write32(self.distributor + GICD_CTLR, read32(self.distributor + GICD_CTLR));
+    }
+
     pub fn intid(iar: u32) -> u32 {
         iar & GICC_IAR_INTID_MASK
     }
