@@ -6,21 +6,15 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::boot::MAX_CPUS;
+use super::gicd::{
+    self, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICPENDR, GICD_IPRIORITYR, GICD_ISACTIVER, GICD_ISENABLER,
+    GICD_ISPENDR,
+};
 use super::gicv3::DEFAULT_PRIORITY;
 use super::mmio::{read32, read8, write32, write8};
 
-// Distributor (IHI 0048B §4.3).
-const GICD_CTLR: usize = 0x000;
-const GICD_TYPER: usize = 0x004;
-const GICD_ISENABLER: usize = 0x100;
-const GICD_ICENABLER: usize = 0x180;
-const GICD_ISPENDR: usize = 0x200;
-const GICD_ICPENDR: usize = 0x280;
-const GICD_ISACTIVER: usize = 0x300;
-const GICD_ICACTIVER: usize = 0x380;
-const GICD_IPRIORITYR: usize = 0x400;
+// Distributor registers GICv2 alone has (IHI 0048B §4.3).
 const GICD_ITARGETSR: usize = 0x800;
-const GICD_ICFGR: usize = 0xC00;
 const GICD_SGIR: usize = 0xF00;
 const GICD_CTLR_ENABLE: u32 = 1 << 0;
 const GICD_SGIR_TARGETS_SHIFT: u32 = 16;
@@ -62,8 +56,7 @@ static CPU_MASK: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 
 impl GicV2 {
     pub fn new(distributor: usize, cpu_interface: usize, hyp_control: usize) -> Self {
-        let lines = read32(distributor + GICD_TYPER) & 0x1F;
-        GicV2 { distributor, cpu_interface, hyp_control, nr_irqs: ((lines + 1) * 32).min(1020) }
+        GicV2 { distributor, cpu_interface, hyp_control, nr_irqs: gicd::nr_irqs(distributor).min(1020) }
     }
 
     pub fn nr_irqs(&self) -> u32 {
@@ -168,42 +161,30 @@ impl GicV2 {
         write32(self.hyp_control + GICH_LR0 + 4 * n, value);
     }
 
-    fn bit(&self, bank: usize, intid: u32) -> (usize, u32) {
-        (self.distributor + bank + (intid / 32) as usize * 4, 1 << (intid % 32))
-    }
-
     /// Private interrupts are banked: these must run on the CPU that owns them, which is
     /// where a pinned vCPU's accesses trap.
     pub fn set_enabled(&self, intid: u32, enabled: bool) {
-        let (reg, bit) = self.bit(if enabled { GICD_ISENABLER } else { GICD_ICENABLER }, intid);
-        write32(reg, bit);
+        gicd::write_bit(self.distributor, if enabled { GICD_ISENABLER } else { GICD_ICENABLER }, intid);
     }
 
     pub fn set_pending(&self, intid: u32, pending: bool) {
-        let (reg, bit) = self.bit(if pending { GICD_ISPENDR } else { GICD_ICPENDR }, intid);
-        write32(reg, bit);
+        gicd::write_bit(self.distributor, if pending { GICD_ISPENDR } else { GICD_ICPENDR }, intid);
     }
 
     pub fn pending(&self, intid: u32) -> bool {
-        let (reg, bit) = self.bit(GICD_ISPENDR, intid);
-        read32(reg) & bit != 0
+        gicd::read_bit(self.distributor, GICD_ISPENDR, intid)
     }
 
     pub fn set_active(&self, intid: u32, active: bool) {
-        let (reg, bit) = self.bit(if active { GICD_ISACTIVER } else { GICD_ICACTIVER }, intid);
-        write32(reg, bit);
+        gicd::write_bit(self.distributor, if active { GICD_ISACTIVER } else { GICD_ICACTIVER }, intid);
     }
 
     pub fn active(&self, intid: u32) -> bool {
-        let (reg, bit) = self.bit(GICD_ISACTIVER, intid);
-        read32(reg) & bit != 0
+        gicd::read_bit(self.distributor, GICD_ISACTIVER, intid)
     }
 
     pub fn set_edge_triggered(&self, intid: u32, edge: bool) {
-        let reg = self.distributor + GICD_ICFGR + (intid / 16) as usize * 4;
-        let bit = 2 << (2 * (intid % 16));
-        let v = read32(reg);
-        write32(reg, if edge { v | bit } else { v & !bit });
+        gicd::set_edge_triggered(self.distributor, intid, edge);
     }
 
     pub fn route(&self, intid: u32, cpu: usize) {

@@ -5,20 +5,13 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::boot::MAX_CPUS;
+use super::gicd::{
+    self, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICPENDR, GICD_IGROUPR, GICD_IPRIORITYR, GICD_ISACTIVER,
+    GICD_ISENABLER, GICD_ISPENDR,
+};
 use super::mmio::{read32, read64, write32, write64};
 
-// Distributor (IHI 0069H §12.9).
-const GICD_CTLR: usize = 0x0000;
-const GICD_TYPER: usize = 0x0004;
-const GICD_IGROUPR: usize = 0x0080;
-const GICD_ISENABLER: usize = 0x0100;
-const GICD_ICENABLER: usize = 0x0180;
-const GICD_ISPENDR: usize = 0x0200;
-const GICD_ICPENDR: usize = 0x0280;
-const GICD_ISACTIVER: usize = 0x0300;
-const GICD_ICACTIVER: usize = 0x0380;
-const GICD_IPRIORITYR: usize = 0x0400;
-const GICD_ICFGR: usize = 0x0C00;
+// Distributor registers GICv3 alone has (IHI 0069H §12.9).
 const GICD_IROUTER: usize = 0x6000;
 /// GICD_CTLR: EnableGrp1 (0 in the non-secure view), EnableGrp1A (1), ARE_NS (4), RWP (31).
 const GICD_CTLR_ENABLE: u32 = (1 << 0) | (1 << 1) | (1 << 4);
@@ -90,8 +83,7 @@ macro_rules! sysreg_read {
 
 impl GicV3 {
     pub fn new(distributor: usize, redistributors: usize, redistributors_size: usize) -> Self {
-        let lines = read32(distributor + GICD_TYPER) & 0x1F;
-        GicV3 { distributor, redistributors, redistributors_size, nr_irqs: ((lines + 1) * 32).min(1020) }
+        GicV3 { distributor, redistributors, redistributors_size, nr_irqs: gicd::nr_irqs(distributor).min(1020) }
     }
 
     pub fn nr_irqs(&self) -> u32 {
@@ -251,43 +243,38 @@ impl GicV3 {
             12 => "S3_4_C12_C13_4", 13 => "S3_4_C12_C13_5", 14 => "S3_4_C12_C13_6", 15 => "S3_4_C12_C13_7")
     }
 
-    /// The register holding `intid`'s bit in a one-bit-per-interrupt bank: the
-    /// redistributor's SGI frame of `cpu` for private interrupts, else the distributor.
-    fn bit_reg(&self, cpu: usize, bank: usize, intid: u32) -> (usize, u32) {
-        let base = if intid < 32 { REDIST[cpu].load(Ordering::Acquire) + GICR_SGI_BASE } else { self.distributor };
-        (base + bank + (intid / 32) as usize * 4, 1 << (intid % 32))
+    /// The frame holding `intid`'s bits: the redistributor's SGI frame of `cpu` for private
+    /// interrupts, else the distributor.
+    fn frame(&self, cpu: usize, intid: u32) -> usize {
+        if intid < 32 {
+            REDIST[cpu].load(Ordering::Acquire) + GICR_SGI_BASE
+        } else {
+            self.distributor
+        }
     }
 
     pub fn set_enabled(&self, cpu: usize, intid: u32, enabled: bool) {
-        let (reg, bit) = self.bit_reg(cpu, if enabled { GICD_ISENABLER } else { GICD_ICENABLER }, intid);
-        write32(reg, bit);
+        gicd::write_bit(self.frame(cpu, intid), if enabled { GICD_ISENABLER } else { GICD_ICENABLER }, intid);
     }
 
     pub fn set_pending(&self, cpu: usize, intid: u32, pending: bool) {
-        let (reg, bit) = self.bit_reg(cpu, if pending { GICD_ISPENDR } else { GICD_ICPENDR }, intid);
-        write32(reg, bit);
+        gicd::write_bit(self.frame(cpu, intid), if pending { GICD_ISPENDR } else { GICD_ICPENDR }, intid);
     }
 
     pub fn pending(&self, cpu: usize, intid: u32) -> bool {
-        let (reg, bit) = self.bit_reg(cpu, GICD_ISPENDR, intid);
-        read32(reg) & bit != 0
+        gicd::read_bit(self.frame(cpu, intid), GICD_ISPENDR, intid)
     }
 
     pub fn set_active(&self, cpu: usize, intid: u32, active: bool) {
-        let (reg, bit) = self.bit_reg(cpu, if active { GICD_ISACTIVER } else { GICD_ICACTIVER }, intid);
-        write32(reg, bit);
+        gicd::write_bit(self.frame(cpu, intid), if active { GICD_ISACTIVER } else { GICD_ICACTIVER }, intid);
     }
 
     pub fn active(&self, cpu: usize, intid: u32) -> bool {
-        let (reg, bit) = self.bit_reg(cpu, GICD_ISACTIVER, intid);
-        read32(reg) & bit != 0
+        gicd::read_bit(self.frame(cpu, intid), GICD_ISACTIVER, intid)
     }
 
     pub fn set_edge_triggered(&self, intid: u32, edge: bool) {
-        let reg = self.distributor + GICD_ICFGR + (intid / 16) as usize * 4;
-        let bit = 2 << (2 * (intid % 16));
-        let v = read32(reg);
-        write32(reg, if edge { v | bit } else { v & !bit });
+        gicd::set_edge_triggered(self.distributor, intid, edge);
     }
 
     pub fn route(&self, intid: u32, affinity: u64) {

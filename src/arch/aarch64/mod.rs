@@ -13,6 +13,8 @@ pub mod firmware;
 #[cfg(target_os = "none")]
 pub mod gic;
 #[cfg(target_os = "none")]
+pub mod gicd;
+#[cfg(target_os = "none")]
 pub mod gicv2;
 #[cfg(target_os = "none")]
 pub mod gicv3;
