@@ -255,6 +255,27 @@ pub struct HostWorkarounds {
     pub wa3: WaLevel,
 }
 
+impl HostWorkarounds {
+    /// The levels the real firmware's SMCCC_ARCH_FEATURES answers give (DEN0028 §7.5-§7.7):
+    /// 0 = the call is implemented and needed (AVAIL); 1 = implemented but not needed on
+    /// this PE (NOT_REQUIRED); -2 for WORKAROUND_2 = not required either; anything else =
+    /// no mitigation offered (NOT_AVAIL; UNKNOWN for WORKAROUND_2).
+    pub fn from_arch_features(feature: impl Fn(u32) -> i64) -> Self {
+        use crate::smccc::dispatch::{SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3};
+        let level = |fid| match feature(fid) {
+            0 => WaLevel::Avail,
+            1 => WaLevel::NotRequired,
+            _ => WaLevel::NotAvail,
+        };
+        let wa2 = match feature(SMCCC_ARCH_WORKAROUND_2) {
+            0 => Wa2Level::Avail,
+            1 | -2 => Wa2Level::NotRequired,
+            _ => Wa2Level::Unknown,
+        };
+        HostWorkarounds { wa1: level(SMCCC_ARCH_WORKAROUND_1), wa2, wa3: level(SMCCC_ARCH_WORKAROUND_3) }
+    }
+}
+
 /// The VM-wide firmware configuration behind the pseudo-registers (digest §3.2: the PSCI
 /// version and the bitmaps are per VM "even though [they are] read through a vCPU").
 ///

@@ -5,7 +5,9 @@
 //! byte, so `phandle` values and the references to them stay valid, except:
 //! - memory: every `device_type = "memory"` node gives way to one `memory@<base>` listing
 //!   the guest's RAM; header reservations outside guest RAM are left out;
-//! - `/cpus`: only the vCPUs' `cpu@` nodes stay, started by PSCI; `cpu-map` goes;
+//! - `/cpus`: only the vCPUs' `cpu@` nodes stay, started by PSCI; `cpu-map` and the
+//!   host's `idle-states` go; from PSCI 0.2 on, Cairn's own powerdown idle state is
+//!   described (`idle-states`, `cpu-idle-states`) so the guest's cpuidle uses CPU_SUSPEND;
 //! - `/psci`: rewritten for `hvc` and the PSCI version the VM gets;
 //! - `/chosen`: loses its child nodes (guest-loader modules) and the host's command line
 //!   and initrd, and gets the guest's;
@@ -132,7 +134,22 @@ const PSCI_1_0_COMPATIBLE: &[&str] = &["arm,psci-1.0", "arm,psci-0.2", "arm,psci
 
 /// `cpu@` properties replaced by `enable-method = "psci"` (DT spec v0.4 §3.8.1: the
 /// spin-table release address means nothing to a guest whose vCPUs start through PSCI).
-const CPU_REPLACED: &[&str] = &["enable-method", "cpu-release-addr"];
+const CPU_REPLACED: &[&str] = &["enable-method", "cpu-release-addr", "cpu-idle-states"];
+
+/// The idle state Cairn offers (Linux's arm/idle-states.yaml and arm/psci.yaml bindings):
+/// one powerdown state of the CPU's own power level. `arm,psci-suspend-param` is the
+/// CPU_SUSPEND power_state in the original format (DEN0022 §5.4.2.1): StateType (bit 16)
+/// = powerdown, StateID 0, PowerLevel 0. The timer keeps running across it (the guest's
+/// timer is always-on), so no `local-timer-stop`.
+const IDLE_STATE_NODE: &str = "cpu-powerdown";
+const IDLE_STATE_COMPATIBLE: &str = "arm,idle-state";
+const IDLE_STATE_PSCI_PARAM: u32 = 1 << 16;
+/// What a powerdown costs under Cairn: a trap, a wait, and a resume through the guest's
+/// entry point with its MMU off. Conservative figures that keep cpuidle to idle periods
+/// long enough to be worth it.
+const IDLE_STATE_ENTRY_LATENCY_US: u32 = 100;
+const IDLE_STATE_EXIT_LATENCY_US: u32 = 250;
+const IDLE_STATE_MIN_RESIDENCY_US: u32 = 2000;
 /// `/chosen` properties that describe the host's boot, replaced from the config.
 const CHOSEN_REPLACED: &[&str] = &["bootargs", "linux,initrd-start", "linux,initrd-end"];
 /// GIC properties replaced when Cairn emulates the GIC.
@@ -247,6 +264,8 @@ struct Plan<'f, 'a> {
     cpu_address_cells: usize,
     /// Phandles of every node the guest tree drops; properties naming them are dropped too.
     dropped_phandles: Vec<u32>,
+    /// The phandle of Cairn's idle state, when the guest gets one.
+    idle_state: Option<u32>,
 }
 
 impl<'f, 'a> Plan<'f, 'a> {
@@ -258,6 +277,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             gic: find_gic(fdt, cfg.gic.as_ref())?,
             cpu_address_cells: cpus.map_or(DEFAULT_ADDRESS_CELLS, |c| Cells::of(c).address),
             dropped_phandles: Vec::new(),
+            idle_state: (cfg.psci_version >= Version::V0_2).then(|| max_phandle(root) + 1),
         };
         plan.check_cpus(cpus)?;
         let mut dropped = Vec::new();
@@ -299,6 +319,7 @@ impl<'f, 'a> Plan<'f, 'a> {
         match parent {
             Kind::Chosen => None, // guest-loader `module@` nodes: the host's boot payloads
             Kind::Cpus if child.name == "cpu-map" => None, // may name dropped CPUs
+            Kind::Cpus if child.name == "idle-states" => None, // the firmware's, not Cairn's
             Kind::Cpus if is_cpu_node(child) => {
                 let mpidr = self.cpu_mpidr(child)?;
                 self.cfg.vcpu_mpidrs.contains(&mpidr).then_some(Kind::Cpu)
@@ -356,6 +377,9 @@ impl<'f, 'a> Plan<'f, 'a> {
         self.copy_properties(w, node, kind)?;
         self.add_properties(w, kind, parent_cells)?;
         let cells = Cells::of(node);
+        if let (Kind::Cpus, Some(phandle)) = (kind, self.idle_state) {
+            write_idle_states(w, phandle)?;
+        }
         if kind == Kind::Root {
             write_memory(w, self.cfg.memory, cells)?;
             write_psci(w, self.cfg)?;
@@ -396,7 +420,12 @@ impl<'f, 'a> Plan<'f, 'a> {
     /// The properties that replace the ones `copy_properties` left out.
     fn add_properties(&self, w: &mut FdtWriter, kind: Kind, parent_cells: Cells) -> Result<()> {
         match kind {
-            Kind::Cpu => w.property_string("enable-method", "psci")?,
+            Kind::Cpu => {
+                w.property_string("enable-method", "psci")?;
+                if let Some(phandle) = self.idle_state {
+                    w.property_u32("cpu-idle-states", phandle)?;
+                }
+            }
             Kind::Chosen => add_chosen(w, self.cfg)?,
             Kind::Gic => {
                 if let Some(gic) = self.cfg.gic {
@@ -419,6 +448,28 @@ fn find_gic<'a>(fdt: &Fdt<'a>, gic: Option<&GuestGic>) -> Result<Option<&'a [u8]
     };
     let node = fdt.find_compatible(compatible).ok_or(GuestDtError::NoHostGic)?;
     Ok(Some(node.property("compatible").ok_or(GuestDtError::NoHostGic)?.value))
+}
+
+/// The largest phandle in the tree (0 if none), so a new node's can be unique.
+fn max_phandle(root: FdtNode<'_, '_>) -> u32 {
+    let mut all = Vec::new();
+    subtree_phandles(root, &mut all);
+    all.into_iter().max().unwrap_or(0)
+}
+
+/// `/cpus/idle-states` with Cairn's one powerdown state.
+fn write_idle_states(w: &mut FdtWriter, phandle: u32) -> Result<()> {
+    let states = w.begin_node("idle-states")?;
+    w.property_string("entry-method", "psci")?;
+    let state = w.begin_node(IDLE_STATE_NODE)?;
+    w.property_string("compatible", IDLE_STATE_COMPATIBLE)?;
+    w.property_u32("arm,psci-suspend-param", IDLE_STATE_PSCI_PARAM)?;
+    w.property_u32("entry-latency-us", IDLE_STATE_ENTRY_LATENCY_US)?;
+    w.property_u32("exit-latency-us", IDLE_STATE_EXIT_LATENCY_US)?;
+    w.property_u32("min-residency-us", IDLE_STATE_MIN_RESIDENCY_US)?;
+    w.property_u32("phandle", phandle)?;
+    w.end_node(state)?;
+    Ok(w.end_node(states)?)
 }
 
 fn subtree_phandles(node: FdtNode<'_, '_>, out: &mut Vec<u32>) {
@@ -627,6 +678,27 @@ mod tests {
         assert!(cpus.iter().all(|c| c.property("enable-method").unwrap().as_str() == Some("psci")));
         assert!(fdt.find_node("/cpus/cpu-map").is_none());
         assert!(!has_property_anywhere(&fdt, "cpu-release-addr"));
+    }
+
+    #[test]
+    fn cpus_point_at_cairns_powerdown_idle_state_from_psci_0_2() {
+        let out = build(VIRT_GICV3, &config(&[RAM], &[0, 1])).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        let states = fdt.find_node("/cpus/idle-states").expect("an idle-states node");
+        assert_eq!(str_prop(states, "entry-method"), Some("psci"));
+        let state = fdt.find_node("/cpus/idle-states/cpu-powerdown").unwrap();
+        assert_eq!(u32_prop(state, "arm,psci-suspend-param"), Some(IDLE_STATE_PSCI_PARAM));
+        let phandle = u32_prop(state, "phandle").unwrap();
+        let host = Fdt::new(VIRT_GICV3).unwrap();
+        assert!(host.find_phandle(phandle).is_none(), "a phandle the host tree does not use");
+        let cpu_nodes = fdt.find_node("/cpus").unwrap().children().filter(|c| c.name.starts_with("cpu@"));
+        let pointers: Vec<_> = cpu_nodes.map(|c| u32_prop(c, "cpu-idle-states")).collect();
+        assert_eq!(pointers, [Some(phandle), Some(phandle)]);
+        let cfg = GuestDtConfig { psci_version: Version::V0_1, ..config(&[RAM], &[0]) };
+        let out = build(VIRT_GICV3, &cfg).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        assert!(fdt.find_node("/cpus/idle-states").is_none(), "PSCI 0.1 has no power_state format");
+        assert!(!has_property_anywhere(&fdt, "cpu-idle-states"));
     }
 
     #[test]

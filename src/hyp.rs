@@ -190,9 +190,16 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
 const UNMAPPED_EL2_ADDRESS: usize = 0x0DEA_D000_0000;
 
 /// `selftest=el2-fault` makes Cairn fault on purpose, so the tests can see that a fault
-/// at EL2 is reported and stops the machine instead of hanging it.
+/// at EL2 is reported and stops the machine instead of hanging it. `selftest=save-restore`
+/// round-trips every vCPU's whole state through save, scramble and restore at every exit
+/// (vcpu::SAVE_RESTORE_SELFTEST), so a guest can show it observes nothing of it.
 fn run_selftest(args: &str) {
-    if bootargs::value(args, "selftest") == Some("el2-fault") {
+    let selftest = bootargs::value(args, "selftest");
+    if selftest == Some("save-restore") {
+        log::warn!("selftest: saving and restoring the vCPU at every exit");
+        vcpu::SAVE_RESTORE_SELFTEST.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
+    if selftest == Some("el2-fault") {
         log::warn!("selftest: faulting at EL2 on purpose");
         // SAFETY: not safe, and meant not to be: the load faults and the EL2 vector
         // reports it; nothing runs after it.

@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod arch;
 pub mod bootargs;
 pub mod dt;
+pub mod event;
 pub mod fwregs;
 pub mod guest_dt;
 pub mod guest_image;
@@ -18,13 +19,12 @@ pub mod mm;
 pub mod mmio;
 pub mod psci;
 pub mod smccc;
+pub mod vcpu;
 pub mod vgic;
 
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod hyp;
-#[cfg(target_os = "none")]
-pub mod vcpu;
 #[cfg(target_os = "none")]
 pub mod vm;

@@ -6,17 +6,19 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::AtomicBool;
 
+use crate::arch::aarch64::firmware::MachineFirmware;
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::{boot, cpu, mmu};
 use crate::dt::{GicVersion, Machine, Module, ModuleKind};
-use crate::fwregs::VmFirmwareState;
+use crate::event::SystemEvent;
+use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
 use crate::hyp;
 use crate::mm::pagetable::{MemType, PageTable, Stage2};
 use crate::mm::{align_up, Region, MIB};
 use crate::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
-use crate::smccc::dispatch::VmFirmware;
+use crate::smccc::dispatch::{Host, VmFirmware};
 use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
 
@@ -83,6 +85,8 @@ pub struct Vm {
     pub event_lock: spin::Mutex<()>,
     /// Set while a system event stops the VM: no vCPU may start meanwhile.
     pub halting: AtomicBool,
+    /// Every system event of this VM, in order.
+    events: spin::Mutex<Vec<SystemEvent>>,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
@@ -108,11 +112,12 @@ impl VmFirmware for Vm {
             return ret::INVALID_ADDRESS;
         }
         let start = Start { entry, context, big_endian: crate::vcpu::caller_big_endian() };
-        match vcpu.power_on(start, &self.halting) {
-            Ok(()) => {
-                crate::vcpu::wake(vcpu);
-                ret::SUCCESS
-            }
+        let result = vcpu.power_on(start, &self.halting);
+        // A started vCPU's CPU picks up the start; a suspended one takes the call as a
+        // wake-up event (power::Power::power_on). Either way its CPU must look.
+        crate::vcpu::wake(vcpu);
+        match result {
+            Ok(()) => ret::SUCCESS,
             Err(code) => code,
         }
     }
@@ -123,7 +128,7 @@ impl VmFirmware for Vm {
         if matching.peek().is_none() {
             return ret::INVALID_PARAMETERS;
         }
-        if matching.any(|v| v.state() != PowerState::Stopped) {
+        if matching.any(|v| v.state().is_on()) {
             AFFINITY_ON
         } else {
             AFFINITY_OFF
@@ -152,6 +157,26 @@ impl Vm {
     /// zero (booting.rst).
     pub fn boot_start(&self) -> Start {
         Start { entry: self.entry, context: self.dtb, big_endian: false }
+    }
+
+    /// Records a system event and prints it as one line.
+    pub fn record(&self, event: SystemEvent) {
+        log::info!("vm{}: system event: {event}", self.id);
+        self.events.lock().push(event);
+    }
+
+    /// The system events so far.
+    pub fn events(&self) -> Vec<SystemEvent> {
+        self.events.lock().clone()
+    }
+
+    /// Runs `f` on the firmware pseudo-registers as a vCPU of this VM sees them (the VM's
+    /// PSCI version decides the vCPU's PSCI feature, as all vCPUs share it).
+    pub fn firmware_regs<R>(&self, f: impl FnOnce(&mut VcpuFirmwareRegs<'_>) -> R) -> R {
+        let host = HostWorkarounds::from_arch_features(|fid| MachineFirmware.arch_feature(fid));
+        let mut state = self.firmware.lock();
+        let feature = PsciFeature::for_version(state.psci_version());
+        f(&mut state.vcpu(feature, host))
     }
 
     /// The vCPU pinned to physical CPU `pcpu`: vCPU n runs on CPU n.
@@ -360,6 +385,7 @@ pub fn create_boot_vm(m: &Machine<'_>, psci_version: psci::Version) -> Result<Ar
         guest_dtb,
         event_lock: spin::Mutex::new(()),
         halting: AtomicBool::new(false),
+        events: spin::Mutex::new(Vec::new()),
     });
     vm.install_first_boot(placement.in_place);
     log_created(&vm, &placement, kernel.bootargs);

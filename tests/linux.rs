@@ -58,7 +58,11 @@ fn wait_for_linux(s: &mut Session) -> usize {
 
 /// Boots and waits for the shell.
 fn boot(test: &str, smp: usize, gic: u8) -> (Session, usize) {
-    let mut s = linux(test, smp, gic).spawn();
+    boot_with(linux(test, smp, gic))
+}
+
+fn boot_with(boot: Boot) -> (Session, usize) {
+    let mut s = boot.spawn();
     let cpus = wait_for_linux(&mut s);
     (s, cpus)
 }
@@ -150,7 +154,10 @@ fn not_rising(before: &[u64], after: &[u64], cpus: usize) -> Vec<usize> {
 /// timer interrupts and IPIs on every CPU, runs work pinned to each CPU, and
 /// `poweroff -f` ends QEMU with status 0.
 fn linux_works(smp: usize, gic: u8) {
-    let (mut s, marker_cpus) = boot("works", smp, gic);
+    check_linux_works(boot("works", smp, gic), smp);
+}
+
+fn check_linux_works((mut s, marker_cpus): (Session, usize), smp: usize) {
     let mut c = Checks::new();
     c.check(&format!("the marker line reports {smp} CPUs"), marker_cpus == smp, || {
         format!("    /init's nproc says {marker_cpus}")
@@ -249,6 +256,18 @@ fn linux_works_on_2_cpus_gicv2() {
 #[test]
 fn linux_works_on_4_cpus_gicv2() {
     linux_works(4, 2);
+}
+
+/// Everything `linux_works` checks, with Cairn saving every vCPU's whole state, scrambling
+/// the hardware and restoring it at every exit (`selftest=save-restore`): Linux boots,
+/// ticks, takes IPIs and powers off as if nothing happened.
+#[test]
+fn linux_works_with_a_save_restore_at_every_exit() {
+    if native() {
+        return;
+    }
+    let boot = linux("works-save-restore", 2, 3).append("selftest=save-restore");
+    check_linux_works(boot_with(boot), 2);
 }
 
 /// `reboot -f` starts the guest again (the VM restarts under Cairn; natively QEMU resets

@@ -4,6 +4,9 @@
 //!   times at 4 vCPUs on GICv3, all in one shell loop in the guest; every CPU is online
 //!   at the end, each offline was confirmed by AFFINITY_INFO and each online booted the
 //!   CPU, dmesg has no WARNING, BUG or Oops, and `poweroff -f` still ends QEMU with 0.
+//! - cpuidle: the guest's cpuidle driver (psci_idle) picks up the powerdown idle state
+//!   Cairn describes in the device tree, and every CPU has entered it (CPU_SUSPEND
+//!   powerdown, resumed at Linux's entry point) before and after the hotplug rounds.
 //! - Reboots: `reboot -f` three times in a row, the guest coming back on every vCPU each
 //!   time, then `poweroff -f`; Cairn reports three resets and one shutdown, each between
 //!   the right boots.
@@ -119,6 +122,8 @@ fn linux_hotplugs_every_secondary_50_times() {
     let cpus = wait_for_linux(&mut s);
     c.check(&format!("the marker line reports {CPUS} CPUs"), cpus == CPUS, || format!("    it says {cpus}"));
 
+    check_cpuidle(&mut s, &mut c, "after boot");
+
     let out = s.sh(&hotplug_loop());
     let failures: Vec<&str> = out.lines().filter(|l| l.contains(HOTPLUG_FAIL)).collect();
     c.check("the loop ran to the end", out.contains(HOTPLUG_DONE), || format!("    its output:\n{}", block(&out)));
@@ -131,6 +136,8 @@ fn linux_hotplugs_every_secondary_50_times() {
     c.check(&format!("CPUs {all} online at the end"), online.trim() == all, || format!("    online: {online:?}"));
     let nproc = s.sh("nproc");
     c.check(&format!("nproc says {CPUS}"), nproc.trim() == CPUS.to_string(), || format!("    nproc: {nproc:?}"));
+
+    check_cpuidle(&mut s, &mut c, "after the hotplug rounds");
 
     let dmesg = s.sh("dmesg");
     c.check("dmesg still holds the boot (the counts below cover the whole run)", dmesg.contains(FIRST_LINE), || {
@@ -157,6 +164,25 @@ fn linux_hotplugs_every_secondary_50_times() {
     let status = s.wait_exit();
     c.check("`poweroff -f` ends QEMU with status 0", status == Some(0), || format!("    QEMU's status: {status:?}"));
     c.finish(&mut s);
+}
+
+/// The name of Cairn's idle state in the guest device tree (src/guest_dt.rs): cpuidle's
+/// state1 on every CPU (state0 is WFI).
+const IDLE_STATE: &str = "cpu-powerdown";
+
+/// Every CPU's cpuidle state1 is Cairn's powerdown state and has been entered (its usage
+/// count is above zero) after a second of idling.
+fn check_cpuidle(s: &mut Session, c: &mut Checks, when: &str) {
+    let out = s.sh("sleep 1; for d in /sys/devices/system/cpu/cpu[0-9]*; do \
+         echo idle ${d##*/} $(cat $d/cpuidle/state1/name) $(cat $d/cpuidle/state1/usage); done");
+    let rows: Vec<Vec<&str>> =
+        out.lines().filter(|l| l.starts_with("idle ")).map(|l| l.split_whitespace().collect()).collect();
+    let entered = |r: &Vec<&str>| r.len() == 4 && r[2] == IDLE_STATE && r[3].parse::<u64>().is_ok_and(|n| n > 0);
+    c.check(
+        &format!("{when}: all {CPUS} CPUs entered cpuidle state {IDLE_STATE} (CPU_SUSPEND powerdown)"),
+        rows.len() == CPUS && rows.iter().all(entered),
+        || format!("    cpu, state1 name, usage:\n{}", block(&out)),
+    );
 }
 
 /// What happened, in the order the serial log shows it: a Linux boot (its marker) or a

@@ -127,7 +127,7 @@ fn events_part(smp: usize) -> Vec<String> {
 }
 
 fn shutdown() -> String {
-    "shutdown (PSCI SYSTEM_OFF from vcpu0)".into()
+    "shutdown (PSCI SYSTEM_OFF) from vcpu0".into()
 }
 
 /// Boots with `parts`, checks the verdict, QEMU's exit and the events.
@@ -166,4 +166,45 @@ fn power_reset_during_cpu_on_storm_smp4_gicv3() {
     let mut events = vec!["reset (PSCI SYSTEM_RESET) from vcpu0".to_string(); STORM_RESETS];
     events.push(shutdown());
     power("storm", 4, 3, "parts=storm", &events);
+}
+
+/// A guest fault Cairn cannot hand back (the guest's own exception vector is outside its
+/// memory) stops the VM with one crash event naming the cause, instead of looping through
+/// the same fault forever; with no VM left the machine powers off.
+#[test]
+fn power_guest_crash_is_a_system_event_smp2_gicv3() {
+    let mut s = Boot::new("power-crash-smp2-gicv3").smp(2).gic(3).guest(GUEST).bootargs("parts=crash").spawn();
+    s.wait_for(re(r"CAIRN-TEST power note: crashing on purpose"));
+    s.expect_exit(0);
+    let log = s.log();
+    let crash = "vm0: system event: crash (exception vector at VBAR_EL1 0x2000000000 is outside guest memory, \
+                 PC 0x2000000200) from vcpu0";
+    if !log.contains(crash) {
+        s.fail(&format!("expected Cairn to report\n  {crash}"));
+    }
+    assert_eq!(log.matches(EVENT).count(), 1, "exactly one system event{}", s.context());
+}
+
+/// Every exit of the power guest's suspend part and of its events part saves the whole
+/// vCPU, scrambles the hardware and restores it (Cairn's `selftest=save-restore`); each
+/// wait round-trips the MP state, and a suspended vCPU must stay suspended through it.
+/// The guest sees nothing of it: every check passes, every event happens as without it.
+#[test]
+fn power_save_restore_round_trips_are_invisible_smp4_gicv3() {
+    let mut s = Boot::new("power-save-restore-smp4-gicv3")
+        .smp(4)
+        .gic(3)
+        .guest(GUEST)
+        .append("selftest=save-restore")
+        .bootargs("parts=race,suspend,events race-rounds=50")
+        .wait_timeout(WAIT)
+        .spawn();
+    s.wait_for(re(r"CAIRN-TEST power (result: \w+ \(\d+ passed, \d+ failed\)|check \S+: FAIL)"));
+    assert_guest_passed(&mut s);
+    s.expect_exit(0);
+    assert_events(&mut s, &events_part(4));
+    let log = s.log();
+    for complaint in ["did not parse back", "restore refused", "came back as"] {
+        assert!(!log.contains(complaint), "Cairn's self-test complained: {complaint}{}", s.context());
+    }
 }

@@ -9,7 +9,10 @@
 //! - `events`: SYSTEM_RESET2 with undefined types answers INVALID_PARAMETERS and does not
 //!   reset; SYSTEM_RESET, SYSTEM_RESET2 warm (type 0) and vendor (type 0x8000_0000, from
 //!   the last vCPU) each restart the VM with no vCPU running past the call (events.rs);
-//! - `storm`: SYSTEM_RESET while one vCPU keeps calling CPU_ON on another, 16 times.
+//! - `storm`: SYSTEM_RESET while one vCPU keeps calling CPU_ON on another, 16 times;
+//! - `crash`: the guest points VBAR_EL1 outside its memory and takes an exception, which
+//!   no guest could survive: Cairn must stop the VM with a crash event instead of looping
+//!   through the same fault (run alone; nothing of the guest runs after it).
 //!
 //! The resets make this one run of several boots, told apart by a generation in memory a
 //! reset does not touch (persist.rs). The first boot runs `race` and `suspend`; each
@@ -50,6 +53,7 @@ struct Parts {
     suspend: bool,
     events: bool,
     storm: bool,
+    crash: bool,
     race_rounds: u64,
     race_load: usize,
 }
@@ -67,6 +71,7 @@ impl Parts {
             suspend: has("suspend"),
             events: has("events"),
             storm: has("storm"),
+            crash: has("crash"),
             race_rounds: arg(RACE_ROUNDS_ARG).and_then(|n| n.parse().ok()).unwrap_or(race::DEFAULT_ROUNDS),
             race_load: arg(RACE_LOAD_ARG).and_then(|n| n.parse().ok()).unwrap_or(0),
         }
@@ -92,6 +97,9 @@ fn run(dtb: usize) {
     }
     let plan = Plan::new(parts.events && found.persistent, parts.storm && found.persistent, &cpus);
     set_up(&mut r, dtb);
+    if parts.crash {
+        crash(&r);
+    }
 
     let next = if generation == 1 {
         first_boot(&mut r, area, &parts, &cpus);
@@ -118,6 +126,18 @@ fn set_up(r: &mut Report, dtb: usize) {
         r.check("gic-init", false, format_args!("{e}"));
     }
     entry::share_vectors();
+}
+
+/// An IPA no guest memory or device is at on the machines Cairn runs on (128 GiB).
+const UNMAPPED_VBAR: u64 = 0x20_0000_0000;
+
+/// Makes every exception fault at its own vector: an undefined instruction with VBAR_EL1
+/// outside guest memory. Cairn reports a crash and stops the VM; nothing returns here.
+fn crash(r: &Report) -> ! {
+    r.note(format_args!("crashing on purpose: VBAR_EL1 = {UNMAPPED_VBAR:#x}, then UDF"));
+    // SAFETY: not safe, and meant not to be: the UDF's exception is taken at the new
+    // vector, which is outside guest memory; Cairn stops the VM there.
+    unsafe { core::arch::asm!("msr vbar_el1, {}", "isb", "udf #0", in(reg) UNMAPPED_VBAR, options(noreturn)) }
 }
 
 /// The checks that need no reset, at the first boot.

@@ -19,6 +19,9 @@ pub enum Exit {
     SysReg { reg: SysRegId, write: bool, rt: usize },
     /// A physical interrupt arrived while the guest ran.
     Interrupt,
+    /// An SError (asynchronous external abort) taken from the guest (HCR_EL2.AMO routes
+    /// them to EL2): Cairn cannot attribute it to an instruction, so the VM crashes.
+    SError { esr: Esr },
     /// Anything else: reported to the guest as an undefined instruction.
     Unhandled { esr: Esr },
 }

@@ -8,6 +8,7 @@ use super::boot::MAX_CPUS;
 use super::gicv2::GicV2;
 use super::gicv3::GicV3;
 use crate::dt::{GicVersion, Machine};
+use crate::vcpu::saved::VgicCpu;
 use crate::vgic::dist::{HwBacking, Version, PRIVATE_IRQS};
 use crate::vgic::lr::ListReg;
 
@@ -189,6 +190,41 @@ impl Gic {
         match self {
             Gic::V2(g) => g.write_lr(n, lr.to_v2()),
             Gic::V3(g) => g.write_lr(n, lr.to_v3()),
+        }
+    }
+
+    /// The virtual CPU interface as the guest left it: raw list registers, VMCR, APRs.
+    pub fn save_cpu_interface(&self) -> VgicCpu {
+        let lrs = (0..self.list_registers()).map(|n| self.read_raw_lr(n)).collect();
+        let (vmcr, apr) = match self {
+            Gic::V2(g) => {
+                let (vmcr, apr) = g.read_vmcr_apr();
+                (u64::from(vmcr), [u64::from(apr), 0])
+            }
+            Gic::V3(g) => g.read_vmcr_apr(),
+        };
+        VgicCpu { lrs, vmcr, apr }
+    }
+
+    /// Puts back what [`Gic::save_cpu_interface`] saved (GICv2 registers are 32 bits wide:
+    /// the upper halves of a saved value are ignored).
+    pub fn restore_cpu_interface(&self, saved: &VgicCpu) {
+        for (n, &lr) in saved.lrs.iter().enumerate().take(self.list_registers()) {
+            match self {
+                Gic::V2(g) => g.write_lr(n, lr as u32),
+                Gic::V3(g) => g.write_lr(n, lr),
+            }
+        }
+        match self {
+            Gic::V2(g) => g.write_vmcr_apr(saved.vmcr as u32, saved.apr[0] as u32),
+            Gic::V3(g) => g.write_vmcr_apr(saved.vmcr, saved.apr),
+        }
+    }
+
+    fn read_raw_lr(&self, n: usize) -> u64 {
+        match self {
+            Gic::V2(g) => u64::from(g.read_lr(n)),
+            Gic::V3(g) => g.read_lr(n),
         }
     }
 

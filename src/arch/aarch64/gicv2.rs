@@ -161,6 +161,17 @@ impl GicV2 {
         write32(self.hyp_control + GICH_LR0 + 4 * n, value);
     }
 
+    /// GICH_VMCR and GICH_APR: the guest's view of its CPU interface's control and
+    /// active priorities (IHI 0048B §5.3.4, §5.3.7).
+    pub fn read_vmcr_apr(&self) -> (u32, u32) {
+        (read32(self.hyp_control + GICH_VMCR), read32(self.hyp_control + GICH_APR))
+    }
+
+    pub fn write_vmcr_apr(&self, vmcr: u32, apr: u32) {
+        write32(self.hyp_control + GICH_VMCR, vmcr);
+        write32(self.hyp_control + GICH_APR, apr);
+    }
+
     /// Private interrupts are banked: these must run on the CPU that owns them, which is
     /// where a pinned vCPU's accesses trap.
     pub fn set_enabled(&self, intid: u32, enabled: bool) {

@@ -243,6 +243,19 @@ impl GicV3 {
             12 => "S3_4_C12_C13_4", 13 => "S3_4_C12_C13_5", 14 => "S3_4_C12_C13_6", 15 => "S3_4_C12_C13_7")
     }
 
+    /// ICH_VMCR_EL2, ICH_AP0R0_EL2 and ICH_AP1R0_EL2: the guest's CPU-interface control
+    /// and active priorities (IHI 0069H §12.5.7, §12.5.1, §12.5.3; with 5 priority bits
+    /// only the first active-priority register of each group exists).
+    pub fn read_vmcr_apr(&self) -> (u64, [u64; 2]) {
+        (sysreg_read!("S3_4_C12_C11_7"), [sysreg_read!("S3_4_C12_C8_0"), sysreg_read!("S3_4_C12_C9_0")])
+    }
+
+    pub fn write_vmcr_apr(&self, vmcr: u64, apr: [u64; 2]) {
+        sysreg_write!("S3_4_C12_C11_7", vmcr);
+        sysreg_write!("S3_4_C12_C8_0", apr[0]);
+        sysreg_write!("S3_4_C12_C9_0", apr[1]);
+    }
+
     /// The frame holding `intid`'s bits: the redistributor's SGI frame of `cpu` for private
     /// interrupts, else the distributor.
     fn frame(&self, cpu: usize, intid: u32) -> usize {

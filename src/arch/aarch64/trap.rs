@@ -12,6 +12,7 @@ pub const FRAME_SIZE: usize = 16 * 17;
 const KIND_SYNC: u64 = 0;
 const KIND_IRQ: u64 = 1;
 const KIND_FIQ: u64 = 2;
+const KIND_SERROR: u64 = 3;
 
 /// SPSR_ELx.M[4]: the exception came from AArch32 state.
 const SPSR_M_AARCH32: u64 = 1 << 4;
@@ -59,6 +60,7 @@ pub(super) extern "C" fn handle_guest_exception(frame: &mut TrapFrame, kind: u64
             exit
         }
         KIND_IRQ | KIND_FIQ => Exit::Interrupt,
+        KIND_SERROR => Exit::SError { esr: Esr(ESR_EL2.get()) },
         _ => Exit::Unhandled { esr: Esr(ESR_EL2.get()) },
     };
     crate::vcpu::handle_exit(frame, exit);

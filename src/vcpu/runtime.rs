@@ -13,14 +13,17 @@ use crate::arch::aarch64::boot::{self, MAX_CPUS};
 use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{cpu, firmware, inject};
+use crate::arch::aarch64::{context, cpu, firmware, inject};
+use crate::event::{Crash, SystemEvent};
 use crate::mmio::Access;
 use crate::psci::{ret, Suspend};
 use crate::smccc::dispatch::{self, Call, Outcome};
+use crate::vcpu::power::{Power, PowerState, Start, Wait};
+use crate::vcpu::saved::VcpuState;
 use crate::vgic::dist::VcpuSet;
 use crate::vgic::runtime;
 use crate::vm::{self, Vm};
-use crate::{console, hyp};
+use crate::{console, fwregs, hyp};
 
 /// PSTATE for a vCPU entering the guest: EL1h with D, A, I and F masked (booting.rst, and
 /// DEN0022 §6.4 for CPU_ON).
@@ -32,29 +35,6 @@ const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 const SCTLR_EL1_EE: u64 = 1 << 25;
 /// The A64 instruction size, for stepping over an emulated MSR.
 const INSTRUCTION_SIZE: u64 = 4;
-
-/// A vCPU's power state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PowerState {
-    /// Runs guest code, or will as soon as its physical CPU picks up a pending start.
-    Runnable,
-    /// Off: CPU_OFF, never started, or stopped by a system event.
-    Stopped,
-}
-
-/// Where a start (CPU_ON, a reset) sends the vCPU.
-#[derive(Clone, Copy, Debug)]
-pub struct Start {
-    pub entry: u64,
-    pub context: u64,
-    /// SCTLR_EL1.EE for the started vCPU: CPU_ON gives the caller's (DEN0022 §6.4).
-    pub big_endian: bool,
-}
-
-struct Power {
-    state: PowerState,
-    start: Option<Start>,
-}
 
 pub struct Vcpu {
     pub index: usize,
@@ -70,58 +50,37 @@ pub struct Vcpu {
 
 impl Vcpu {
     pub fn new(index: usize, mpidr: u64, pcpu: usize) -> Self {
-        Vcpu {
-            index,
-            mpidr,
-            pcpu,
-            power: spin::Mutex::new(Power { state: PowerState::Stopped, start: None }),
-            parked: AtomicBool::new(false),
-        }
+        Vcpu { index, mpidr, pcpu, power: spin::Mutex::new(Power::new()), parked: AtomicBool::new(false) }
     }
 
     pub fn state(&self) -> PowerState {
-        self.power.lock().state
+        self.power.lock().state()
     }
 
-    /// CPU_ON: a stopped vCPU becomes RUNNABLE at once (so AFFINITY_INFO reports ON and a
-    /// racing CPU_ON gets ALREADY_ON), and starts at `entry` when its CPU picks it up.
-    ///
-    /// `halting` is the VM's system-event flag: once a system event has begun, no vCPU
-    /// may start (checked under this vCPU's lock, so a racing CPU_ON either lands before
-    /// the event stops this vCPU, or sees the flag).
+    /// CPU_ON (power::Power::power_on) under this vCPU's lock. `halting` is the VM's
+    /// system-event flag, read under the lock, so a racing CPU_ON either lands before the
+    /// event stops this vCPU or sees the flag.
     pub fn power_on(&self, start: Start, halting: &AtomicBool) -> Result<(), i64> {
         let mut p = self.power.lock();
-        if halting.load(Ordering::SeqCst) {
-            return Err(ret::INTERNAL_FAILURE);
-        }
-        if p.state != PowerState::Stopped {
-            return Err(ret::ALREADY_ON);
-        }
-        p.state = PowerState::Runnable;
-        p.start = Some(start);
-        Ok(())
+        p.power_on(start, halting.load(Ordering::SeqCst))
     }
 
     /// Stops the vCPU; it leaves the guest at its next exit.
     pub fn power_off(&self) {
-        let mut p = self.power.lock();
-        p.state = PowerState::Stopped;
-        p.start = None;
+        self.power.lock().power_off();
     }
 
-    /// Whether the guest context on this CPU is finished: the vCPU was stopped, or a start
-    /// (CPU_ON, a reset) is waiting to replace it. Either way it leaves through idle.
+    /// Starts the vCPU again after a VM reset.
+    fn restart(&self, start: Start) {
+        self.power.lock().restart(start);
+    }
+
     fn must_leave_guest(&self) -> bool {
-        let p = self.power.lock();
-        p.state == PowerState::Stopped || p.start.is_some()
+        self.power.lock().must_leave_guest()
     }
 
     fn take_start(&self) -> Option<Start> {
-        let mut p = self.power.lock();
-        match p.state {
-            PowerState::Runnable => p.start.take(),
-            PowerState::Stopped => None,
-        }
+        self.power.lock().take_start()
     }
 }
 
@@ -233,7 +192,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         // WFI blocks until an interrupt is pending for this vCPU, masked or not, with the
         // physical CPU idle in WFI at EL2 meanwhile.
         Exit::WaitFor { wfe: false, len } => {
-            wait_for_interrupt(&vm, vcpu);
+            wait_for_wakeup(&vm, vcpu, Wait::Halt);
             frame.elr += len;
         }
         Exit::DataAbort { ipa, va, syndrome, len } => match Access::decode(ipa, syndrome) {
@@ -249,9 +208,13 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             }
         },
         Exit::InstructionAbort { ipa, va } => {
+            if let Some(vbar) = inject::in_exception_vectors(frame.elr) {
+                crash(&vm, vcpu, frame.elr, Crash::VectorUnmapped { vbar });
+            }
             log::debug!("vm{}: instruction fetch from IPA {ipa:#x}: injecting an external abort", vm.id);
             inject::instruction_abort(frame, va);
         }
+        Exit::SError { esr } => crash(&vm, vcpu, frame.elr, Crash::SError { esr: esr.0 }),
         Exit::SysReg { reg, write, rt } => sysreg(&vm, vcpu, frame, reg, write, rt),
         Exit::Interrupt => runtime::take_physical_interrupts(pcpu),
         Exit::Unhandled { esr } => {
@@ -270,6 +233,9 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         idle(pcpu);
     }
     runtime::flush(&vm.vgic, vcpu.index, pcpu);
+    if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
+        save_restore_round_trip(&vm, vcpu, frame);
+    }
 }
 
 fn kick(vm: &Vm, set: VcpuSet, me: usize) {
@@ -334,53 +300,74 @@ fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch
             idle(vcpu.pcpu);
         }
         Outcome::CpuSuspend(Suspend::Standby) => {
-            wait_for_interrupt(vm, vcpu);
+            wait_for_wakeup(vm, vcpu, Wait::Halt);
             frame.x[0] = ret::SUCCESS as u64;
         }
         Outcome::CpuSuspend(Suspend::Powerdown { entry, context }) => {
-            wait_for_interrupt(vm, vcpu);
-            if vcpu.state() == PowerState::Runnable {
+            if wait_for_wakeup(vm, vcpu, Wait::Suspend) != Wakeup::Stopped {
                 // Context is lost in a powerdown state: resume at the entry point in the
                 // state CPU_ON gives (DEN0022 §5.4.3 and §6.4).
                 resume(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
         }
         Outcome::SystemSuspend { entry, context } => {
-            log::info!("vm{}: system event: suspend (PSCI SYSTEM_SUSPEND from vcpu{})", vm.id, vcpu.index);
-            let woken_by = wait_for_interrupt(vm, vcpu);
-            log::info!(
-                "vm{}: system event: wakeup by interrupt {} (vcpu{} resumes at {entry:#x})",
-                vm.id,
-                woken_by.map_or(-1, i64::from),
-                vcpu.index
-            );
-            if vcpu.state() == PowerState::Runnable {
+            vm.record(SystemEvent::Suspend { vcpu: vcpu.index, entry });
+            let woken = wait_for_wakeup(vm, vcpu, Wait::Suspend);
+            if let Wakeup::Interrupt(intid) = woken {
+                vm.record(SystemEvent::Wakeup { vcpu: vcpu.index, intid, entry });
+            }
+            if woken != Wakeup::Stopped {
                 // The system comes back as from a cold boot of this vCPU: CPU_ON state at
                 // the entry point (DEN0022 §5.19.1).
                 resume(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
         }
-        Outcome::SystemOff => system_off(vm, vcpu),
-        Outcome::SystemReset => system_reset(vm, vcpu, "reset (PSCI SYSTEM_RESET)"),
+        Outcome::SystemOff => stop_vm(vm, vcpu, SystemEvent::Shutdown { vcpu: vcpu.index }),
+        Outcome::SystemReset => system_reset(vm, vcpu, SystemEvent::Reset { vcpu: vcpu.index }),
         Outcome::SystemReset2 { reset_type, cookie } => {
-            let what = alloc::format!("reset2 (PSCI SYSTEM_RESET2 type {reset_type:#x} cookie {cookie:#x})");
-            system_reset(vm, vcpu, &what)
+            system_reset(vm, vcpu, SystemEvent::Reset2 { vcpu: vcpu.index, reset_type, cookie })
         }
     }
 }
 
-/// Blocks this vCPU, its physical CPU idle in WFI at EL2, until a virtual interrupt is
-/// pending for it (masked or not, as WFI wakes on hardware) or it is stopped.
-/// Returns the INTID that woke it, or None if it was stopped.
-fn wait_for_interrupt(vm: &Vm, vcpu: &Vcpu) -> Option<u32> {
+/// What ended a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wakeup {
+    /// A virtual interrupt is pending for the vCPU (its INTID).
+    Interrupt(u32),
+    /// A wake-up event that is not an interrupt: a CPU_ON aimed at the suspended vCPU.
+    Request,
+    /// The vCPU was stopped (CPU_OFF is not possible here, so: a system event).
+    Stopped,
+}
+
+/// Blocks this vCPU, HALTED (WFI, standby) or SUSPENDED (powerdown) per `how`, its physical
+/// CPU idle in WFI at EL2 meanwhile, until a wake-up event: a virtual interrupt pending
+/// for it (masked or not, as WFI wakes on hardware), a CPU_ON aimed at it while suspended,
+/// or a stop.
+fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
     let pcpu = vcpu.pcpu;
+    if !vcpu.power.lock().begin_wait(how) {
+        return Wakeup::Stopped;
+    }
+    if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
+        mp_state_round_trip(vcpu);
+    }
     loop {
         runtime::take_physical_interrupts(pcpu);
-        if vcpu.state() == PowerState::Stopped {
-            return None;
-        }
-        if let Some(intid) = runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu) {
-            return Some(intid);
+        let woken = match runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu) {
+            Some(intid) => Some(Wakeup::Interrupt(intid)),
+            None => vcpu.power.lock().wake_requested().then_some(Wakeup::Request),
+        };
+        {
+            let mut p = vcpu.power.lock();
+            if p.state() == PowerState::Stopped {
+                return Wakeup::Stopped;
+            }
+            if let Some(w) = woken {
+                p.end_wait();
+                return w;
+            }
         }
         if let Some(g) = gic::get() {
             g.resample();
@@ -412,12 +399,12 @@ fn yield_to_event(vcpu: &Vcpu) -> ! {
     idle(vcpu.pcpu)
 }
 
-/// PSCI SYSTEM_OFF: every vCPU of the VM stops, then the VM is gone; the machine powers
-/// off with the last VM.
-fn system_off(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
+/// SYSTEM_OFF, or a crash: every vCPU of the VM stops, the event is recorded, then the
+/// VM is gone; the machine powers off with the last VM.
+fn stop_vm(vm: &Arc<Vm>, vcpu: &Vcpu, event: SystemEvent) -> ! {
     let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
     stop_others(vm, vcpu);
-    log::info!("vm{}: system event: shutdown (PSCI SYSTEM_OFF from vcpu{})", vm.id, vcpu.index);
+    vm.record(event);
     if vm::destroy(vm) == 0 {
         log::info!("no VM left: powering the machine off");
         hyp::power_off();
@@ -425,20 +412,99 @@ fn system_off(vm: &Arc<Vm>, vcpu: &Vcpu) -> ! {
     idle(vcpu.pcpu)
 }
 
+/// A guest fault Cairn cannot hand back to the guest: the VM stops with a crash event
+/// rather than looping through the same fault forever.
+fn crash(vm: &Arc<Vm>, vcpu: &Vcpu, pc: u64, why: Crash) -> ! {
+    stop_vm(vm, vcpu, SystemEvent::Crash { vcpu: vcpu.index, pc, why })
+}
+
 /// PSCI SYSTEM_RESET: every vCPU stops; the VM's images, device tree and interrupt state
 /// go back to how they were at creation; the boot vCPU starts again.
-fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu, what: &str) -> ! {
+fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu, event: SystemEvent) -> ! {
     {
         let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
         stop_others(vm, vcpu);
-        log::info!("vm{}: system event: {what} from vcpu{}", vm.id, vcpu.index);
+        vm.record(event);
         runtime::reset_cpu(vcpu.pcpu);
         vm.reset_vgic();
         vm.restore_images();
         let boot = &vm.vcpus[0];
+        boot.restart(vm.boot_start());
         vm.halting.store(false, Ordering::SeqCst);
-        let _ = boot.power_on(vm.boot_start(), &vm.halting);
         wake(boot);
     }
     idle(vcpu.pcpu)
+}
+
+/// `selftest=save-restore`: every exit saves the whole vCPU, scrambles what was saved on
+/// the hardware, and restores it through the wire form; every wait round-trips the MP
+/// state. A guest that runs to its end under it has observed nothing of the round trips.
+pub static SAVE_RESTORE_SELFTEST: AtomicBool = AtomicBool::new(false);
+/// What the self-test writes over the saved registers before restoring them.
+const SCRAMBLE: u64 = 0xDEAD_BEEF_0BAD_F00D;
+
+/// The complete state of this CPU's vCPU, which is stopped at an exit with its context in
+/// `frame` and the hardware.
+pub fn save(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame) -> VcpuState {
+    let lrs = gic::get().map_or(0, |g| g.list_registers());
+    let mut s = VcpuState::empty(lrs);
+    s.x = frame.x;
+    s.pc = frame.elr;
+    s.pstate = frame.spsr;
+    s.sys = context::read_sysregs();
+    if let Some(g) = gic::get() {
+        s.vgic = g.save_cpu_interface();
+    }
+    s.private = vm.vgic.lock().save_private(vcpu.index);
+    (s.power, s.start) = vcpu.power.lock().save();
+    s.firmware = vm.firmware_regs(|regs| regs.save());
+    s
+}
+
+/// Loads a saved state into this CPU's vCPU: its registers into `frame` and the hardware,
+/// its MP state as it was (a STOPPED or SUSPENDED vCPU stays so).
+pub fn restore(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
+    vm.firmware_regs(|regs| regs.restore(&s.firmware))?;
+    frame.x = s.x;
+    frame.elr = s.pc;
+    frame.spsr = s.pstate;
+    context::write_sysregs(&s.sys);
+    if let Some(g) = gic::get() {
+        g.restore_cpu_interface(&s.vgic);
+    }
+    vm.vgic.lock().restore_private(vcpu.index, &s.private);
+    vcpu.power.lock().restore(s.power, s.start);
+    Ok(())
+}
+
+fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
+    let saved = save(vm, vcpu, frame);
+    let wire = saved.to_registers();
+    // Scramble everything the state covers, so a register the restore missed shows.
+    frame.x = [SCRAMBLE; 31];
+    frame.elr = SCRAMBLE;
+    context::write_sysregs(&[SCRAMBLE & !1; crate::vcpu::saved::SYSREGS]);
+    if let Some(g) = gic::get() {
+        g.clear_lrs();
+    }
+    let back = VcpuState::from_registers(&wire, saved.vgic.lrs.len());
+    match back {
+        Ok(back) if back == saved => {
+            if let Err(e) = restore(vm, vcpu, frame, &back) {
+                log::error!("vm{}: vcpu{}: restore refused: {e:?}", vm.id, vcpu.index);
+            }
+        }
+        other => log::error!("vm{}: vcpu{}: saved state did not parse back: {other:?}", vm.id, vcpu.index),
+    }
+}
+
+/// A waiting vCPU's MP state through save and restore: it must stay HALTED or SUSPENDED.
+fn mp_state_round_trip(vcpu: &Vcpu) {
+    let mut p = vcpu.power.lock();
+    let (state, start) = p.save();
+    p.power_off();
+    p.restore(state, start);
+    if p.state() != state || p.pending_start().is_some() {
+        log::error!("vcpu{}: MP state {state:?} came back as {:?}", vcpu.index, p.state());
+    }
 }

@@ -1,0 +1,104 @@
+//! System events: what happened to a whole VM, recorded with its type and flags and
+//! printed as one line each (`vmN: system event: <event>`), in the spirit of KVM's
+//! `KVM_EXIT_SYSTEM_EVENT` (shutdown, reset, suspend, wakeup, crash).
+
+use core::fmt;
+
+/// Why Cairn stops a VM whose guest it cannot let continue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    /// The guest's own exception vector is not in its memory: every fault it takes would
+    /// fault again at the vector, forever.
+    VectorUnmapped { vbar: u64 },
+    /// An SError from the guest that Cairn cannot attribute or contain.
+    SError { esr: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SystemEvent {
+    /// PSCI SYSTEM_OFF.
+    Shutdown { vcpu: usize },
+    /// PSCI SYSTEM_RESET.
+    Reset { vcpu: usize },
+    /// PSCI SYSTEM_RESET2 with its reset type and cookie (DEN0022 §5.10).
+    Reset2 { vcpu: usize, reset_type: u32, cookie: u64 },
+    /// PSCI SYSTEM_SUSPEND: the VM sleeps until a wake-up event.
+    Suspend { vcpu: usize, entry: u64 },
+    /// The end of a SYSTEM_SUSPEND: the interrupt that ended it.
+    Wakeup { vcpu: usize, intid: u32, entry: u64 },
+    /// A guest fault Cairn cannot handle: the VM is stopped.
+    Crash { vcpu: usize, pc: u64, why: Crash },
+}
+
+impl SystemEvent {
+    /// Whether the event ends the VM's current run (every vCPU stops before it acts).
+    pub fn stops_the_vm(&self) -> bool {
+        !matches!(self, SystemEvent::Suspend { .. } | SystemEvent::Wakeup { .. })
+    }
+}
+
+impl fmt::Display for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Crash::VectorUnmapped { vbar } => {
+                write!(f, "exception vector at VBAR_EL1 {vbar:#x} is outside guest memory")
+            }
+            Crash::SError { esr } => write!(f, "SError from the guest, ESR {esr:#x}"),
+        }
+    }
+}
+
+impl fmt::Display for SystemEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SystemEvent::Shutdown { vcpu } => write!(f, "shutdown (PSCI SYSTEM_OFF) from vcpu{vcpu}"),
+            SystemEvent::Reset { vcpu } => write!(f, "reset (PSCI SYSTEM_RESET) from vcpu{vcpu}"),
+            SystemEvent::Reset2 { vcpu, reset_type, cookie } => {
+                write!(f, "reset2 (PSCI SYSTEM_RESET2 type {reset_type:#x} cookie {cookie:#x}) from vcpu{vcpu}")
+            }
+            SystemEvent::Suspend { vcpu, entry } => {
+                write!(f, "suspend (PSCI SYSTEM_SUSPEND, resume at {entry:#x}) from vcpu{vcpu}")
+            }
+            SystemEvent::Wakeup { vcpu, intid, entry } => {
+                write!(f, "wakeup by interrupt {intid} (vcpu{vcpu} resumes at {entry:#x})")
+            }
+            SystemEvent::Crash { vcpu, pc, why } => write!(f, "crash ({why}, PC {pc:#x}) from vcpu{vcpu}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn each_event_is_one_readable_line_with_its_flags() {
+        let lines = [
+            (SystemEvent::Shutdown { vcpu: 0 }, "shutdown (PSCI SYSTEM_OFF) from vcpu0"),
+            (SystemEvent::Reset { vcpu: 1 }, "reset (PSCI SYSTEM_RESET) from vcpu1"),
+            (
+                SystemEvent::Reset2 { vcpu: 3, reset_type: 0x8000_0000, cookie: 0xc0ffee00 },
+                "reset2 (PSCI SYSTEM_RESET2 type 0x80000000 cookie 0xc0ffee00) from vcpu3",
+            ),
+            (
+                SystemEvent::Suspend { vcpu: 0, entry: 0x4020_0000 },
+                "suspend (PSCI SYSTEM_SUSPEND, resume at 0x40200000) from vcpu0",
+            ),
+            (
+                SystemEvent::Wakeup { vcpu: 0, intid: 34, entry: 0x4020_0000 },
+                "wakeup by interrupt 34 (vcpu0 resumes at 0x40200000)",
+            ),
+            (
+                SystemEvent::Crash { vcpu: 2, pc: 0x20_0000_0200, why: Crash::VectorUnmapped { vbar: 0x20_0000_0000 } },
+                "crash (exception vector at VBAR_EL1 0x2000000000 is outside guest memory, PC 0x2000000200) from vcpu2",
+            ),
+        ];
+        for (event, line) in lines {
+            assert_eq!(event.to_string(), line);
+            assert!(!line.contains('\n'));
+        }
+        assert!(!SystemEvent::Suspend { vcpu: 0, entry: 0 }.stops_the_vm());
+        assert!(SystemEvent::Crash { vcpu: 0, pc: 0, why: Crash::SError { esr: 0 } }.stops_the_vm());
+    }
+}
