@@ -72,6 +72,27 @@ secondary_entry:
     bl      {SECONDARY_MAIN}
     b       park
 
+// Secondary CPUs released from a spin table (enable-method "spin-table", the Raspberry
+// Pi's firmware): they arrive with no context id, so each finds its logical number by
+// looking its MPIDR affinity up in the table the boot CPU wrote and cleaned to memory.
+    .global spin_table_entry
+spin_table_entry:
+    mrs     x1, mpidr_el1
+    ubfx    x2, x1, #32, #8             // Aff3
+    and     x1, x1, #0xffffff           // Aff2..Aff0
+    orr     x1, x1, x2, lsl #32
+    adrp    x3, {SPIN_TABLE_MPIDRS}
+    add     x3, x3, :lo12:{SPIN_TABLE_MPIDRS}
+    mov     x0, #0
+1:
+    ldr     x4, [x3, x0, lsl #3]
+    cmp     x4, x1
+    b.eq    secondary_entry
+    add     x0, x0, #1
+    cmp     x0, #{MAX_CPUS}
+    b.lo    1b
+    b       park
+
 park:
     wfe
     b       park

@@ -31,8 +31,8 @@ cairn_el2_vectors:
     VECTOR  hyp_exception, KIND_IRQ
     VECTOR  hyp_exception, KIND_FIQ
     VECTOR  hyp_exception, KIND_SERROR
-    // Lower EL, AArch64: the guest.
-    VECTOR  guest_exception, KIND_SYNC
+    // Lower EL, AArch64: the guest. Synchronous exceptions try the hypercall fast path.
+    VECTOR  guest_sync, KIND_SYNC
     VECTOR  guest_exception, KIND_IRQ
     VECTOR  guest_exception, KIND_FIQ
     VECTOR  guest_exception, KIND_SERROR
@@ -63,6 +63,84 @@ cairn_el2_vectors:
     stp     x30, x21, [sp, #16 * 15]
     str     x22, [sp, #16 * 16]
 .endm
+
+// The hypercall fast path (src/arch/aarch64/fastpath.rs): an HVC, or an SMC with
+// immediate 0, whose W0 is in this CPU's table is answered from the table, saving only
+// x0-x3. ESR_EL2.EC (Arm ARM D23.2.41): 0x16 = HVC from AArch64, 0x17 = SMC from AArch64
+// (its ISS holds the immediate; ELR_EL2 points at the SMC itself, so step over it).
+.equ ESR_EC_SHIFT, 26
+.equ EC_HVC64, 0x16
+.equ EC_SMC64, 0x17
+.equ ESR_IMM16_MASK, 0xffff
+.equ ANSWER_SIZE, {ANSWER_SIZE}
+.equ CPU_BLOCK_SIZE, {CPU_BLOCK_SIZE}
+.equ FAST_CALLS, {FAST_CALLS}
+.equ A64_INSTRUCTION, 4
+guest_sync:
+    stp     x2, x3, [sp, #16 * 1]
+    mrs     x1, esr_el2
+    lsr     x2, x1, #ESR_EC_SHIFT
+    cmp     x2, #EC_HVC64
+    b.eq    1f
+    cmp     x2, #EC_SMC64
+    b.ne    slow_sync
+    tst     x1, #ESR_IMM16_MASK
+    b.ne    slow_sync
+1:
+    mrs     x3, tpidr_el2               // this CPU's logical number
+    mov     x1, #CPU_BLOCK_SIZE
+    adrp    x2, {FAST_TABLE}
+    add     x2, x2, :lo12:{FAST_TABLE}
+    madd    x3, x3, x1, x2              // this CPU's answers
+    mov     x1, #FAST_CALLS
+2:
+    ldp     w2, w0, [x3]                // fid, count (x0 is reloaded below either way)
+    cbz     w0, 3f
+    ldr     w0, [sp]                    // the caller's W0
+    cmp     w0, w2
+    b.eq    fast_answer
+3:
+    add     x3, x3, #ANSWER_SIZE
+    subs    x1, x1, #1
+    b.ne    2b
+    ldr     x0, [sp]
+slow_sync:
+    ldp     x2, x3, [sp, #16 * 1]
+    mov     x1, #KIND_SYNC
+    b       guest_exception
+
+// x3 = the matching answer. Writes its `count` result registers; the others keep the
+// caller's values, as the full path's one write-back does.
+fast_answer:
+    mrs     x1, esr_el2
+    lsr     x1, x1, #ESR_EC_SHIFT
+    cmp     x1, #EC_SMC64
+    b.ne    4f
+    mrs     x1, elr_el2
+    add     x1, x1, #A64_INSTRUCTION
+    msr     elr_el2, x1
+4:
+    ldr     w2, [x3, #4]                // count, 1-4
+    ldr     x0, [x3, #8]
+    ldr     x1, [sp, #8]
+    cmp     w2, #2
+    b.lo    5f
+    ldr     x1, [x3, #16]
+    cmp     w2, #3
+    b.lo    5f
+    b.eq    6f
+    ldp     x2, x3, [x3, #24]           // count 4: x2 and x3 answered
+    add     sp, sp, #FRAME_SIZE
+    eret
+6:
+    ldr     x2, [x3, #24]               // count 3: x2 answered, x3 the caller's
+    ldr     x3, [sp, #24]
+    add     sp, sp, #FRAME_SIZE
+    eret
+5:
+    ldp     x2, x3, [sp, #16 * 1]
+    add     sp, sp, #FRAME_SIZE
+    eret
 
 guest_exception:
     SAVE_REST

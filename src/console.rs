@@ -1,12 +1,15 @@
-//! Cairn's console: the PL011 UART the device tree names (shared with the guest, which
-//! drives it directly), and the `log` backend that prefixes every line with the CPU.
+//! Cairn's console: the UART the device tree's stdout-path names, a PL011 or the BCM2835
+//! mini UART (the Pi 4's GPIO 14/15 console), else the first PL011; shared with the
+//! guest, which drives it directly. And the `log` backend that prefixes every line with
+//! the CPU.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
 use crate::arch::aarch64::cpu;
+use crate::dt::UartKind;
 
 /// PL011 registers (Arm PrimeCell UART PL011 TRM, §3.2): data and flags.
 const UARTDR: usize = 0x000;
@@ -14,25 +17,42 @@ const UARTFR: usize = 0x018;
 /// UARTFR.TXFF: transmit FIFO full.
 const UARTFR_TXFF: u32 = 1 << 5;
 
-/// The PL011 base address; 0 until the device tree has been read.
+/// BCM2835 mini UART (BCM2711 ARM Peripherals §2.2.2), from its I/O register, which is
+/// where its device-tree node points: AUX_MU_IO_REG, and AUX_MU_LSR_REG's
+/// "transmitter empty" bit. The firmware (`enable_uart=1`) has enabled and clocked it.
+const AUX_MU_IO: usize = 0x00;
+const AUX_MU_LSR: usize = 0x14;
+const AUX_MU_LSR_TX_EMPTY: u32 = 1 << 5;
+
+/// The UART base address; 0 until the device tree has been read.
 static UART_BASE: AtomicUsize = AtomicUsize::new(0);
+/// Whether it is the mini UART rather than a PL011.
+static MINI_UART: AtomicBool = AtomicBool::new(false);
 /// Serialises whole lines between CPUs.
 static LINE_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
-struct Pl011(usize);
+struct Uart {
+    base: usize,
+    mini: bool,
+}
 
-impl Pl011 {
+impl Uart {
     fn put(&self, byte: u8) {
-        // SAFETY: the base address came from the device tree's PL011 node and is mapped
-        // as device memory; polling FR then writing DR is the PL011's transmit protocol.
+        // (status register, bits that must be set, bits that must be clear, data register)
+        let (status, set, clear, data) =
+            if self.mini { (AUX_MU_LSR, AUX_MU_LSR_TX_EMPTY, 0, AUX_MU_IO) } else { (UARTFR, 0, UARTFR_TXFF, UARTDR) };
+        let ready = |s: u32| s & set == set && s & clear == 0;
+        // SAFETY: the base address came from the device tree's UART node and is mapped as
+        // device memory; polling the status register then writing the data register is
+        // both UARTs' transmit protocol.
         unsafe {
-            while core::ptr::read_volatile((self.0 + UARTFR) as *const u32) & UARTFR_TXFF != 0 {}
-            core::ptr::write_volatile((self.0 + UARTDR) as *mut u32, u32::from(byte));
+            while !ready(core::ptr::read_volatile((self.base + status) as *const u32)) {}
+            core::ptr::write_volatile((self.base + data) as *mut u32, u32::from(byte));
         }
     }
 }
 
-impl Write for Pl011 {
+impl Write for Uart {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {
             if b == b'\n' {
@@ -44,14 +64,15 @@ impl Write for Pl011 {
     }
 }
 
-pub fn init(base: usize) {
+pub fn init(base: usize, kind: UartKind) {
+    MINI_UART.store(kind == UartKind::MiniUart, Ordering::Relaxed);
     UART_BASE.store(base, Ordering::Release);
 }
 
-fn uart() -> Option<Pl011> {
+fn uart() -> Option<Uart> {
     match UART_BASE.load(Ordering::Acquire) {
         0 => None,
-        base => Some(Pl011(base)),
+        base => Some(Uart { base, mini: MINI_UART.load(Ordering::Relaxed) }),
     }
 }
 

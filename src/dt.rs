@@ -1,12 +1,19 @@
 //! What Cairn needs to know about the machine, read once from the device tree the
 //! firmware or QEMU handed over: memory, CPUs, GIC, console UART, PSCI, `/chosen`.
-//! Pure queries over the `fdt` crate, tested on the host against DTBs dumped from QEMU.
+//! Pure queries over the `fdt` crate, tested on the host against DTBs dumped from QEMU and
+//! Debian's Raspberry Pi 4 tree.
+//!
+//! Device addresses are CPU physical addresses: a `reg` under a bus node is translated
+//! through the `ranges` of every bus above it (DT spec v0.4 §2.3.8), as the Pi 4's
+//! `/soc` needs (bus 0x7e00_0000 is CPU 0xfe00_0000). A node under a parent with no
+//! `ranges` (an I2C device, a CPU) has no CPU address and is never passed through.
 
 use alloc::vec::Vec;
 use fdt::node::FdtNode;
 use fdt::Fdt;
 
 use crate::mm::Region;
+use crate::platform::{self, Board, Role};
 
 /// The interrupt controller the machine has (the GIC node's `compatible`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +25,15 @@ pub enum GicVersion {
 const GICV3_COMPATIBLE: &[&str] = &["arm,gic-v3"];
 const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic", "arm,cortex-a7-gic"];
 const PL011_COMPATIBLE: &[&str] = &["arm,pl011"];
+const MINI_UART_COMPATIBLE: &[&str] = &["brcm,bcm2835-aux-uart"];
+
+/// Which kind of UART Cairn's console is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UartKind {
+    Pl011,
+    /// The BCM2835 auxiliary mini UART (the Raspberry Pi's GPIO console).
+    MiniUart,
+}
 
 /// The GIC and its register frames, in `reg` order: for GICv3 the distributor then the
 /// redistributor regions; for GICv2 distributor, CPU interface, hypervisor control
@@ -67,9 +83,17 @@ pub struct Machine<'a> {
     pub cpus: Vec<CpuNode>,
     pub gic: Option<Gic>,
     pub uart: Option<Region>,
+    pub uart_kind: UartKind,
     pub psci_method: Option<PsciMethod>,
     pub bootargs: &'a str,
     pub modules: Vec<Module<'a>>,
+    /// `/chosen/linux,initrd-start` to `-end`: what the firmware loaded as the initramfs
+    /// (a guest bundle, on a board without a guest loader).
+    pub initrd: Option<Region>,
+    /// The board, when Cairn knows more about it than its tree says (crate::platform).
+    pub board: Option<&'static Board>,
+    /// The devices Cairn keeps for itself on this board, with their CPU addresses.
+    pub owned: Vec<(Role, Region)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,11 +122,69 @@ pub fn parse(blob: &[u8]) -> Result<Machine<'_>, DtError> {
         reserved: fdt.memory_reservations().map(|r| Region::new(r.address() as u64, r.size() as u64)).collect(),
         cpus,
         gic: gic(&fdt),
-        uart: console_uart(&fdt),
+        uart: console_uart(&fdt).map(|(r, _)| r),
+        uart_kind: console_uart(&fdt).map_or(UartKind::Pl011, |(_, k)| k),
         psci_method: psci_method(&fdt),
         bootargs: fdt.chosen().bootargs().unwrap_or(""),
         modules: modules(&fdt),
+        initrd: initrd(&fdt),
+        board: board(&fdt),
+        owned: owned_devices(&fdt),
     })
+}
+
+// Flattened device tree layout (DT spec v0.4 §5.2 header, §5.4 structure block).
+const FDT_MAGIC: u32 = 0xD00D_FEED;
+const HEADER_OFF_DT_STRUCT: usize = 8;
+const HEADER_SIZE_DT_STRUCT: usize = 36;
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+const TOKEN: usize = 4;
+
+fn be32(blob: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(blob.get(at..at + TOKEN)?.try_into().ok()?))
+}
+
+/// The same device tree without FDT_NOP tokens, which libfdt leaves where it deletes a
+/// node or property in place (QEMU's raspi4b machine does, disabling devices it does not
+/// model) and which the `fdt` crate cannot step over. The structure block shrinks in
+/// place; the other blocks keep their offsets. None if the blob is malformed.
+pub fn without_nops(blob: &[u8]) -> Option<Vec<u8>> {
+    if be32(blob, 0)? != FDT_MAGIC {
+        return None;
+    }
+    let start = be32(blob, HEADER_OFF_DT_STRUCT)? as usize;
+    let size = be32(blob, HEADER_SIZE_DT_STRUCT)? as usize;
+    let block = blob.get(start..start + size)?;
+    let mut kept = Vec::with_capacity(size);
+    let mut at = 0;
+    loop {
+        let token = be32(block, at)?;
+        let len = match token {
+            FDT_BEGIN_NODE => {
+                let name_len = block.get(at + TOKEN..)?.iter().position(|&b| b == 0)? + 1;
+                TOKEN + name_len.next_multiple_of(TOKEN)
+            }
+            FDT_PROP => 3 * TOKEN + (be32(block, at + TOKEN)? as usize).next_multiple_of(TOKEN),
+            FDT_END_NODE | FDT_NOP | FDT_END => TOKEN,
+            _ => return None,
+        };
+        if token != FDT_NOP {
+            kept.extend_from_slice(block.get(at..at + len)?);
+        }
+        at += len;
+        if token == FDT_END {
+            break;
+        }
+    }
+    let mut out = blob.to_vec();
+    out[start..start + kept.len()].copy_from_slice(&kept);
+    out[start + kept.len()..start + size].fill(0);
+    out[HEADER_SIZE_DT_STRUCT..HEADER_SIZE_DT_STRUCT + TOKEN].copy_from_slice(&(kept.len() as u32).to_be_bytes());
+    Some(out)
 }
 
 /// The total size of the blob at `blob` as its header states, or None if it is not a DTB.
@@ -114,9 +196,43 @@ pub unsafe fn total_size(blob: *const u8) -> Option<usize> {
     unsafe { Fdt::from_ptr(blob) }.ok().map(|f| f.total_size())
 }
 
+fn board(fdt: &Fdt<'_>) -> Option<&'static Board> {
+    let root = fdt.root();
+    platform::board_for(|c| root.compatible().all().any(|r| r == c))
+}
+
+fn has_compatible(node: &FdtNode<'_, '_>, wanted: &[&str]) -> bool {
+    node.compatible().is_some_and(|c| c.all().any(|s| wanted.contains(&s)))
+}
+
+/// The board's devices that Cairn keeps (crate::platform), with their CPU addresses.
+fn owned_devices(fdt: &Fdt<'_>) -> Vec<(Role, Region)> {
+    let Some(board) = board(fdt) else { return Vec::new() };
+    let mut out = Vec::new();
+    walk(fdt, &mut |node, regs| {
+        for dev in board.owned.iter().filter(|d| has_compatible(&node, d.compatible)) {
+            if let Some(&r) = regs.first() {
+                out.push((dev.role, r));
+            }
+        }
+    });
+    out
+}
+
+/// The `compatible` values of the devices Cairn keeps on the board this tree describes:
+/// neither passed through nor shown to the guest.
+pub fn owned_compatibles(blob: &[u8]) -> Vec<&'static str> {
+    let Ok(fdt) = Fdt::new(blob) else { return Vec::new() };
+    platform::owned_compatibles(board(&fdt)).collect()
+}
+
 /// Nodes whose `reg` is not a device a guest may touch directly: RAM, CPUs, the GIC
-/// (emulated or remapped), firmware and Cairn's own view of the machine.
-fn is_passthrough_device(node: &FdtNode<'_, '_>) -> bool {
+/// (emulated or remapped), firmware, Cairn's own view of the machine, and the devices
+/// Cairn keeps for itself (`owned`).
+fn is_passthrough_device(node: &FdtNode<'_, '_>, owned: &[&str]) -> bool {
+    if has_compatible(node, owned) {
+        return false;
+    }
     let name = node.name;
     let compatible_gic = node
         .compatible()
@@ -137,9 +253,16 @@ fn is_passthrough_device(node: &FdtNode<'_, '_>) -> bool {
 pub fn passthrough_regions(blob: &[u8]) -> Vec<Region> {
     let Ok(fdt) = Fdt::new(blob) else { return Vec::new() };
     let memory = memory_regions(&fdt);
+    let owned: Vec<&str> = platform::owned_compatibles(board(&fdt)).collect();
+    let mut found = Vec::new();
+    walk(&fdt, &mut |node, regs| {
+        if is_passthrough_device(&node, &owned) {
+            found.extend(regs);
+        }
+    });
     let mut out: Vec<Region> = Vec::new();
-    for node in fdt.all_nodes().filter(is_passthrough_device) {
-        for r in regions(node) {
+    {
+        for r in found {
             let base = r.base & !(PAGE - 1);
             let end = (r.end() + PAGE - 1) & !(PAGE - 1);
             let region = Region::from_bounds(base, end);
@@ -181,6 +304,104 @@ fn reg_with_cells(node: FdtNode<'_, '_>, address_cells: usize, size_cells: usize
         .collect()
 }
 
+/// One entry of a bus's `ranges`: child-bus addresses [child, child + size) are parent-bus
+/// addresses from `parent` on.
+#[derive(Clone, Copy, Debug)]
+struct Range {
+    child: u64,
+    parent: u64,
+    size: u64,
+}
+
+/// The `ranges` of each bus between a node and the root, innermost first; an empty level
+/// is an empty `ranges` (identity).
+type Translation = Vec<Vec<Range>>;
+
+fn translate(t: &Translation, r: Region) -> Option<Region> {
+    let mut base = r.base;
+    for level in t {
+        if level.is_empty() {
+            continue;
+        }
+        let range = level.iter().find(|x| base >= x.child && base + r.size <= x.child + x.size)?;
+        base = base - range.child + range.parent;
+    }
+    Some(Region::new(base, r.size))
+}
+
+/// A bus node's `ranges` with its own #address-cells (child), its parent's (parent) and
+/// its own #size-cells; None when it has no `ranges` (its children are not memory-mapped).
+fn ranges(node: FdtNode<'_, '_>, parent_address_cells: usize) -> Option<Vec<Range>> {
+    let prop = node.property("ranges")?;
+    let own = node.cell_sizes();
+    let (c, p, z) = (own.address_cells, parent_address_cells, own.size_cells);
+    let entry = (c + p + z) * 4;
+    if entry == 0 {
+        return Some(Vec::new());
+    }
+    Some(
+        prop.value
+            .chunks_exact(entry)
+            .map(|e| Range {
+                child: be_cells(&e[..c * 4]),
+                parent: be_cells(&e[c * 4..(c + p) * 4]),
+                size: be_cells(&e[(c + p) * 4..]),
+            })
+            .collect(),
+    )
+}
+
+/// Calls `f` with every memory-mapped node and its `reg` in CPU physical addresses.
+fn walk<'a>(fdt: &Fdt<'a>, f: &mut dyn FnMut(FdtNode<'_, 'a>, Vec<Region>)) {
+    let root = fdt.root();
+    let cells = root.cell_sizes();
+    let node = fdt.find_node("/").expect("a device tree has a root");
+    walk_children(node, cells.address_cells, cells.size_cells, &Vec::new(), f);
+}
+
+fn walk_children<'a>(
+    node: FdtNode<'_, 'a>,
+    address_cells: usize,
+    size_cells: usize,
+    t: &Translation,
+    f: &mut dyn FnMut(FdtNode<'_, 'a>, Vec<Region>),
+) {
+    for child in node.children() {
+        let regs = reg_with_cells(child, address_cells, size_cells).into_iter().filter_map(|r| translate(t, r));
+        f(child, regs.collect());
+        if let Some(level) = ranges(child, address_cells) {
+            let mut inner = Vec::with_capacity(t.len() + 1);
+            inner.push(level);
+            inner.extend(t.iter().cloned());
+            let own = child.cell_sizes();
+            walk_children(child, own.address_cells, own.size_cells, &inner, f);
+        }
+    }
+}
+
+/// How far `node`'s CPU addresses are from the bus addresses its `reg` is written in
+/// (0 for a node at the root): what a rewritten `reg` of this node must subtract. The
+/// whole node is assumed to sit in one `ranges` window, as a GIC's frames do.
+pub fn cpu_minus_bus<'a>(fdt: &Fdt<'a>, node: FdtNode<'_, 'a>) -> u64 {
+    let raw = regions(node).first().map(|r| r.base);
+    let cpu = translated_regions(fdt, node).first().map(|r| r.base);
+    match (cpu, raw) {
+        (Some(cpu), Some(raw)) => cpu.wrapping_sub(raw),
+        _ => 0,
+    }
+}
+
+/// `node`'s `reg` in CPU physical addresses (found by walking the tree to it).
+fn translated_regions<'a>(fdt: &Fdt<'a>, node: FdtNode<'_, 'a>) -> Vec<Region> {
+    let mut out = None;
+    walk(fdt, &mut |n, regs| {
+        if out.is_none() && core::ptr::eq(n.name, node.name) {
+            out = Some(regs);
+        }
+    });
+    out.unwrap_or_default()
+}
+
 fn regions(node: FdtNode<'_, '_>) -> Vec<Region> {
     node.reg()
         .map(|it| it.filter_map(|r| Some(Region::new(r.starting_address as u64, r.size? as u64))).collect())
@@ -213,23 +434,41 @@ fn gic(fdt: &Fdt<'_>) -> Option<Gic> {
     } else {
         (GicVersion::V2, fdt.find_compatible(GICV2_COMPATIBLE)?)
     };
-    Some(Gic { version, regions: regions(node) })
+    Some(Gic { version, regions: translated_regions(fdt, node) })
 }
 
-/// The PL011 that `/chosen/stdout-path` names, or else the first PL011.
-fn console_uart(fdt: &Fdt<'_>) -> Option<Region> {
-    let stdout = fdt
-        .chosen()
-        .stdout()
-        .or_else(|| {
-            // stdout-path may carry options ("serial0:115200n8") or be an alias.
-            let path = fdt.find_node("/chosen")?.property("stdout-path")?.as_str()?;
-            let path = path.split(':').next()?;
-            fdt.find_node(path).or_else(|| fdt.aliases()?.resolve_node(path))
-        })
-        .filter(|n| n.compatible().is_some_and(|c| c.all().any(|s| PL011_COMPATIBLE.contains(&s))));
-    let node = stdout.or_else(|| fdt.find_compatible(PL011_COMPATIBLE))?;
-    regions(node).first().copied()
+/// The UART `/chosen/stdout-path` names if Cairn can drive it (a PL011 or the mini UART),
+/// or else the first PL011.
+fn console_uart(fdt: &Fdt<'_>) -> Option<(Region, UartKind)> {
+    let kind = |n: &FdtNode<'_, '_>| {
+        if has_compatible(n, PL011_COMPATIBLE) {
+            Some(UartKind::Pl011)
+        } else if has_compatible(n, MINI_UART_COMPATIBLE) {
+            Some(UartKind::MiniUart)
+        } else {
+            None
+        }
+    };
+    let stdout = fdt.chosen().stdout().or_else(|| {
+        // stdout-path may carry options ("serial0:115200n8") or be an alias.
+        let path = fdt.find_node("/chosen")?.property("stdout-path")?.as_str()?;
+        let path = path.split(':').next()?;
+        fdt.find_node(path).or_else(|| fdt.aliases()?.resolve_node(path))
+    });
+    let (node, k) = match stdout.and_then(|n| Some((n, kind(&n)?))) {
+        Some(found) => found,
+        None => (fdt.find_compatible(PL011_COMPATIBLE)?, UartKind::Pl011),
+    };
+    translated_regions(fdt, node).first().map(|r| (*r, k))
+}
+
+/// `/chosen` `linux,initrd-start` and `linux,initrd-end` (u32 or u64 each, end exclusive:
+/// Linux's chosen binding).
+fn initrd(fdt: &Fdt<'_>) -> Option<Region> {
+    let chosen = fdt.find_node("/chosen")?;
+    let read = |name| chosen.property(name).map(|p| be_cells(p.value));
+    let (start, end) = (read("linux,initrd-start")?, read("linux,initrd-end")?);
+    (end > start).then(|| Region::from_bounds(start, end))
 }
 
 fn psci_method(fdt: &Fdt<'_>) -> Option<PsciMethod> {
@@ -285,6 +524,7 @@ mod tests {
         assert_eq!(m.uart, Some(Region::new(0x0900_0000, 0x1000)));
         assert_eq!(m.psci_method, Some(PsciMethod::Smc));
         assert_eq!(m.bootargs, "loglevel=debug");
+        assert_eq!(m.initrd, None);
     }
 
     #[test]
@@ -328,6 +568,61 @@ mod tests {
         assert!(!has(0x080A_0000), "GIC redistributors");
         assert!(!has(0x4000_0000), "RAM");
         assert!(regions.windows(2).all(|w| w[0].end() < w[1].base), "sorted and merged");
+    }
+
+    const RPI4B: &[u8] = include_bytes!("../tests/fixtures/rpi4b-debian-6.1.dtb");
+
+    #[test]
+    fn reads_the_raspberry_pi_4_through_its_bus_ranges() {
+        let fdt = Fdt::new(RPI4B).unwrap();
+        let gic = gic(&fdt).unwrap();
+        assert_eq!(gic.version, GicVersion::V2);
+        assert_eq!(
+            gic.regions,
+            [
+                Region::new(0xFF84_1000, 0x1000),
+                Region::new(0xFF84_2000, 0x2000),
+                Region::new(0xFF84_4000, 0x2000),
+                Region::new(0xFF84_6000, 0x2000)
+            ],
+            "GIC-400 at ARM-local bus 0x4004_1000 = CPU 0xff84_1000"
+        );
+        // stdout-path names the mini UART (serial1): the Pi's GPIO 14/15 console.
+        assert_eq!(console_uart(&fdt), Some((Region::new(0xFE21_5040, 0x40), UartKind::MiniUart)));
+        let cpus = cpu_nodes(&fdt);
+        let releases: Vec<_> = cpus.iter().map(|c| c.spin_table_release).collect();
+        assert_eq!(releases, [Some(0xD8), Some(0xE0), Some(0xE8), Some(0xF0)]);
+    }
+
+    #[test]
+    fn pi_passthrough_uses_cpu_addresses_and_skips_unmapped_buses() {
+        let regions = passthrough_regions(RPI4B);
+        let has = |addr: u64| regions.iter().any(|r| r.contains(addr));
+        assert!(has(0xFE20_1000), "PL011 at its CPU address");
+        assert!(has(0xFE00_3000), "system timer");
+        assert!(!has(0x7E20_1000), "never a bus address");
+        assert!(!has(0xFF84_1000) && !has(0xFF84_4000), "no GIC frame");
+        assert!(!has(0x0), "no I2C/SPI child address or memory");
+        assert!(!has(0xFE10_0000), "the PM watchdog is Cairn's");
+    }
+
+    const QEMU_RASPI4B: &[u8] = include_bytes!("../tests/fixtures/qemu-raspi4b.dtb");
+
+    #[test]
+    fn qemu_raspi4b_tree_parses_once_its_nops_are_gone() {
+        let clean = without_nops(QEMU_RASPI4B).unwrap();
+        assert!(clean.len() == QEMU_RASPI4B.len());
+        let m = parse(&clean).unwrap();
+        assert_eq!(m.memory, [Region::new(0, 0x3C00_0000)]);
+        assert_eq!(m.cpus.len(), 4);
+        assert_eq!(m.uart, Some(Region::new(0xFE21_5040, 0x40)));
+        assert_eq!(m.uart_kind, UartKind::MiniUart);
+        assert_eq!(m.gic.unwrap().regions.len(), 4);
+        assert_eq!(m.psci_method, None, "the Pi's firmware has no PSCI");
+        assert_eq!(m.board.map(|b| b.name), Some("Raspberry Pi 4"));
+        assert_eq!(m.owned.first().map(|o| o.1.base), Some(0xFE10_0000));
+        assert_eq!(without_nops(&clean), Some(clean.clone()), "nothing left to strip");
+        assert_eq!(without_nops(b"not a device tree"), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - `/chosen`: loses its child nodes (guest-loader modules) and the host's command line
 //!   and initrd, and gets the guest's;
 //! - the GIC, when Cairn emulates it: the emulated frames in `reg`, no ITS / v2m child;
+//! - devices Cairn keeps for itself on the board (crate::platform) are left out;
 //! - properties that refer to a dropped node (e.g. a PCIe host's `msi-map`) go too.
 //!
 //! The host tree is read with the `fdt` crate; the guest tree is written with rust-vmm's
@@ -82,6 +83,9 @@ pub struct GuestDtConfig<'a> {
     pub initrd: Option<Region>,
     /// The frames Cairn emulates, or None to pass the host's GIC node through unchanged.
     pub gic: Option<GuestGic>,
+    /// `compatible` values of devices Cairn keeps for itself (crate::platform): their
+    /// nodes are left out.
+    pub hidden: &'a [&'a str],
 }
 
 /// Why [`build`] refused.
@@ -266,6 +270,9 @@ struct Plan<'f, 'a> {
     dropped_phandles: Vec<u32>,
     /// The phandle of Cairn's idle state, when the guest gets one.
     idle_state: Option<u32>,
+    /// CPU minus bus address of the GIC node (its parent's `ranges`: 0 on QEMU virt,
+    /// 0xff80_0000 - 0x4000_0000 on the Pi 4), since the config gives CPU addresses.
+    gic_bus_offset: u64,
 }
 
 impl<'f, 'a> Plan<'f, 'a> {
@@ -278,7 +285,13 @@ impl<'f, 'a> Plan<'f, 'a> {
             cpu_address_cells: cpus.map_or(DEFAULT_ADDRESS_CELLS, |c| Cells::of(c).address),
             dropped_phandles: Vec::new(),
             idle_state: (cfg.psci_version >= Version::V0_2).then(|| max_phandle(root) + 1),
+            gic_bus_offset: 0,
         };
+        if cfg.gic.is_some() {
+            if let Some(node) = fdt.all_nodes().find(|n| plan.is_gic(*n)) {
+                plan.gic_bus_offset = crate::dt::cpu_minus_bus(fdt, node);
+            }
+        }
         plan.check_cpus(cpus)?;
         let mut dropped = Vec::new();
         plan.collect_dropped(root, Kind::Root, &mut dropped);
@@ -326,6 +339,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             }
             Kind::Gic if has_compatible(child, GIC_MSI_COMPATIBLE) => None,
             Kind::Root if child.name == "psci" => None, // rewritten for `hvc`
+            _ if has_compatible(child, self.cfg.hidden) => None, // Cairn's own device
             Kind::Root if child.name == "chosen" => Some(Kind::Chosen),
             Kind::Root if child.name == "cpus" => Some(Kind::Cpus),
             _ if self.is_gic(child) => Some(Kind::Gic),
@@ -429,7 +443,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             Kind::Chosen => add_chosen(w, self.cfg)?,
             Kind::Gic => {
                 if let Some(gic) = self.cfg.gic {
-                    add_gic(w, gic, parent_cells)?;
+                    add_gic(w, gic.on_bus(self.gic_bus_offset), parent_cells)?;
                 }
             }
             Kind::Root | Kind::Cpus | Kind::Plain => {}
@@ -523,6 +537,22 @@ fn add_chosen(w: &mut FdtWriter, cfg: &GuestDtConfig<'_>) -> Result<()> {
 }
 
 /// The emulated GIC's frames, in the GIC's parent's cells.
+impl GuestGic {
+    /// The same frames in the bus addresses of a node whose CPU addresses are `offset`
+    /// above them.
+    fn on_bus(self, offset: u64) -> GuestGic {
+        let bus = |r: Region| Region::new(r.base.wrapping_sub(offset), r.size);
+        match self {
+            GuestGic::V3 { distributor, redistributors } => {
+                GuestGic::V3 { distributor: bus(distributor), redistributors: bus(redistributors) }
+            }
+            GuestGic::V2 { distributor, cpu_interface } => {
+                GuestGic::V2 { distributor: bus(distributor), cpu_interface: bus(cpu_interface) }
+            }
+        }
+    }
+}
+
 fn add_gic(w: &mut FdtWriter, gic: GuestGic, parent_cells: Cells) -> Result<()> {
     match gic {
         GuestGic::V3 { distributor, redistributors } => {
@@ -624,6 +654,7 @@ mod tests {
             bootargs: Some("console=ttyAMA0 earlycon"),
             initrd: Some(INITRD),
             gic: Some(GuestGic::V3 { distributor: V3_DIST, redistributors: V3_REDIST }),
+            hidden: &[],
         }
     }
 
@@ -699,6 +730,32 @@ mod tests {
         let fdt = Fdt::new(&out).unwrap();
         assert!(fdt.find_node("/cpus/idle-states").is_none(), "PSCI 0.1 has no power_state format");
         assert!(!has_property_anywhere(&fdt, "cpu-idle-states"));
+    }
+
+    const RPI4B: &[u8] = include_bytes!("../tests/fixtures/rpi4b-debian-6.1.dtb");
+
+    #[test]
+    fn pi_4_gic_is_rewritten_in_its_bus_addresses_and_cpus_use_psci() {
+        let ram = [Region::new(0, 0x3B40_0000)];
+        let cfg = GuestDtConfig {
+            gic: Some(GuestGic::V2 {
+                distributor: Region::new(0xFF84_1000, 0x1000),
+                cpu_interface: Region::new(0xFF84_2000, 0x2000),
+            }),
+            ..config(&ram, &[0, 1, 2, 3])
+        };
+        let out = build(RPI4B, &cfg).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        let gic = fdt.find_node("/soc/interrupt-controller@40041000").unwrap();
+        let reg: Vec<u64> = gic.property("reg").unwrap().value.chunks(4).map(be_cells).collect();
+        assert_eq!(reg, [0x4004_1000, 0x1000, 0x4004_2000, 0x2000], "soc bus addresses, no GICH/GICV");
+        assert_eq!(fdt.cpus().count(), 4);
+        assert!(fdt.cpus().all(|c| c.property("enable-method").unwrap().as_str() == Some("psci")));
+        assert!(!has_property_anywhere(&fdt, "cpu-release-addr"));
+        let hidden = GuestDtConfig { hidden: &["brcm,bcm2835-pm-wdt"], ..cfg };
+        let out = build(RPI4B, &hidden).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        assert!(fdt.find_compatible(&["brcm,bcm2835-pm-wdt"]).is_none(), "Cairn's power controller is not the guest's");
     }
 
     #[test]

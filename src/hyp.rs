@@ -12,11 +12,12 @@ use buddy_system_allocator::LockedHeap;
 
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu};
-use crate::dt::{self, Machine, PsciMethod};
+use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu};
+use crate::dt::{self, Machine, Module, ModuleKind, PsciMethod};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::{align_up, Region, MIB};
-use crate::{bootargs, console, fwregs, psci, vcpu, vm};
+use crate::platform::{PowerOffMethod, Role};
+use crate::{bootargs, bundle, console, fwregs, psci, vcpu, vm};
 
 /// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
 /// page tables and VM state.
@@ -80,7 +81,8 @@ fn read_device_tree(dtb: usize) -> Option<Machine<'static>> {
         return None;
     }
     // SAFETY: the header says the blob spans `size` bytes from `ptr`.
-    let blob: &'static [u8] = Box::leak(unsafe { core::slice::from_raw_parts(ptr, size) }.to_vec().into_boxed_slice());
+    let raw = unsafe { core::slice::from_raw_parts(ptr, size) };
+    let blob: &'static [u8] = Box::leak(dt::without_nops(raw)?.into_boxed_slice());
     HOST_DTB.call_once(|| blob);
     dt::parse(blob).ok()
 }
@@ -109,7 +111,8 @@ fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
     for ram in &m.memory {
         map.map(&mut tables, ram.base, ram.base, ram.size, MemType::Normal).ok()?;
     }
-    let devices = m.uart.iter().chain(m.gic.iter().flat_map(|g| g.regions.iter()));
+    let owned = m.owned.iter().map(|(_, r)| r);
+    let devices = m.uart.iter().chain(m.gic.iter().flat_map(|g| g.regions.iter())).chain(owned);
     for dev in devices {
         let base = dev.base & !0xFFF;
         let size = align_up(dev.end(), 4096) - base;
@@ -123,14 +126,33 @@ fn psci_method() -> Option<PsciMethod> {
     MACHINE.get().and_then(|m| m.psci_method)
 }
 
-/// Stops the whole machine: PSCI SYSTEM_OFF where firmware offers it, else park.
+/// Stops the whole machine: PSCI SYSTEM_OFF where firmware offers it, else the board's
+/// power controller (crate::platform), else park.
 pub fn power_off() -> ! {
     if let Some(method) = psci_method() {
         firmware::system_off(method);
     }
+    let owned = MACHINE.get().map(|m| m.owned.as_slice()).unwrap_or(&[]);
+    for &(role, region) in owned {
+        match role {
+            Role::PowerOff(PowerOffMethod::Bcm2835Halt) => bcm2835_halt(region.base as usize),
+        }
+    }
     loop {
         cpu::wait_for_event();
     }
+}
+
+/// Resets the Pi into its firmware's halt partition through the PM watchdog, the way
+/// Linux's bcm2835_wdt powers a Pi off (QEMU's raspi4b resets, which ends it under
+/// -no-reboot).
+fn bcm2835_halt(pm: usize) {
+    use crate::platform::rpi4::*;
+    let rsts = mmio::read32(pm + PM_RSTS);
+    mmio::write32(pm + PM_RSTS, PM_PASSWORD | rsts | PM_RSTS_HALT_PARTITION);
+    mmio::write32(pm + PM_WDOG, PM_PASSWORD | PM_WDOG_TICKS);
+    let rstc = mmio::read32(pm + PM_RSTC) & PM_RSTC_WRCFG_CLR;
+    mmio::write32(pm + PM_RSTC, PM_PASSWORD | rstc | PM_RSTC_WRCFG_FULL_RESET);
 }
 
 /// The boot CPU's Rust entry, called from boot/entry.S at EL2 with the device tree.
@@ -153,7 +175,7 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     // SAFETY: the map covers all RAM (image, stacks, heap) and the UART and GIC.
     unsafe { mmu::enable_el2(root) };
     if let Some(uart) = m.uart {
-        console::init(uart.base as usize);
+        console::init(uart.base as usize, m.uart_kind);
     }
     console::init_logging(bootargs::log_level(m.bootargs));
     announce(m);
@@ -166,15 +188,18 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
     log::info!("cpu0 online (MPIDR {:#x})", cpu::mpidr());
     start_secondaries(m);
-    let psci_version = match bootargs::value(m.bootargs, "psci").map(fwregs::parse_psci_version) {
+    let (guest, settings) = guest_machine(m);
+    // The bundle's vm.conf speaks for its guest; Cairn's bootarg is the default.
+    let psci = settings.psci.or_else(|| bootargs::value(m.bootargs, "psci"));
+    let psci_version = match psci.map(fwregs::parse_psci_version) {
         None => psci::DEFAULT_VERSION,
         Some(Ok(v)) => v,
         Some(Err(e)) => {
-            log::error!("bad Cairn bootarg: {e}");
+            log::error!("bad PSCI version for the guest: {e}");
             power_off()
         }
     };
-    match vm::create_boot_vm(m, psci_version) {
+    match vm::create_boot_vm(&guest, psci_version, &settings) {
         Ok(vm) => vcpu::run_boot_vcpu(vm),
         Err(e) => {
             log::error!("no guest to run: {e}");
@@ -184,6 +209,48 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
             power_off()
         }
     }
+}
+
+/// The guest to boot: QEMU's guest-loader modules, or else the guest bundle the firmware
+/// loaded as its initramfs (crate::bundle), whose kernel and initramfs become the modules
+/// and whose vm.conf and device tree become the VM's settings.
+fn guest_machine(m: &Machine<'static>) -> (Machine<'static>, vm::GuestSettings) {
+    let mut guest = m.clone();
+    let mut settings = vm::GuestSettings { base_dtb: host_device_tree(), ..vm::GuestSettings::default() };
+    let Some(initrd) = m.initrd.filter(|_| m.modules.is_empty()) else { return (guest, settings) };
+    // SAFETY: the firmware loaded the initramfs into RAM, which Cairn maps and never
+    // allocates from; it is only read.
+    let archive: &'static [u8] = unsafe { core::slice::from_raw_parts(initrd.base as *const u8, initrd.size as usize) };
+    if !bundle::looks_like_bundle(archive) {
+        return (guest, settings);
+    }
+    let b = match bundle::parse(archive) {
+        Ok(b) => b,
+        Err(e) => {
+            log::error!("the guest bundle at {:#x} is unusable: {e:?}", initrd.base);
+            return (guest, settings);
+        }
+    };
+    let region = |member: bundle::Member<'_>| Region::new(initrd.base + member.offset as u64, member.data.len() as u64);
+    guest.modules.push(Module { kind: ModuleKind::Kernel, region: region(b.kernel), bootargs: b.cmdline });
+    if let Some(initramfs) = b.initramfs {
+        guest.modules.push(Module { kind: ModuleKind::Ramdisk, region: region(initramfs), bootargs: None });
+    }
+    let conf = b.vm_conf.unwrap_or("");
+    settings.vcpus = bundle::setting(conf, "vcpus").and_then(|n| n.parse().ok());
+    settings.psci = bundle::setting(conf, "psci");
+    if let Some(dtb) = b.dtb {
+        settings.base_dtb = dtb.data;
+    }
+    log::info!(
+        "guest bundle at {:#x}: kernel {} bytes, initramfs {} bytes{}{}",
+        initrd.base,
+        b.kernel.data.len(),
+        b.initramfs.map_or(0, |i| i.data.len()),
+        if b.dtb.is_some() { ", its own device tree" } else { "" },
+        settings.vcpus.map(|n| alloc::format!(", {n} vCPUs")).unwrap_or_default()
+    );
+    (guest, settings)
 }
 
 /// An address nothing maps at EL2.
@@ -236,17 +303,21 @@ fn start_secondaries(m: &Machine<'_>) {
     if cpus.len() > boot::MAX_CPUS {
         log::warn!("{} CPUs in the device tree; Cairn uses the first {}", cpus.len(), boot::MAX_CPUS);
     }
-    let Some(method) = m.psci_method else {
-        log::warn!("no PSCI firmware: secondary CPUs stay off");
-        return;
-    };
-    let smccc = firmware::probe(method);
-    log::debug!("firmware SMCCC version: {smccc:#x} (-1: 1.0, cannot report Spectre workarounds)");
-    let entry = boot::secondary_entry_address();
+    if let Some(method) = m.psci_method {
+        let smccc = firmware::probe(method);
+        log::debug!("firmware SMCCC version: {smccc:#x} (-1: 1.0, cannot report Spectre workarounds)");
+    }
     for (logical, &mpidr) in cpus.iter().enumerate().take(boot::MAX_CPUS).skip(1) {
-        let ret = firmware::cpu_on(method, mpidr, entry, logical as u64);
-        if ret != 0 {
-            log::error!("firmware CPU_ON for MPIDR {mpidr:#x} failed: {ret}");
+        let node = m.cpus.iter().find(|c| c.mpidr == mpidr);
+        match (node.and_then(|c| c.spin_table_release), m.psci_method) {
+            (Some(release), _) => boot::release_from_spin_table(logical, mpidr, release),
+            (None, Some(method)) => {
+                let ret = firmware::cpu_on(method, mpidr, boot::secondary_entry_address(), logical as u64);
+                if ret != 0 {
+                    log::error!("firmware CPU_ON for MPIDR {mpidr:#x} failed: {ret}");
+                }
+            }
+            (None, None) => log::warn!("MPIDR {mpidr:#x}: no spin table and no PSCI firmware: it stays off"),
         }
     }
     let expected = cpus.len().min(boot::MAX_CPUS);
@@ -285,7 +356,7 @@ pub extern "C" fn refuse_low_el(dtb: usize) -> ! {
     init_heap();
     if let Some(m) = read_device_tree(dtb) {
         if let Some(uart) = m.uart {
-            console::init(uart.base as usize);
+            console::init(uart.base as usize, m.uart_kind);
         }
         console::print_line(format_args!(
             "cairn: started at EL1, but Cairn is a hypervisor and needs EL2. Under QEMU, add virtualization=on: -M virt,virtualization=on"

@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod bootargs;
+pub mod bundle;
 pub mod dt;
 pub mod event;
 pub mod fwregs;
@@ -17,6 +18,7 @@ pub mod guest_dt;
 pub mod guest_image;
 pub mod mm;
 pub mod mmio;
+pub mod platform;
 pub mod psci;
 pub mod smccc;
 pub mod vcpu;

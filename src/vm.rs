@@ -327,9 +327,24 @@ fn guest_gic(m: &Machine<'_>, vcpus: usize) -> Result<GicLayout, VmError> {
     }
 }
 
+/// What a guest asks for beyond its images (a guest bundle's vm.conf and device tree).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestSettings {
+    /// At most this many vCPUs (default: one per physical CPU).
+    pub vcpus: Option<usize>,
+    /// The PSCI version, as `X.Y`.
+    pub psci: Option<&'static str>,
+    /// The device tree the guest's is derived from: the host's, or the bundle's.
+    pub base_dtb: &'static [u8],
+}
+
 /// Builds the VM described by the device tree's guest-loader modules: one vCPU per
-/// physical CPU, pinned 1:1.
-pub fn create_boot_vm(m: &Machine<'_>, psci_version: psci::Version) -> Result<Arc<Vm>, VmError> {
+/// physical CPU (or as many as `settings` says), pinned 1:1.
+pub fn create_boot_vm(
+    m: &Machine<'_>,
+    psci_version: psci::Version,
+    settings: &GuestSettings,
+) -> Result<Arc<Vm>, VmError> {
     let firmware = VmFirmwareState::new(psci_version).map_err(|_| VmError::PsciVersion)?;
     let kernel = m.modules.iter().find(|md| md.kind == ModuleKind::Kernel).ok_or(VmError::NoKernel)?;
     let initrd = m.modules.iter().find(|md| md.kind == ModuleKind::Ramdisk);
@@ -349,7 +364,8 @@ pub fn create_boot_vm(m: &Machine<'_>, psci_version: psci::Version) -> Result<Ar
         copy_raw(i.region.base, pristine + kernel.region.size, i.region.size);
     }
 
-    let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(boot::MAX_CPUS).collect();
+    let vcpus = settings.vcpus.unwrap_or(boot::MAX_CPUS).clamp(1, boot::MAX_CPUS);
+    let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(vcpus).collect();
     let layout = guest_gic(m, mpidrs.len())?;
     let cfg = GuestDtConfig {
         memory: &ram,
@@ -359,8 +375,9 @@ pub fn create_boot_vm(m: &Machine<'_>, psci_version: psci::Version) -> Result<Ar
         bootargs: kernel.bootargs,
         initrd: initrd.map(|i| i.region),
         gic: Some(layout.dt),
+        hidden: &crate::dt::owned_compatibles(hyp::host_device_tree()),
     };
-    let guest_dtb = guest_dt::build(hyp::host_device_tree(), &cfg).map_err(VmError::DeviceTree)?;
+    let guest_dtb = guest_dt::build(settings.base_dtb, &cfg).map_err(VmError::DeviceTree)?;
     let mut avoid = modules.clone();
     avoid.push(placement.footprint);
     let dtb = guest_image::place_dtb(guest_dtb.len() as u64, &ram, &avoid).ok_or(VmError::NoRoomForDeviceTree)?;

@@ -13,11 +13,12 @@ use crate::arch::aarch64::boot::{self, MAX_CPUS};
 use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{context, cpu, firmware, inject};
+use crate::arch::aarch64::{context, cpu, fastpath, firmware, inject};
 use crate::event::{Crash, SystemEvent};
 use crate::mmio::Access;
-use crate::psci::{ret, Suspend};
+use crate::psci::{self, ret, Suspend};
 use crate::smccc::dispatch::{self, Call, Outcome};
+use crate::smccc::{self, vendor};
 use crate::vcpu::power::{Power, PowerState, Start, Wait};
 use crate::vcpu::saved::VcpuState;
 use crate::vgic::dist::VcpuSet;
@@ -131,6 +132,7 @@ fn start(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
     CNTP_CTL_EL0.set(0);
     runtime::reset_cpu(vcpu.pcpu);
     vm.load_stage2();
+    install_fast_calls(vm, vcpu);
     log::debug!("vm{}: vcpu{} starts at {:#x}", vm.id, vcpu.index, s.entry);
     vcpu.parked.store(false, Ordering::SeqCst);
     // A system event may have stopped this vCPU after it took its start but before it
@@ -140,6 +142,36 @@ fn start(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
         idle(vcpu.pcpu);
     }
     boot::enter_guest(&frame, vcpu.pcpu)
+}
+
+/// The calls the hypercall fast path answers (arch::aarch64::fastpath): their answers
+/// depend only on the VM's firmware registers, which are frozen once it has run.
+const FAST_CALL_IDS: [u32; fastpath::FAST_CALLS] = [psci::fid::PSCI_VERSION, smccc::SMCCC_VERSION, vendor::REVISION];
+
+/// Fills this CPU's fast-path table with what the dispatcher answers for
+/// [`FAST_CALL_IDS`] in `vm`, so the fast path and the full one always agree. The
+/// save/restore self-test must see every exit: it empties the table instead.
+fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
+    if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
+        fastpath::clear(vcpu.pcpu);
+        return;
+    }
+    let answers = FAST_CALL_IDS.map(|fid| {
+        let mut x = [0u64; 8];
+        x[0] = u64::from(fid);
+        let call = Call { conduit: dispatch::Conduit::Hvc, imm: 0, caller_aarch32: false, vcpu: vcpu.index, x };
+        match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
+            Outcome::Return(results) => Some((fid, results)),
+            _ => None,
+        }
+    });
+    let mut table = [(0u32, &[][..]); fastpath::FAST_CALLS];
+    let mut n = 0;
+    for (fid, results) in answers.iter().flatten() {
+        table[n] = (*fid, results.registers());
+        n += 1;
+    }
+    fastpath::install(vcpu.pcpu, &table[..n]);
 }
 
 /// Resumes this CPU's vCPU from a powerdown state (CPU_SUSPEND, SYSTEM_SUSPEND) at the entry
@@ -464,6 +496,13 @@ pub fn save(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame) -> VcpuState {
 /// Loads a saved state into this CPU's vCPU: its registers into `frame` and the hardware,
 /// its MP state as it was (a STOPPED or SUSPENDED vCPU stays so).
 pub fn restore(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
+    restore_context(vm, vcpu, frame, s)?;
+    vcpu.power.lock().restore(s.power, s.start);
+    Ok(())
+}
+
+/// Everything of a saved state but the MP state.
+fn restore_context(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
     vm.firmware_regs(|regs| regs.restore(&s.firmware))?;
     frame.x = s.x;
     frame.elr = s.pc;
@@ -473,7 +512,6 @@ pub fn restore(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Re
         g.restore_cpu_interface(&s.vgic);
     }
     vm.vgic.lock().restore_private(vcpu.index, &s.private);
-    vcpu.power.lock().restore(s.power, s.start);
     Ok(())
 }
 
@@ -490,7 +528,11 @@ fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     let back = VcpuState::from_registers(&wire, saved.vgic.lrs.len());
     match back {
         Ok(back) if back == saved => {
-            if let Err(e) = restore(vm, vcpu, frame, &back) {
+            // The MP state goes through its own round trip under the vCPU's lock: other
+            // CPUs may change it meanwhile (a system event stopping this vCPU), and
+            // restoring a stale copy here would undo that.
+            mp_state_round_trip(vcpu);
+            if let Err(e) = restore_context(vm, vcpu, frame, &back) {
                 log::error!("vm{}: vcpu{}: restore refused: {e:?}", vm.id, vcpu.index);
             }
         }

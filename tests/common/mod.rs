@@ -31,6 +31,8 @@ pub const INITRD_ADDR: &str = "0x4c000000";
 /// The guest bootargs `Boot::linux` starts from.
 pub const LINUX_BOOTARGS: &str = "console=ttyAMA0";
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// QEMU's mux chardev escape: Ctrl-A c gives the input to the next frontend.
+const MUX_NEXT_FRONTEND: &str = "\x01c";
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -71,6 +73,19 @@ pub fn linux_guest() -> &'static LinuxGuest {
     })
 }
 
+/// The Pi 4 device tree for QEMU raspi4b (scripts/qemu-raspi4b-dtb), once per binary.
+pub fn raspi4b_dtb() -> &'static Path {
+    static DTB: OnceLock<PathBuf> = OnceLock::new();
+    DTB.get_or_init(|| {
+        let out = Command::new(root().join("scripts/qemu-raspi4b-dtb"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("scripts/qemu-raspi4b-dtb runs");
+        assert!(out.status.success(), "scripts/qemu-raspi4b-dtb failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().last().expect("a path").trim())
+    })
+}
+
 /// A test guest's image, e.g. `guest("hypercalls")`.
 pub fn guest(name: &str) -> PathBuf {
     cairn_image().parent().unwrap().join(format!("guest-{name}.bin"))
@@ -98,6 +113,9 @@ pub struct Boot {
     pub qemu_args: Vec<String>,
     /// Time allowed for each wait of a `Session`.
     pub wait_timeout: Duration,
+    /// QEMU's raspi4b (Raspberry Pi 4: 4 CPUs, 2 GiB, GIC-400) instead of virt; the guest
+    /// goes in a guest bundle loaded as the initrd, as the Pi's firmware would.
+    pub raspi4b: bool,
 }
 
 impl Boot {
@@ -116,7 +134,17 @@ impl Boot {
             no_reboot: true,
             qemu_args: Vec::new(),
             wait_timeout: default_wait_timeout(),
+            raspi4b: false,
         }
+    }
+
+    /// Boots on QEMU's raspi4b with the Pi 4 device tree of scripts/qemu-raspi4b-dtb; the
+    /// guest, its initrd and bootargs go into a guest bundle (scripts/guest-bundle).
+    pub fn raspi4b(mut self) -> Self {
+        self.raspi4b = true;
+        self.smp = 4;
+        self.gic = 2;
+        self
     }
 
     pub fn smp(mut self, n: usize) -> Self {
@@ -201,6 +229,9 @@ impl Boot {
     }
 
     pub fn command(&self) -> Command {
+        if self.raspi4b {
+            return self.raspi4b_command();
+        }
         let mut machine = format!("virt,gic-version={}", self.gic);
         if self.virtualization && !self.native {
             machine.push_str(",virtualization=on");
@@ -249,11 +280,57 @@ impl Boot {
         cmd
     }
 
+    fn raspi4b_command(&self) -> Command {
+        let mut cmd = Command::new("qemu-system-aarch64");
+        // Both UARTs on the test's console: the PL011 (serial0, the guest's ttyAMA0,
+        // which takes the typed input) and the mini UART (serial1), which the Pi's
+        // stdout-path names and Cairn logs to.
+        cmd.args(["-M", "raspi4b", "-display", "none", "-monitor", "none"]);
+        cmd.args(["-chardev", "stdio,id=console,mux=on", "-serial", "chardev:console", "-serial", "chardev:console"]);
+        cmd.arg("-dtb").arg(raspi4b_dtb());
+        if self.no_reboot {
+            cmd.arg("-no-reboot");
+        }
+        cmd.arg("-kernel").arg(cairn_image());
+        if !self.append.is_empty() {
+            cmd.args(["-append", &self.append]);
+        }
+        if let Some(g) = &self.guest {
+            cmd.arg("-initrd").arg(self.bundle(g));
+        }
+        cmd.args(&self.qemu_args);
+        cmd
+    }
+
+    /// The guest bundle for this boot, built by scripts/guest-bundle into
+    /// target/test-bundles/<name>.cpio.
+    fn bundle(&self, kernel: &Path) -> PathBuf {
+        let dir = root().join("target/test-bundles");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join(format!("{}.cpio", self.name));
+        let mut cmd = Command::new(root().join("scripts/guest-bundle"));
+        cmd.arg("--kernel").arg(kernel).arg("-o").arg(&out);
+        match &self.initrd {
+            Some(initrd) => cmd.arg("--initrd").arg(initrd),
+            None => cmd.args(["--initrd", "none"]),
+        };
+        cmd.args(["--append", self.guest_args.as_deref().unwrap_or("")]);
+        let status = cmd.stdout(Stdio::null()).status().expect("scripts/guest-bundle runs");
+        assert!(status.success(), "scripts/guest-bundle failed");
+        out
+    }
+
     /// Boots with the serial console attached to the test (see `Session`); the log goes to
     /// target/test-logs/<name>.log.
     pub fn spawn(&self) -> Session {
         let path = root().join("target/test-logs").join(format!("{}.log", self.name));
-        Session::start(&self.name, self.command(), path, self.wait_timeout)
+        let mut s = Session::start(&self.name, self.command(), path, self.wait_timeout);
+        if self.raspi4b {
+            // QEMU's multiplexed console sends typed input to the UART added last (the
+            // mini UART); Ctrl-A c moves it on to the PL011, the guest's shell.
+            s.send(MUX_NEXT_FRONTEND);
+        }
+        s
     }
 
     /// Boots, waits for QEMU to exit (or kills it after the timeout), keeps the log.

@@ -16,8 +16,9 @@ const NOT_SUPPORTED: u64 = -1i64 as u64;
 /// IDs no service of Cairn's owns: OEM, SiP (SMC64), a reserved owner, a yielding call,
 /// the standard-secure range past PSCI, a trusted-OS call.
 const UNKNOWN_IDS: [u64; 6] = [0x8300_0000, 0xC200_1234, 0x8800_0001, 0x0400_0000, 0x8400_00FF, 0xBF00_0000];
-/// Unmapped in stage 2 on QEMU virt: the platform bus, where no device is plugged.
-const UNMAPPED_IPA: usize = 0x0C00_0000;
+/// Unmapped in stage 2 on every machine Cairn runs on (128 GiB: past QEMU virt's and the
+/// Pi 4's RAM and devices, inside their IPA space).
+const UNMAPPED_IPA: usize = 0x20_0000_0000;
 /// ESR_EL1.EC for a data abort taken at EL1, and the external-abort status code.
 const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
 const DFSC_EXTERNAL_ABORT: u64 = 0x10;

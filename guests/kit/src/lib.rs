@@ -18,6 +18,7 @@
 
 pub mod console;
 pub mod cpu;
+pub mod dt;
 pub mod gic;
 pub mod irq;
 mod mmio;

@@ -2,6 +2,7 @@
 //! the Image header's size field and the symbols it calls.
 
 use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::trap::{TrapFrame, FRAME_SIZE};
 use crate::mm::MIB;
@@ -40,12 +41,18 @@ global_asm!(
     PRIMARY_MAIN = sym crate::hyp::primary_main,
     SECONDARY_MAIN = sym crate::hyp::secondary_main,
     REFUSE_LOW_EL = sym crate::hyp::refuse_low_el,
+    SPIN_TABLE_MPIDRS = sym SPIN_TABLE_MPIDRS,
+    MAX_CPUS = const MAX_CPUS,
 );
 
 global_asm!(
     include_str!("../../../boot/vectors.S"),
     FRAME_SIZE = const FRAME_SIZE,
     GUEST_HANDLER = sym super::trap::handle_guest_exception,
+    FAST_TABLE = sym super::fastpath::CAIRN_FAST_CALLS,
+    ANSWER_SIZE = const super::fastpath::ANSWER_SIZE,
+    CPU_BLOCK_SIZE = const super::fastpath::CPU_BLOCK_SIZE,
+    FAST_CALLS = const super::fastpath::FAST_CALLS,
     HYP_HANDLER = sym super::trap::handle_hyp_exception,
 );
 
@@ -55,6 +62,8 @@ extern "C" {
     fn cairn_el2_vectors_symbol();
     /// Entry for secondary CPUs in boot/entry.S; x0 = logical CPU index.
     pub fn secondary_entry();
+    /// Entry for secondary CPUs released from a spin table; no argument.
+    fn spin_table_entry();
     /// Loads `frame` onto a fresh EL2 stack ending at `stack_top` and returns to the guest.
     fn cairn_enter_guest(frame: *const TrapFrame, stack_top: usize) -> !;
 }
@@ -74,6 +83,32 @@ pub fn enter_guest(frame: &TrapFrame, cpu: usize) -> ! {
         staged.write(*frame);
         cairn_enter_guest(staged, stack_top(cpu))
     }
+}
+
+/// A slot of [`SPIN_TABLE_MPIDRS`] no CPU has.
+const NO_CPU: u64 = u64::MAX;
+
+/// Each logical CPU's MPIDR affinity, for CPUs released from a spin table to find their
+/// logical number (boot/entry.S reads it with the MMU off).
+static SPIN_TABLE_MPIDRS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NO_CPU) }; MAX_CPUS];
+
+/// Releases logical CPU `logical` (MPIDR affinity `mpidr`) waiting on the spin table at
+/// `release_addr`: it jumps to Cairn's spin-table entry (Linux's arm64 booting.rst
+/// spin-table protocol: write the entry, clean it to memory, SEV).
+pub fn release_from_spin_table(logical: usize, mpidr: u64, release_addr: u64) {
+    let Some(slot) = SPIN_TABLE_MPIDRS.get(logical) else { return };
+    slot.store(mpidr, Ordering::Release);
+    super::mmu::clean_dcache_range(
+        SPIN_TABLE_MPIDRS.as_ptr() as u64,
+        core::mem::size_of_val(&SPIN_TABLE_MPIDRS) as u64,
+    );
+    let entry = spin_table_entry as *const () as u64;
+    // SAFETY: `release_addr` is the CPU's cpu-release-addr from the device tree, a u64 in
+    // RAM that the firmware's spin loop polls and that Cairn's identity map covers.
+    unsafe { core::ptr::write_volatile(release_addr as *mut u64, entry) };
+    super::mmu::clean_dcache_range(release_addr, core::mem::size_of::<u64>() as u64);
+    // SAFETY: barriers and an event; the waiting CPU re-reads the release address.
+    unsafe { core::arch::asm!("dsb sy", "sev") };
 }
 
 /// The physical address secondary CPUs start at.

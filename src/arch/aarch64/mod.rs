@@ -11,6 +11,8 @@ pub mod context;
 #[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
+pub mod fastpath;
+#[cfg(target_os = "none")]
 pub mod firmware;
 #[cfg(target_os = "none")]
 pub mod gic;

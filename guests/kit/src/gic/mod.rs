@@ -378,8 +378,9 @@ fn from_device_tree(dtb: usize) -> Result<Gic, GicError> {
     };
     let mut frames = [Frame::default(); 1 + MAX_REDISTRIBUTOR_REGIONS];
     let mut count = 0;
-    for (slot, reg) in frames.iter_mut().zip(node.reg().into_iter().flatten()) {
-        *slot = Frame { base: reg.starting_address as usize, size: reg.size.unwrap_or(0) };
+    for (index, (slot, reg)) in frames.iter_mut().zip(node.reg().into_iter().flatten()).enumerate() {
+        let base = crate::dt::reg_address(&fdt, &node, index).unwrap_or(reg.starting_address as u64);
+        *slot = Frame { base: base as usize, size: reg.size.unwrap_or(0) };
         count += 1;
     }
     if count < 2 {

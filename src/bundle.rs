@@ -1,0 +1,188 @@
+//! Guest bundles: how a guest reaches Cairn on a board whose firmware loads one kernel and
+//! one initramfs (the Raspberry Pi). The bundle is a cpio "newc" archive (the format of
+//! Linux's initramfs, `cpio -o -H newc`; see the kernel's
+//! Documentation/driver-api/early-userspace/buffer-format.rst) loaded as the firmware's
+//! initramfs, holding:
+//!
+//! - `cairn-guest/kernel`: the guest's arm64 Image (required);
+//! - `cairn-guest/initramfs`: its initramfs;
+//! - `cairn-guest/dtb`: a device tree to base the guest's on, instead of the host's;
+//! - `cairn-guest/cmdline`: the guest kernel's command line;
+//! - `cairn-guest/vm.conf`: VM settings, `key=value` lines (`vcpus=N`, `psci=X.Y`).
+//!
+//! scripts/guest-bundle builds one. Parsing only borrows from the archive.
+
+/// The newc header: magic then 13 fields of 8 hex digits.
+const MAGIC: &[u8] = b"070701";
+const HEADER_LEN: usize = 110;
+const FIELD_LEN: usize = 8;
+/// Field indices after the magic.
+const FIELD_FILESIZE: usize = 6;
+const FIELD_NAMESIZE: usize = 11;
+/// Header plus name, and file data, are each padded to a multiple of 4 bytes.
+const ALIGN: usize = 4;
+const TRAILER: &str = "TRAILER!!!";
+
+const KERNEL: &str = "cairn-guest/kernel";
+const INITRAMFS: &str = "cairn-guest/initramfs";
+const DTB: &str = "cairn-guest/dtb";
+const CMDLINE: &str = "cairn-guest/cmdline";
+const VM_CONF: &str = "cairn-guest/vm.conf";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BundleError {
+    /// Not a cpio newc archive (or cut short).
+    NotCpio,
+    /// A cpio archive without `cairn-guest/kernel`.
+    NoKernel,
+    /// A text member that is not UTF-8.
+    NotText,
+}
+
+/// The members of a guest bundle, as slices of the archive, with their offsets in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bundle<'a> {
+    pub kernel: Member<'a>,
+    pub initramfs: Option<Member<'a>>,
+    pub dtb: Option<Member<'a>>,
+    pub cmdline: Option<&'a str>,
+    pub vm_conf: Option<&'a str>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// Where the data starts in the archive.
+    pub offset: usize,
+    pub data: &'a [u8],
+}
+
+/// Whether `archive` starts like a cpio newc archive (and so should be read as a bundle).
+pub fn looks_like_bundle(archive: &[u8]) -> bool {
+    archive.starts_with(MAGIC)
+}
+
+fn align(n: usize) -> usize {
+    n.next_multiple_of(ALIGN)
+}
+
+fn field(header: &[u8], index: usize) -> Option<usize> {
+    let start = MAGIC.len() + index * FIELD_LEN;
+    let text = core::str::from_utf8(header.get(start..start + FIELD_LEN)?).ok()?;
+    usize::from_str_radix(text, 16).ok()
+}
+
+/// Reads a guest bundle.
+pub fn parse(archive: &[u8]) -> Result<Bundle<'_>, BundleError> {
+    let mut kernel = None;
+    let mut bundle = Bundle::default();
+    let mut at = 0;
+    loop {
+        let header = archive.get(at..at + HEADER_LEN).ok_or(BundleError::NotCpio)?;
+        if !header.starts_with(MAGIC) {
+            return Err(BundleError::NotCpio);
+        }
+        let name_size = field(header, FIELD_NAMESIZE).ok_or(BundleError::NotCpio)?;
+        let file_size = field(header, FIELD_FILESIZE).ok_or(BundleError::NotCpio)?;
+        let name_bytes = archive.get(at + HEADER_LEN..at + HEADER_LEN + name_size).ok_or(BundleError::NotCpio)?;
+        // The name includes its terminating NUL.
+        let name = core::str::from_utf8(name_bytes.strip_suffix(&[0]).unwrap_or(name_bytes))
+            .map_err(|_| BundleError::NotCpio)?;
+        let data_at = align(at + HEADER_LEN + name_size);
+        if name == TRAILER {
+            break;
+        }
+        let data = archive.get(data_at..data_at + file_size).ok_or(BundleError::NotCpio)?;
+        let member = Member { offset: data_at, data };
+        let text = || core::str::from_utf8(data).map(str::trim).map_err(|_| BundleError::NotText);
+        match name.trim_start_matches("./") {
+            KERNEL => kernel = Some(member),
+            INITRAMFS => bundle.initramfs = Some(member),
+            DTB => bundle.dtb = Some(member),
+            CMDLINE => bundle.cmdline = Some(text()?),
+            VM_CONF => bundle.vm_conf = Some(text()?),
+            _ => {}
+        }
+        at = align(data_at + file_size);
+    }
+    bundle.kernel = kernel.ok_or(BundleError::NoKernel)?;
+    Ok(bundle)
+}
+
+/// One `key=value` setting of a `vm.conf`, if present (`#` starts a comment).
+pub fn setting<'a>(conf: &'a str, key: &str) -> Option<&'a str> {
+    conf.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// A newc member as `cpio -o -H newc` writes it.
+    fn member(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+        let name_size = name.len() + 1;
+        let fields = [1, 0o100644, 0, 0, 1, 0, data.len(), 0, 0, 0, 0, name_size, 0];
+        out.extend_from_slice(MAGIC);
+        for f in fields {
+            out.extend_from_slice(alloc::format!("{f:08X}").as_bytes());
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.resize(align(out.len()), 0);
+        out.extend_from_slice(data);
+        out.resize(align(out.len()), 0);
+    }
+
+    fn archive(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, data) in members {
+            member(&mut out, name, data);
+        }
+        member(&mut out, TRAILER, b"");
+        out
+    }
+
+    #[test]
+    fn reads_every_member_in_place() {
+        let a = archive(&[
+            ("cairn-guest", b""),
+            (CMDLINE, b"console=ttyAMA0 quiet\n"),
+            (VM_CONF, b"vcpus=4 # every CPU\npsci=1.0\n"),
+            (DTB, b"\xd0\x0d\xfe\xed"),
+            (KERNEL, b"ARMd kernel bytes"),
+            (INITRAMFS, b"0707 initramfs"),
+        ]);
+        assert!(looks_like_bundle(&a));
+        let b = parse(&a).unwrap();
+        assert_eq!(b.kernel.data, b"ARMd kernel bytes");
+        assert_eq!(&a[b.kernel.offset..b.kernel.offset + b.kernel.data.len()], b.kernel.data);
+        assert_eq!(b.kernel.offset % ALIGN, 0);
+        assert_eq!(b.initramfs.unwrap().data, b"0707 initramfs");
+        assert_eq!(b.dtb.unwrap().data, b"\xd0\x0d\xfe\xed");
+        assert_eq!(b.cmdline, Some("console=ttyAMA0 quiet"));
+        assert_eq!(setting(b.vm_conf.unwrap(), "vcpus"), Some("4"));
+        assert_eq!(setting(b.vm_conf.unwrap(), "psci"), Some("1.0"));
+        assert_eq!(setting(b.vm_conf.unwrap(), "mem"), None);
+    }
+
+    #[test]
+    fn the_kernel_is_required_and_garbage_is_refused() {
+        assert_eq!(parse(&archive(&[(INITRAMFS, b"x")])), Err(BundleError::NoKernel));
+        assert_eq!(parse(b"not an archive at all"), Err(BundleError::NotCpio));
+        let mut cut = archive(&[(KERNEL, b"0123456789")]);
+        cut.truncate(HEADER_LEN + 10);
+        assert_eq!(parse(&cut), Err(BundleError::NotCpio));
+        assert!(!looks_like_bundle(b"\x1f\x8b gzip"));
+    }
+
+    #[test]
+    fn names_may_start_with_dot_slash() {
+        let a = archive(&[("./cairn-guest/kernel", b"K")]);
+        let b = parse(&a).unwrap();
+        assert_eq!(b.kernel.data, b"K");
+    }
+}
