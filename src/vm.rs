@@ -451,8 +451,8 @@ fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>) {
 }
 
 /// Removes `vm` from the live set. Returns how many VMs are left.
-pub fn destroy(vm: &Arc<Vm>) -> usize {
+pub fn destroy(vm: &Vm) -> usize {
     let mut vms = VMS.lock();
-    vms.retain(|v| !Arc::ptr_eq(v, vm));
+    vms.retain(|v| !core::ptr::eq(Arc::as_ptr(v), vm));
     vms.len()
 }

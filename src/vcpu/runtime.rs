@@ -5,7 +5,7 @@
 //! lock, and a vCPU (re)starts only on its own physical CPU.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
 
@@ -44,6 +44,10 @@ pub struct Vcpu {
     /// The physical CPU (logical number) it is pinned to.
     pub pcpu: usize,
     power: spin::Mutex<Power>,
+    /// `Power::must_leave_guest`, republished after every change under the lock, so the
+    /// exit path can read it without taking the lock. A change that sets it is followed
+    /// by a kick, which makes the vCPU exit and read it.
+    leave: AtomicBool,
     /// Set while the physical CPU idles at EL2 with no guest context live: the
     /// acknowledgement a system event waits for.
     parked: AtomicBool,
@@ -51,7 +55,22 @@ pub struct Vcpu {
 
 impl Vcpu {
     pub fn new(index: usize, mpidr: u64, pcpu: usize) -> Self {
-        Vcpu { index, mpidr, pcpu, power: spin::Mutex::new(Power::new()), parked: AtomicBool::new(false) }
+        Vcpu {
+            index,
+            mpidr,
+            pcpu,
+            power: spin::Mutex::new(Power::new()),
+            leave: AtomicBool::new(true),
+            parked: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `f` on the power state under the lock, then republishes `leave`.
+    fn with_power<R>(&self, f: impl FnOnce(&mut Power) -> R) -> R {
+        let mut p = self.power.lock();
+        let r = f(&mut p);
+        self.leave.store(p.must_leave_guest(), Ordering::SeqCst);
+        r
     }
 
     pub fn state(&self) -> PowerState {
@@ -62,34 +81,40 @@ impl Vcpu {
     /// system-event flag, read under the lock, so a racing CPU_ON either lands before the
     /// event stops this vCPU or sees the flag.
     pub fn power_on(&self, start: Start, halting: &AtomicBool) -> Result<(), i64> {
-        let mut p = self.power.lock();
-        p.power_on(start, halting.load(Ordering::SeqCst))
+        self.with_power(|p| p.power_on(start, halting.load(Ordering::SeqCst)))
     }
 
     /// Stops the vCPU; it leaves the guest at its next exit.
     pub fn power_off(&self) {
-        self.power.lock().power_off();
+        self.with_power(|p| p.power_off());
     }
 
     /// Starts the vCPU again after a VM reset.
     fn restart(&self, start: Start) {
-        self.power.lock().restart(start);
+        self.with_power(|p| p.restart(start));
     }
 
     fn must_leave_guest(&self) -> bool {
-        self.power.lock().must_leave_guest()
+        self.leave.load(Ordering::SeqCst)
     }
 
     fn take_start(&self) -> Option<Start> {
-        self.power.lock().take_start()
+        self.with_power(|p| p.take_start())
     }
 }
 
 /// The VM whose vCPU runs on each physical CPU.
 static CURRENT_VM: [spin::RwLock<Option<Arc<Vm>>>; MAX_CPUS] = [const { spin::RwLock::new(None) }; MAX_CPUS];
+/// The same VMs as plain pointers, for the exit path to read without a lock or a
+/// reference count. Each points into the `Arc` in `CURRENT_VM` for that CPU, which is set
+/// once, before the CPU's vCPU first runs, and never replaced or dropped, so it is valid
+/// for as long as Cairn runs.
+static CURRENT_VM_PTR: [AtomicPtr<Vm>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 
-fn current_vm() -> Option<Arc<Vm>> {
-    CURRENT_VM.get(cpu::current())?.read().clone()
+fn current_vm() -> Option<&'static Vm> {
+    let ptr = CURRENT_VM_PTR.get(cpu::current())?.load(Ordering::Acquire);
+    // SAFETY: non-null pointers come from an Arc kept in CURRENT_VM forever (see above).
+    unsafe { ptr.as_ref() }
 }
 
 /// Whether the guest on this CPU runs big-endian at EL1 (SCTLR_EL1.EE): a CPU_ON caller's
@@ -112,7 +137,14 @@ pub fn wake(vcpu: &Vcpu) {
 /// the boot CPU.
 pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
     for v in &vm.vcpus {
-        *CURRENT_VM[v.pcpu].write() = Some(vm.clone());
+        let mut slot = CURRENT_VM[v.pcpu].write();
+        if slot.is_some() {
+            // The exit path holds plain references to the VM in the slot: replacing it
+            // would need the CPU quiesced first, which one boot VM never needs.
+            continue;
+        }
+        *slot = Some(vm.clone());
+        CURRENT_VM_PTR[v.pcpu].store(Arc::as_ptr(&vm).cast_mut(), Ordering::Release);
     }
     // booting.rst: x0 = device tree address, x1-x3 = 0.
     let _ = vm.vcpus[0].power_on(vm.boot_start(), &vm.halting);
@@ -217,18 +249,18 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
     };
     let Some(vcpu) = vm.vcpu_on(pcpu) else { hyp::power_off() };
     match exit {
-        Exit::Hypercall { conduit, imm } => hypercall(&vm, vcpu, frame, conduit, imm),
+        Exit::Hypercall { conduit, imm } => hypercall(vm, vcpu, frame, conduit, imm),
         // WFE is a yield hint: with one vCPU per CPU there is nobody to yield to, so the
         // guest continues at once and its spinlock makes progress.
         Exit::WaitFor { wfe: true, len } => frame.elr += len,
         // WFI blocks until an interrupt is pending for this vCPU, masked or not, with the
         // physical CPU idle in WFI at EL2 meanwhile.
         Exit::WaitFor { wfe: false, len } => {
-            wait_for_wakeup(&vm, vcpu, Wait::Halt);
+            wait_for_wakeup(vm, vcpu, Wait::Halt);
             frame.elr += len;
         }
         Exit::DataAbort { ipa, va, syndrome, len } => match Access::decode(ipa, syndrome) {
-            Ok(access) if emulate_mmio(&vm, vcpu, frame, &access) => frame.elr += len,
+            Ok(access) if emulate_mmio(vm, vcpu, frame, &access) => frame.elr += len,
             decoded => {
                 log::debug!(
                     "vm{}: vcpu{}: data abort at IPA {ipa:#x} (PC {:#x}, {decoded:?}): injecting an external abort",
@@ -241,13 +273,13 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         },
         Exit::InstructionAbort { ipa, va } => {
             if let Some(vbar) = inject::in_exception_vectors(frame.elr) {
-                crash(&vm, vcpu, frame.elr, Crash::VectorUnmapped { vbar });
+                crash(vm, vcpu, frame.elr, Crash::VectorUnmapped { vbar });
             }
             log::debug!("vm{}: instruction fetch from IPA {ipa:#x}: injecting an external abort", vm.id);
             inject::instruction_abort(frame, va);
         }
-        Exit::SError { esr } => crash(&vm, vcpu, frame.elr, Crash::SError { esr: esr.0 }),
-        Exit::SysReg { reg, write, rt } => sysreg(&vm, vcpu, frame, reg, write, rt),
+        Exit::SError { esr } => crash(vm, vcpu, frame.elr, Crash::SError { esr: esr.0 }),
+        Exit::SysReg { reg, write, rt } => sysreg(vm, vcpu, frame, reg, write, rt),
         Exit::Interrupt => runtime::take_physical_interrupts(pcpu),
         Exit::Unhandled { esr } => {
             log::debug!(
@@ -266,7 +298,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
     }
     runtime::flush(&vm.vgic, vcpu.index, pcpu);
     if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
-        save_restore_round_trip(&vm, vcpu, frame);
+        save_restore_round_trip(vm, vcpu, frame);
     }
 }
 
@@ -315,11 +347,11 @@ fn sysreg(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, reg: SysRegId, write: boo
     frame.elr += INSTRUCTION_SIZE;
 }
 
-fn hypercall(vm: &Arc<Vm>, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) {
+fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) {
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), vcpu: vcpu.index, x };
-    match dispatch::dispatch(&call, vm.as_ref(), &firmware::MachineFirmware) {
+    match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
         Outcome::Return(results) => {
             // The one place result registers are written back.
             frame.x[..results.registers().len()].copy_from_slice(results.registers());
@@ -379,7 +411,7 @@ enum Wakeup {
 /// or a stop.
 fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
     let pcpu = vcpu.pcpu;
-    if !vcpu.power.lock().begin_wait(how) {
+    if !vcpu.with_power(|p| p.begin_wait(how)) {
         return Wakeup::Stopped;
     }
     if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
@@ -393,6 +425,7 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
         };
         {
             let mut p = vcpu.power.lock();
+            // (end_wait leaves must_leave_guest as it was: no republish needed.)
             if p.state() == PowerState::Stopped {
                 return Wakeup::Stopped;
             }
@@ -433,7 +466,7 @@ fn yield_to_event(vcpu: &Vcpu) -> ! {
 
 /// SYSTEM_OFF, or a crash: every vCPU of the VM stops, the event is recorded, then the
 /// VM is gone; the machine powers off with the last VM.
-fn stop_vm(vm: &Arc<Vm>, vcpu: &Vcpu, event: SystemEvent) -> ! {
+fn stop_vm(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> ! {
     let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
     stop_others(vm, vcpu);
     vm.record(event);
@@ -446,13 +479,13 @@ fn stop_vm(vm: &Arc<Vm>, vcpu: &Vcpu, event: SystemEvent) -> ! {
 
 /// A guest fault Cairn cannot hand back to the guest: the VM stops with a crash event
 /// rather than looping through the same fault forever.
-fn crash(vm: &Arc<Vm>, vcpu: &Vcpu, pc: u64, why: Crash) -> ! {
+fn crash(vm: &Vm, vcpu: &Vcpu, pc: u64, why: Crash) -> ! {
     stop_vm(vm, vcpu, SystemEvent::Crash { vcpu: vcpu.index, pc, why })
 }
 
 /// PSCI SYSTEM_RESET: every vCPU stops; the VM's images, device tree and interrupt state
 /// go back to how they were at creation; the boot vCPU starts again.
-fn system_reset(vm: &Arc<Vm>, vcpu: &Vcpu, event: SystemEvent) -> ! {
+fn system_reset(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> ! {
     {
         let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
         stop_others(vm, vcpu);
@@ -497,7 +530,7 @@ pub fn save(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame) -> VcpuState {
 /// its MP state as it was (a STOPPED or SUSPENDED vCPU stays so).
 pub fn restore(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
     restore_context(vm, vcpu, frame, s)?;
-    vcpu.power.lock().restore(s.power, s.start);
+    vcpu.with_power(|p| p.restore(s.power, s.start));
     Ok(())
 }
 
@@ -542,11 +575,12 @@ fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
 
 /// A waiting vCPU's MP state through save and restore: it must stay HALTED or SUSPENDED.
 fn mp_state_round_trip(vcpu: &Vcpu) {
-    let mut p = vcpu.power.lock();
-    let (state, start) = p.save();
-    p.power_off();
-    p.restore(state, start);
-    if p.state() != state || p.pending_start().is_some() {
-        log::error!("vcpu{}: MP state {state:?} came back as {:?}", vcpu.index, p.state());
-    }
+    vcpu.with_power(|p| {
+        let (state, start) = p.save();
+        p.power_off();
+        p.restore(state, start);
+        if p.save() != (state, start) {
+            log::error!("vcpu{}: MP state {state:?} came back as {:?}", vcpu.index, p.state());
+        }
+    });
 }

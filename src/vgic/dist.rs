@@ -93,6 +93,10 @@ struct Private {
     sgi_sources: [u8; SGIS as usize],
     /// GICR_WAKER.ProcessorSleep.
     asleep: bool,
+    /// False only when a scan found nothing deliverable and nothing has changed since:
+    /// every exit asks `has_pending`, and this spares it the scan (vgic::runtime::flush).
+    /// Set by every mutable access to this vCPU's private state and by GICD_CTLR writes.
+    maybe_pending: bool,
 }
 
 impl Private {
@@ -101,7 +105,7 @@ impl Private {
         for sgi in irqs.iter_mut().take(SGIS as usize) {
             sgi.edge = true; // SGIs are always edge-triggered (IHI 0069H §12.9.9)
         }
-        Private { irqs, sgi_sources: [0; SGIS as usize], asleep: true }
+        Private { irqs, sgi_sources: [0; SGIS as usize], asleep: true, maybe_pending: true }
     }
 }
 
@@ -260,7 +264,7 @@ impl VGic {
 
     /// Puts back what [`VGic::save_private`] gave.
     pub fn restore_private(&mut self, vcpu: usize, saved: &[u64; PRIVATE_ENTRIES]) {
-        let Some(p) = self.private.get_mut(vcpu) else { return };
+        let Some(p) = self.private_mut(vcpu) else { return };
         for (n, (irq, &v)) in p.irqs.iter_mut().zip(saved.iter()).enumerate() {
             *irq = Irq::unpack(v);
             if let Some(source) = p.sgi_sources.get_mut(n) {
@@ -280,7 +284,7 @@ impl VGic {
 
     fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut Irq> {
         if intid < PRIVATE_IRQS {
-            self.private.get_mut(vcpu)?.irqs.get_mut(intid as usize)
+            self.private_mut(vcpu)?.irqs.get_mut(intid as usize)
         } else {
             self.spis.get_mut((intid - PRIVATE_IRQS) as usize)
         }
@@ -332,9 +336,10 @@ impl VGic {
             taken[n] = (intid, source);
             n += 1;
         }
-        let private = &mut self.private[vcpu];
+        let v2 = self.version == Version::V2;
+        let Some(private) = self.private_mut(vcpu) else { return 0 };
         for &(intid, source) in &taken[..n] {
-            if self.version == Version::V2 && intid < SGIS {
+            if v2 && intid < SGIS {
                 private.sgi_sources[intid as usize] &= !(1 << source);
                 private.irqs[intid as usize].pending = private.sgi_sources[intid as usize] != 0;
             } else {
@@ -348,7 +353,7 @@ impl VGic {
     /// priority one).
     pub fn requeue(&mut self, vcpu: usize, p: &Pending) {
         let v2 = self.version == Version::V2;
-        if let Some(private) = self.private.get_mut(vcpu) {
+        if let Some(private) = self.private_mut(vcpu) {
             if let Some(irq) = private.irqs.get_mut(p.intid as usize) {
                 irq.pending = true;
                 if v2 && p.intid < SGIS {
@@ -359,8 +364,24 @@ impl VGic {
     }
 
     /// Whether `vcpu` has a software interrupt waiting that `take_pending` would return.
-    pub fn has_pending(&self, vcpu: usize) -> bool {
-        self.first_pending(vcpu).is_some()
+    pub fn has_pending(&mut self, vcpu: usize) -> bool {
+        if !self.private.get(vcpu).is_some_and(|p| p.maybe_pending) {
+            return false;
+        }
+        let found = self.first_pending(vcpu).is_some();
+        if !found {
+            if let Some(p) = self.private.get_mut(vcpu) {
+                p.maybe_pending = false;
+            }
+        }
+        found
+    }
+
+    /// Mutable access to `vcpu`'s private state, which may make an interrupt deliverable.
+    fn private_mut(&mut self, vcpu: usize) -> Option<&mut Private> {
+        let p = self.private.get_mut(vcpu)?;
+        p.maybe_pending = true;
+        Some(p)
     }
 
     /// The lowest INTID of `vcpu`'s deliverable software interrupts, if any.
@@ -371,7 +392,7 @@ impl VGic {
     /// Makes SGI `sgi` pending on `target`, sent by `source`. Returns whether it is
     /// deliverable now.
     pub fn raise_sgi(&mut self, target: usize, sgi: u32, source: usize) -> bool {
-        let Some(private) = self.private.get_mut(target) else { return false };
+        let Some(private) = self.private_mut(target) else { return false };
         let Some(irq) = private.irqs.get_mut(sgi as usize) else { return false };
         irq.pending = true;
         private.sgi_sources[sgi as usize] |= 1 << (source.min(7));
@@ -427,6 +448,7 @@ impl VGic {
             GICD_CTLR => {
                 if let Some(v) = write {
                     self.ctlr = v as u32 & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1);
+                    self.private.iter_mut().for_each(|p| p.maybe_pending = true);
                     return (0, self.all_vcpus());
                 }
                 let ro = if self.version == Version::V3 { CTLR_ARE | CTLR_DS } else { 0 };
@@ -497,7 +519,7 @@ impl VGic {
             }
             o if o == GICR_TYPER + 4 => (self.gicr_typer(vcpu) >> 32, 0),
             GICR_WAKER => {
-                let p = &mut self.private[vcpu];
+                let Some(p) = self.private_mut(vcpu) else { return (0, 0) };
                 if let Some(v) = write {
                     p.asleep = v as u32 & GICR_WAKER_PROCESSOR_SLEEP != 0;
                     return (0, 0);
@@ -781,7 +803,7 @@ impl VGic {
     fn sgi_sources_v2(&mut self, vcpu: usize, rel: u64, size: usize, write: Option<u64>) -> (u64, VcpuSet) {
         let set = rel >= GICD_SPENDSGIR - GICD_CPENDSGIR;
         let first = (rel % 0x10) as usize;
-        let Some(private) = self.private.get_mut(vcpu) else { return (0, 0) };
+        let Some(private) = self.private_mut(vcpu) else { return (0, 0) };
         let mut value = 0;
         for byte in 0..size.min(4) {
             let sgi = first + byte;
@@ -963,6 +985,25 @@ mod tests {
         assert_eq!((out[0].intid, out[0].source), (2, 0));
         g.dist_access(0, GICD_ITARGETSR + 40, 1, Some(0b10), &mut hw);
         assert_eq!(hw.routes, [(40, 1)]);
+    }
+
+    #[test]
+    fn has_pending_sees_every_change_after_a_scan_found_nothing() {
+        let mut g = VGic::new(Version::V2, 64, &[0, 1]);
+        let mut hw = FakeHw::default();
+        g.dist_access(0, 0, 4, Some(1), &mut hw); // GICD_CTLR: group 0 on
+        g.dist_access(0, 0x100, 4, Some(1 << 5), &mut hw); // enable SGI 5
+        assert!(!g.has_pending(0));
+        assert!(g.raise_sgi(0, 5, 1));
+        assert!(g.has_pending(0), "a raised SGI after an empty scan");
+        let mut out = [Pending { intid: 0, priority: 0, group1: false, source: 0 }; 4];
+        assert_eq!(g.take_pending(0, &mut out), 1);
+        assert!(!g.has_pending(0));
+        g.dist_access(0, 0, 4, Some(0), &mut hw); // distributor off
+        g.raise_sgi(0, 5, 1);
+        assert!(!g.has_pending(0), "not deliverable while the distributor is off");
+        g.dist_access(0, 0, 4, Some(1), &mut hw);
+        assert!(g.has_pending(0), "deliverable again once GICD_CTLR enables it");
     }
 
     #[test]
