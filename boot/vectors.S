@@ -77,16 +77,17 @@ cairn_el2_vectors:
 .equ FAST_CALLS, {FAST_CALLS}
 .equ A64_INSTRUCTION, 4
 guest_sync:
-    stp     x2, x3, [sp, #16 * 1]
     mrs     x1, esr_el2
-    lsr     x2, x1, #ESR_EC_SHIFT
-    cmp     x2, #EC_HVC64
+    lsr     x1, x1, #ESR_EC_SHIFT
+    cmp     x1, #EC_HVC64
     b.eq    1f
-    cmp     x2, #EC_SMC64
-    b.ne    slow_sync
+    cmp     x1, #EC_SMC64
+    b.ne    other_sync                  // not a call: x0 is still the guest's
+    mrs     x1, esr_el2
     tst     x1, #ESR_IMM16_MASK
-    b.ne    slow_sync
+    b.ne    other_sync
 1:
+    stp     x2, x3, [sp, #16 * 1]
     mrs     x3, tpidr_el2               // this CPU's logical number
     mov     x1, #CPU_BLOCK_SIZE
     adrp    x2, {FAST_TABLE}
@@ -104,8 +105,8 @@ guest_sync:
     subs    x1, x1, #1
     b.ne    2b
     ldr     x0, [sp]
-slow_sync:
     ldp     x2, x3, [sp, #16 * 1]
+other_sync:
     mov     x1, #KIND_SYNC
     b       guest_exception
 
