@@ -15,16 +15,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::{re, Boot, Regex, Session};
+use common::linux::{block, marker, wait_for_linux, Checks};
+use common::{re, Boot, Session};
 
-const MARKER: &str = "CAIRN-GUEST: linux up";
 /// Loop iterations of the per-CPU workload: about a second of guest work under TCG.
 const WORK: u32 = 20000;
-
-/// The marker line with its CPU count.
-fn marker() -> Regex {
-    re(&format!(r"{MARKER} \(\d+ CPUs\)"))
-}
 
 fn native() -> bool {
     std::env::var("CAIRN_LINUX_NATIVE").is_ok_and(|v| !v.is_empty() && v != "0")
@@ -48,15 +43,6 @@ fn linux(test: &str, smp: usize, gic: u8) -> Boot {
     }
 }
 
-/// Waits for the marker line and the shell prompt after it; returns the CPU count the
-/// marker reports.
-fn wait_for_linux(s: &mut Session) -> usize {
-    let marker = s.wait_for(marker());
-    s.wait_for_shell();
-    marker.trim_start_matches(|c: char| !c.is_ascii_digit()).split(' ').next().unwrap().parse().unwrap()
-}
-
-/// Boots and waits for the shell.
 fn boot(test: &str, smp: usize, gic: u8) -> (Session, usize) {
     boot_with(linux(test, smp, gic))
 }
@@ -65,41 +51,6 @@ fn boot_with(boot: Boot) -> (Session, usize) {
     let mut s = boot.spawn();
     let cpus = wait_for_linux(&mut s);
     (s, cpus)
-}
-
-/// Named checks of one boot: each is printed as it is made (cargo test shows the lines
-/// of a failed test) and the test fails at the end listing every failed one, so one boot
-/// tells everything that is wrong.
-struct Checks {
-    failed: Vec<String>,
-}
-
-impl Checks {
-    fn new() -> Self {
-        Checks { failed: Vec::new() }
-    }
-
-    fn check(&mut self, name: &str, ok: bool, detail: impl FnOnce() -> String) {
-        if ok {
-            println!("check {name}: ok");
-        } else {
-            let detail = detail();
-            println!("check {name}: FAIL\n{detail}");
-            self.failed.push(format!("{name}:\n{detail}"));
-        }
-    }
-
-    fn finish(self, s: &mut Session) {
-        if !self.failed.is_empty() {
-            let list = self.failed.join("\n\n");
-            s.fail(&format!("{} check(s) failed:\n\n{list}\n", self.failed.len()));
-        }
-    }
-}
-
-/// Indents command output inside a failure message.
-fn block(text: &str) -> String {
-    text.lines().map(|l| format!("    | {l}\n")).collect()
 }
 
 /// /proc/interrupts: per row label (`11`, `IPI0`, ...) its per-CPU counts and description.

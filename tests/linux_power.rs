@@ -16,9 +16,9 @@
 
 mod common;
 
-use common::{re, Boot, Regex, Session};
+use common::linux::{block, marker, wait_for_linux, Checks};
+use common::{re, Boot, Session};
 
-const MARKER: &str = "CAIRN-GUEST: linux up";
 /// The first kernel lines even if the boot stops before the console driver is up (QEMU
 /// virt's PL011).
 const EARLYCON: &str = "earlycon=pl011,0x9000000";
@@ -44,11 +44,6 @@ const COMPLAINTS: [&str; 3] = ["WARNING:", "BUG:", "Oops"];
 /// The kernel's first message (arch/arm64/kernel/setup.c).
 const FIRST_LINE: &str = "Booting Linux on physical CPU";
 
-/// The marker line with its CPU count.
-fn marker() -> Regex {
-    re(&format!(r"{MARKER} \(\d+ CPUs\)"))
-}
-
 /// Linux at `CPUS` vCPUs on GICv3 under Cairn.
 fn linux(test: &str) -> Boot {
     let boot = Boot::new(&format!("linux-power-{test}-smp{CPUS}-gicv3")).linux().smp(CPUS).gic(3).bootargs(EARLYCON);
@@ -56,47 +51,6 @@ fn linux(test: &str) -> Boot {
         Ok(args) if !args.is_empty() => boot.append(&args),
         _ => boot,
     }
-}
-
-/// Waits for the marker line and the prompt after it; returns the CPU count it reports.
-fn wait_for_linux(s: &mut Session) -> usize {
-    let marker = s.wait_for(marker());
-    s.wait_for_shell();
-    marker.trim_start_matches(|c: char| !c.is_ascii_digit()).split(' ').next().unwrap().parse().unwrap()
-}
-
-/// Named checks of one boot, printed as they are made; the test fails at the end listing
-/// every failed one.
-struct Checks {
-    failed: Vec<String>,
-}
-
-impl Checks {
-    fn new() -> Self {
-        Checks { failed: Vec::new() }
-    }
-
-    fn check(&mut self, name: &str, ok: bool, detail: impl FnOnce() -> String) {
-        if ok {
-            println!("check {name}: ok");
-        } else {
-            let detail = detail();
-            println!("check {name}: FAIL\n{detail}");
-            self.failed.push(format!("{name}:\n{detail}"));
-        }
-    }
-
-    fn finish(self, s: &mut Session) {
-        if !self.failed.is_empty() {
-            let list = self.failed.join("\n\n");
-            s.fail(&format!("{} check(s) failed:\n\n{list}\n", self.failed.len()));
-        }
-    }
-}
-
-/// Indents command output inside a failure message.
-fn block(text: &str) -> String {
-    text.lines().map(|l| format!("    | {l}\n")).collect()
 }
 
 /// The shell loop: per round, every secondary offline, then every one back online, with

@@ -16,9 +16,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
+use common::linux::MARKER;
 use common::{re, root, Boot, Run};
 
-const MARKER: &str = "CAIRN-GUEST: linux up";
 /// Debian's kernel on QEMU raspi4b takes several seconds to its shell; leave room for a
 /// loaded machine.
 const LINUX_WAIT: Duration = Duration::from_secs(180);

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod linux;
 pub mod regex;
 pub mod session;
 
