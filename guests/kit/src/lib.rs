@@ -25,6 +25,8 @@ mod mmio;
 pub mod shared;
 pub mod smccc;
 pub mod smp;
+pub mod spec;
+pub mod text;
 pub mod time;
 pub mod timer;
 

@@ -1,38 +1,24 @@
 //! The PSCI calls this guest makes (Arm DEN0022), named after the specification, and how
-//! their answers are shown in the log. The guest keeps its own copy of the numbers on
-//! purpose: it checks Cairn against the specification, not against Cairn's own tables.
+//! their answers are shown in the log. The numbers come from guestkit::spec, the guests'
+//! own copy of the specifications, not from Cairn's tables.
 
 use core::fmt;
 
 use guestkit::smccc;
 
-/// PSCI function IDs (DEN0022 §5.1, table 5-1): 0x8400_00nn in the SMC32 convention,
-/// 0xC400_00nn in SMC64.
+/// The PSCI function IDs this guest uses (guestkit::spec, DEN0022 §5.1).
 pub mod fid {
-    pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
-    pub const CPU_SUSPEND_64: u32 = 0xC400_0001;
-    pub const CPU_OFF: u32 = 0x8400_0002;
-    pub const CPU_ON_64: u32 = 0xC400_0003;
-    pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
-    pub const SYSTEM_RESET: u32 = 0x8400_0009;
-    pub const SYSTEM_RESET2_32: u32 = 0x8400_0012;
-    pub const SYSTEM_RESET2_64: u32 = 0xC400_0012;
+    pub use guestkit::spec::psci::{
+        AFFINITY_INFO_64, CPU_OFF, CPU_ON_64, CPU_SUSPEND_32, CPU_SUSPEND_64, SYSTEM_OFF, SYSTEM_RESET,
+        SYSTEM_RESET2_32, SYSTEM_RESET2_64,
+    };
 }
 
-/// PSCI return codes (DEN0022 §5.2.2).
-pub const SUCCESS: i64 = 0;
-pub const NOT_SUPPORTED: i64 = -1;
-pub const INVALID_PARAMETERS: i64 = -2;
-pub const DENIED: i64 = -3;
-pub const ALREADY_ON: i64 = -4;
-pub const ON_PENDING: i64 = -5;
-pub const INTERNAL_FAILURE: i64 = -6;
-pub const INVALID_ADDRESS: i64 = -9;
-
-/// AFFINITY_INFO results (DEN0022 §5.7.2).
-pub const AFFINITY_ON: i64 = 0;
-pub const AFFINITY_OFF: i64 = 1;
+/// PSCI return codes and AFFINITY_INFO results (DEN0022 §5.2.2, §5.7.2).
+pub use guestkit::spec::psci::{
+    AFFINITY_OFF, AFFINITY_ON, ALREADY_ON, DENIED, INTERNAL_FAILURE, INVALID_ADDRESS, INVALID_PARAMETERS,
+    NOT_SUPPORTED, ON_PENDING, SUCCESS,
+};
 /// AFFINITY_INFO's lowest_affinity_level 0: the target names exactly one core.
 const AFFINITY_LEVEL_CORE: u64 = 0;
 

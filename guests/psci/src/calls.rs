@@ -5,7 +5,7 @@ use core::fmt::{self, Display, Write};
 use guestkit::smccc::{self, Regs};
 use guestkit::Checks;
 
-use crate::ids::psci;
+use guestkit::spec::psci;
 
 /// How the guest calls: `hvc #0`, the conduit the device tree names, or `smc #0`, which
 /// Cairn traps (HCR_EL2.TSC) and must answer the same way (guest-firmware-interfaces.md
@@ -105,47 +105,7 @@ impl Display for Code {
     }
 }
 
-/// Text built without an allocator, for check details; what does not fit is cut.
-pub struct Text {
-    buf: [u8; TEXT_CAPACITY],
-    len: usize,
-}
-
-const TEXT_CAPACITY: usize = 640;
-
-impl Text {
-    pub const fn new() -> Self {
-        Text { buf: [0; TEXT_CAPACITY], len: 0 }
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only whole UTF-8 strings are appended, and a cut lands on a char boundary.
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("(detail not UTF-8)")
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl Write for Text {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = TEXT_CAPACITY - self.len;
-        let mut take = s.len().min(room);
-        while !s.is_char_boundary(take) {
-            take -= 1;
-        }
-        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
-        self.len += take;
-        Ok(())
-    }
-}
-
-impl Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use guestkit::text::Text;
 
 /// One check over every function ID in `fids` through both conduits: each answer must
 /// be `want` (all 64 bits of x0, so negative codes must be sign-extended). The detail

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::ids::psci;
+use guestkit::spec::psci;
 
 /// The PSCI versions this guest knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -8,7 +8,7 @@ use guestkit::Checks;
 
 use crate::calls::{expect_all, Code, Conduit, Text};
 use crate::dt::{PsciIds, Version};
-use crate::ids::{psci, smccc, trng};
+use guestkit::spec::{psci, smccc, trng};
 
 /// PSCI_VERSION: the version's encoding from 0.2, NOT_SUPPORTED under 0.1, which has no
 /// PSCI_VERSION (DEN0022 §5.1.1; 0.1 functions are only those the device tree names).

@@ -26,7 +26,6 @@ mod calls;
 mod dt;
 mod entry;
 mod functions;
-mod ids;
 mod services;
 mod smp;
 mod suspend;
@@ -38,7 +37,7 @@ use guestkit::{cpu, guest_main, println, Checks};
 
 use crate::calls::{expect_all, Code, Conduit, Text};
 use crate::dt::{Family, PsciIds, Version};
-use crate::ids::psci;
+use guestkit::spec::psci;
 
 const NAME: &str = "psci";
 

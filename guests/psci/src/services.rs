@@ -9,7 +9,7 @@ use guestkit::Checks;
 
 use crate::calls::{expect_all, expect_where, preserved_x4_to_x17, regs, Code, Conduit, Text};
 use crate::dt::PsciIds;
-use crate::ids::{psci, smccc, trng};
+use guestkit::spec::{psci, smccc, trng};
 
 /// ID_AA64ISAR0_EL1.RNDR [63:60]: non-zero when FEAT_RNG (RNDR/RNDRRS) is implemented.
 const ID_AA64ISAR0_RNDR_SHIFT: u32 = 60;

@@ -14,7 +14,7 @@ use guestkit::{cpu, time, Checks};
 use crate::calls::{expect_all, regs, Code, Conduit, Text};
 use crate::dt::{PsciIds, Ram, Version};
 use crate::entry::{self, EntryState, CONTEXT_INDEX_MASK};
-use crate::ids::psci;
+use guestkit::spec::psci;
 
 /// How long a started CPU may take to report in, or an ordered one to act. Generous:
 /// the tests run several QEMUs at once on two host cores.
@@ -186,7 +186,7 @@ impl Smp {
         let context = self.next_context(i);
         ORDER.set(i, self.next_seq() << ORDER_SEQ_SHIFT | ACTION_NONE);
         let mpidr = self.cpus.mpidr(i);
-        let high = if fid & crate::ids::smccc::CONVENTION_64 == 0 { UPPER_HALF_GARBAGE } else { 0 };
+        let high = if fid & guestkit::spec::smccc::CONVENTION_64 == 0 { UPPER_HALF_GARBAGE } else { 0 };
         let call = regs(fid, &[mpidr | high, entry::secondary_entry() | high, context | high]);
         let mut got = conduit.call(call)[0];
         if core::mem::take(&mut self.stopping[i]) {
@@ -384,7 +384,7 @@ impl Smp {
         let name = format_args!("cpu-on-cpu{i}-mpidr-bit-24-invalid-parameters");
         self.expect_refused(t, i, name, fids.all(), psci::INVALID_PARAMETERS, bits_31_24);
         // Bits 63:40 reach CPU_ON only through an SMC64 ID.
-        if fids.first() & crate::ids::smccc::CONVENTION_64 != 0 {
+        if fids.first() & guestkit::spec::smccc::CONVENTION_64 != 0 {
             let bits_63_40 = [mpidr | psci::BAD_TARGET_BITS_63_40, entry, context];
             let name = format_args!("cpu-on-cpu{i}-mpidr-bit-40-invalid-parameters");
             self.expect_refused(t, i, name, &[fids.first()], psci::INVALID_PARAMETERS, bits_63_40);

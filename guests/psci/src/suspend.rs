@@ -10,7 +10,7 @@ use guestkit::{cpu, gic, irq, time, timer, Checks};
 use crate::calls::{expect_all, Code, Conduit};
 use crate::dt::{PsciIds, Ram, Version};
 use crate::entry::{self, Powerdown};
-use crate::ids::{psci, smccc};
+use guestkit::spec::{psci, smccc};
 
 /// How far ahead the wake-up timer is armed.
 const WAKE_AFTER_US: u64 = 5_000;

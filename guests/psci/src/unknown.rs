@@ -6,7 +6,7 @@ use core::fmt::Write;
 use guestkit::Checks;
 
 use crate::calls::{Code, Conduit, Text};
-use crate::ids::{smccc, trng, SDEI_VERSION};
+use guestkit::spec::{smccc, trng, SDEI_VERSION};
 
 /// SMCCC IDs whose functions exist only in the SMC32 convention (DEN0028 §7.2-7.3,
 /// DEN0022 table 5-1, DEN0098 §2.1): their SMC64 twins are unknown IDs (a dispatcher
@@ -14,9 +14,9 @@ use crate::ids::{smccc, trng, SDEI_VERSION};
 const SMC32_ONLY: [u32; 7] = [
     smccc::SMCCC_VERSION,
     smccc::SMCCC_ARCH_FEATURES,
-    crate::ids::psci::PSCI_VERSION,
-    crate::ids::psci::MIGRATE_INFO_TYPE,
-    crate::ids::psci::PSCI_FEATURES,
+    guestkit::spec::psci::PSCI_VERSION,
+    guestkit::spec::psci::MIGRATE_INFO_TYPE,
+    guestkit::spec::psci::PSCI_FEATURES,
     trng::TRNG_VERSION,
     trng::TRNG_GET_UUID,
 ];

@@ -1,7 +1,7 @@
-//! Function IDs, arguments and return codes this guest calls with and expects, named
+//! Function IDs, arguments and return codes the test guests call with and expect, named
 //! after the specifications: PSCI (Arm DEN0022), the SMC Calling Convention (Arm DEN0028)
-//! and the TRNG firmware interface (Arm DEN0098). The guest keeps its own copy on purpose:
-//! it checks Cairn against the specifications, not against Cairn's own tables.
+//! and the TRNG firmware interface (Arm DEN0098). The guests keep their own copy on
+//! purpose: they check Cairn against the specifications, not against Cairn's own tables.
 
 /// SMCCC function-ID layout (DEN0028 §2.5): bit 31 fast call, bit 30 SMC64/HVC64, owning
 /// entity in bits 29:24, function number in bits 15:0.
