@@ -22,6 +22,7 @@ pub mod dt;
 pub mod gic;
 pub mod irq;
 mod mmio;
+pub mod psci_entry;
 pub mod shared;
 pub mod smccc;
 pub mod smp;

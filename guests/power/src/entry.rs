@@ -4,77 +4,16 @@
 //! records the state the CPU arrived in, which DEN0022 §6.4 fixes for both cases: EL1h
 //! (CurrentEL = 1, SPSel = 1) with D, A, I and F masked, x0 = context_id.
 
-use core::arch::global_asm;
-
-use guestkit::shared::MAX_CPUS;
-
-/// Context id layout: logical CPU index [7:0], job [15:8], tag [63:16].
-const INDEX_MASK: u64 = 0xFF;
+/// Context id layout: logical CPU index [7:0] (guestkit::psci_entry), job [15:8], tag
+/// [63:16].
+const INDEX_MASK: u64 = guestkit::psci_entry::CONTEXT_INDEX_MASK;
 const JOB_SHIFT: u32 = 8;
 const JOB_MASK: u64 = 0xFF;
 const TAG_SHIFT: u32 = 16;
 
-/// DAIF with D, A, I and F all set, as `mrs daif` shows it (Arm ARM, DAIF).
-const DAIF_ALL_MASKED: u64 = 0xF << 6;
-/// CurrentEL.EL [3:2] for EL1.
-const CURRENT_EL_EL1: u64 = 1 << 2;
-/// SPSel = 1: SP_ELx, the "h" of EL1h.
-const SPSEL_ELX: u64 = 1;
+use guestkit::psci_entry::{CURRENT_EL_EL1, DAIF_ALL_MASKED, SPSEL_ELX};
 
-/// Secondary CPUs count, call and take the odd interrupt: little stack.
-const STACK_SIZE: usize = 16 * 1024;
-
-#[repr(C, align(16))]
-struct Stack([u8; STACK_SIZE]);
-
-/// Logical CPU n (1..MAX_CPUS) runs on STACKS[n - 1], whose top is STACKS + n * STACK_SIZE.
-/// Every entry starts again at the top: nothing survives a CPU_OFF or a powerdown.
-static mut STACKS: [Stack; MAX_CPUS - 1] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS - 1];
-
-/// The kit's EL1 vector table, for secondaries to install: the boot CPU copies its
-/// VBAR_EL1 here before it starts any other CPU.
-static mut VECTORS: u64 = 0;
-
-global_asm!(
-    r#"
-    .section .text.power_guest_entry, "ax"
-    .balign 4
-
-// x0 = context id, whose low byte is the logical index (1..MAX_CPUS-1). Takes that CPU's
-// stack, sets TPIDR_EL1 (the kit's CPU index) and VBAR_EL1, then calls
-// secondary_main(context, daif, current_el, spsel) as found on entry. Any other index
-// parks.
-    .global power_guest_secondary_entry
-power_guest_secondary_entry:
-    mrs     x1, daif
-    mrs     x2, CurrentEL
-    mrs     x3, SPSel
-    and     x9, x0, #{INDEX_MASK}
-    cbz     x9, 9f
-    cmp     x9, #{MAX_CPUS}
-    b.hs    9f
-    adrp    x10, {STACKS}
-    add     x10, x10, :lo12:{STACKS}
-    mov     x11, #{STACK_SIZE}
-    madd    x10, x9, x11, x10
-    mov     sp, x10
-    msr     tpidr_el1, x9
-    adrp    x10, {VECTORS}
-    add     x10, x10, :lo12:{VECTORS}
-    ldr     x10, [x10]
-    msr     vbar_el1, x10
-    isb
-    bl      {SECONDARY_MAIN}
-9:  wfe
-    b       9b
-"#,
-    INDEX_MASK = const INDEX_MASK,
-    MAX_CPUS = const MAX_CPUS,
-    STACKS = sym STACKS,
-    STACK_SIZE = const STACK_SIZE,
-    VECTORS = sym VECTORS,
-    SECONDARY_MAIN = sym crate::jobs::secondary_main,
-);
+guestkit::psci_secondary_entry!("power_guest_secondary_entry", crate::jobs::secondary_main);
 
 extern "C" {
     fn power_guest_secondary_entry();
@@ -85,16 +24,7 @@ pub fn secondary_entry() -> u64 {
     power_guest_secondary_entry as *const () as usize as u64
 }
 
-/// Publishes this CPU's VBAR_EL1 for the secondaries. Call on the boot CPU before
-/// starting any.
-pub fn share_vectors() {
-    let vbar: u64;
-    // SAFETY: reading VBAR_EL1 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, vbar_el1", out(reg) vbar, options(nomem, nostack, preserves_flags)) };
-    // SAFETY: only the boot CPU writes VECTORS, before any secondary runs and reads it.
-    unsafe { core::ptr::write_volatile(&raw mut VECTORS, vbar) };
-    guestkit::cpu::dsb_sy();
-}
+pub use guestkit::psci_entry::share_vectors;
 
 /// What a secondary is started to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,30 +7,14 @@
 
 use core::arch::global_asm;
 
-use guestkit::shared::MAX_CPUS;
+/// The CPU_ON context id carries the logical CPU index in its low byte
+/// (guestkit::psci_entry); the rest is a generation number the boot CPU chooses, so each
+/// start is told apart.
+pub use guestkit::psci_entry::{share_vectors, CONTEXT_INDEX_MASK};
 
-/// The CPU_ON context id carries the logical CPU index in its low byte; the rest is a
-/// generation number the boot CPU chooses, so each start is told apart.
-pub const CONTEXT_INDEX_MASK: u64 = 0xFF;
-/// Secondary CPUs only wait for orders and make calls.
-const STACK_SIZE: usize = 16 * 1024;
+pub use guestkit::psci_entry::{CURRENT_EL_EL1, DAIF_ALL_MASKED, SPSEL_ELX};
 
-#[repr(C, align(16))]
-struct Stack([u8; STACK_SIZE]);
-
-/// Logical CPU n (1..MAX_CPUS) runs on STACKS[n - 1], whose top is STACKS + n * STACK_SIZE.
-static mut STACKS: [Stack; MAX_CPUS - 1] = [const { Stack([0; STACK_SIZE]) }; MAX_CPUS - 1];
-
-/// The kit's EL1 vector table, for secondaries to install: the boot CPU copies its
-/// VBAR_EL1 here before it starts any other CPU.
-static mut VECTORS: u64 = 0;
-
-/// DAIF with D, A, I and F all set, as `mrs daif` shows it (Arm ARM, DAIF).
-pub const DAIF_ALL_MASKED: u64 = 0xF << 6;
-/// CurrentEL.EL [3:2] for EL1.
-pub const CURRENT_EL_EL1: u64 = 1 << 2;
-/// SPSel = 1: SP_ELx, the "h" of EL1h.
-pub const SPSEL_ELX: u64 = 1;
+guestkit::psci_secondary_entry!("psci_guest_secondary_entry", crate::smp::secondary_main);
 
 /// How a CPU arrived at one of the entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,34 +56,6 @@ global_asm!(
     r#"
     .section .text.psci_guest_entries, "ax"
     .balign 4
-
-// CPU_ON entry: x0 = context id, whose low byte is the logical index (1..MAX_CPUS-1).
-// Takes that CPU's stack, sets TPIDR_EL1 (the kit's CPU index) and VBAR_EL1, then calls
-// secondary_main(context, daif, current_el, spsel) as found on entry. Any other index
-// parks.
-    .global psci_guest_secondary_entry
-psci_guest_secondary_entry:
-    mrs     x1, daif
-    mrs     x2, CurrentEL
-    mrs     x3, SPSel
-    and     x9, x0, #{INDEX_MASK}
-    cbz     x9, 9f
-    cmp     x9, #{MAX_CPUS}
-    b.hs    9f
-    adrp    x10, {STACKS}
-    add     x10, x10, :lo12:{STACKS}
-    mov     x11, #{STACK_SIZE}
-    madd    x10, x9, x11, x10
-    mov     sp, x10
-    msr     tpidr_el1, x9
-    adrp    x10, {VECTORS}
-    add     x10, x10, :lo12:{VECTORS}
-    ldr     x10, [x10]
-    msr     vbar_el1, x10
-    isb
-    bl      {SECONDARY_MAIN}
-9:  wfe
-    b       9b
 
 // psci_guest_powerdown_suspend(fid, power_state, use_smc, context) -> (x0, resumed)
 // Saves what the caller needs kept, then makes CPU_SUSPEND with entry =
@@ -160,12 +116,6 @@ psci_guest_resume_entry:
     mov     x1, #1
     ret
 "#,
-    INDEX_MASK = const CONTEXT_INDEX_MASK,
-    MAX_CPUS = const MAX_CPUS,
-    STACKS = sym STACKS,
-    STACK_SIZE = const STACK_SIZE,
-    VECTORS = sym VECTORS,
-    SECONDARY_MAIN = sym crate::smp::secondary_main,
     SAVE = sym SAVE,
     SAVE_ENTRY_DAIF = const SAVE_ENTRY_DAIF,
     SAVE_ENTRY_SPSEL = const SAVE_ENTRY_SPSEL,
@@ -197,17 +147,6 @@ pub fn secondary_entry() -> u64 {
 /// The physical address of the powerdown resume entry.
 pub fn resume_entry() -> u64 {
     psci_guest_resume_entry as *const () as usize as u64
-}
-
-/// Publishes this CPU's VBAR_EL1 for the secondaries. Call on the boot CPU before
-/// starting any.
-pub fn share_vectors() {
-    let vbar: u64;
-    // SAFETY: reading VBAR_EL1 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, vbar_el1", out(reg) vbar, options(nomem, nostack, preserves_flags)) };
-    // SAFETY: only the boot CPU writes VECTORS, before any secondary runs and reads it.
-    unsafe { core::ptr::write_volatile(&raw mut VECTORS, vbar) };
-    guestkit::cpu::dsb_sy();
 }
 
 /// How a powerdown CPU_SUSPEND ended.
