@@ -248,19 +248,30 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         hyp::power_off()
     };
     let Some(vcpu) = vm.vcpu_on(pcpu) else { hyp::power_off() };
-    match exit {
+    // Whether this exit may have made an interrupt pending for this vCPU, so its list
+    // registers need refilling. Anything another CPU makes pending for it comes with a
+    // kick, a physical interrupt that makes it exit again (Exit::Interrupt) if it is not
+    // already taking one; reads (of the GIC's registers too) change nothing.
+    let refill = match exit {
         Exit::Hypercall { conduit, imm } => hypercall(vm, vcpu, frame, conduit, imm),
         // WFE is a yield hint: with one vCPU per CPU there is nobody to yield to, so the
         // guest continues at once and its spinlock makes progress.
-        Exit::WaitFor { wfe: true, len } => frame.elr += len,
+        Exit::WaitFor { wfe: true, len } => {
+            frame.elr += len;
+            false
+        }
         // WFI blocks until an interrupt is pending for this vCPU, masked or not, with the
         // physical CPU idle in WFI at EL2 meanwhile.
         Exit::WaitFor { wfe: false, len } => {
             wait_for_wakeup(vm, vcpu, Wait::Halt);
             frame.elr += len;
+            true
         }
         Exit::DataAbort { ipa, va, syndrome, len } => match Access::decode(ipa, syndrome) {
-            Ok(access) if emulate_mmio(vm, vcpu, frame, &access) => frame.elr += len,
+            Ok(access) if emulate_mmio(vm, vcpu, frame, &access) => {
+                frame.elr += len;
+                access.write
+            }
             decoded => {
                 log::debug!(
                     "vm{}: vcpu{}: data abort at IPA {ipa:#x} (PC {:#x}, {decoded:?}): injecting an external abort",
@@ -269,6 +280,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
                     frame.elr
                 );
                 inject::data_abort(frame, va.unwrap_or(ipa));
+                false
             }
         },
         Exit::InstructionAbort { ipa, va } => {
@@ -277,10 +289,17 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             }
             log::debug!("vm{}: instruction fetch from IPA {ipa:#x}: injecting an external abort", vm.id);
             inject::instruction_abort(frame, va);
+            false
         }
         Exit::SError { esr } => crash(vm, vcpu, frame.elr, Crash::SError { esr: esr.0 }),
-        Exit::SysReg { reg, write, rt } => sysreg(vm, vcpu, frame, reg, write, rt),
-        Exit::Interrupt => runtime::take_physical_interrupts(pcpu),
+        Exit::SysReg { reg, write, rt } => {
+            sysreg(vm, vcpu, frame, reg, write, rt);
+            write
+        }
+        Exit::Interrupt => {
+            runtime::take_physical_interrupts(pcpu);
+            true
+        }
         Exit::Unhandled { esr } => {
             log::debug!(
                 "vm{}: vcpu{}: {} (ESR {:#x}) at PC {:#x}: injecting an undefined instruction",
@@ -291,18 +310,24 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
                 frame.elr
             );
             inject::undefined_instruction(frame);
+            false
         }
-    }
+    };
     if vcpu.must_leave_guest() {
         idle(pcpu);
     }
-    runtime::flush(&vm.vgic, vcpu.index, pcpu);
+    if refill {
+        runtime::flush(&vm.vgic, vcpu.index, pcpu);
+    }
     if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
         save_restore_round_trip(vm, vcpu, frame);
     }
 }
 
 fn kick(vm: &Vm, set: VcpuSet, me: usize) {
+    if set == 0 {
+        return;
+    }
     for v in vm.vcpus.iter().filter(|v| set & (1 << v.index) != 0 && v.index != me) {
         wake(v);
     }
@@ -313,7 +338,7 @@ fn emulate_mmio(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, access: &Access) ->
     let Some(g) = gic::get() else { return false };
     let mut hw = PhysicalBacking(g);
     let write = access.write.then(|| access.write_value(&frame.x));
-    let frames = vm.gic_frames;
+    let frames = &vm.gic_frames;
     let (value, set) = if frames.distributor.contains(access.ipa) {
         let offset = access.ipa - frames.distributor.base;
         vm.vgic.lock().dist_access(vcpu.index, offset, access.size, write, &mut hw)
@@ -347,7 +372,9 @@ fn sysreg(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, reg: SysRegId, write: boo
     frame.elr += INSTRUCTION_SIZE;
 }
 
-fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) {
+/// Makes one SMCCC call; returns whether the vCPU waited for an interrupt in it (so its
+/// list registers need refilling).
+fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) -> bool {
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), vcpu: vcpu.index, x };
@@ -355,6 +382,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Con
         Outcome::Return(results) => {
             // The one place result registers are written back.
             frame.x[..results.registers().len()].copy_from_slice(results.registers());
+            false
         }
         Outcome::CpuOff => {
             log::debug!("vm{}: vcpu{} off (PSCI CPU_OFF)", vm.id, vcpu.index);
@@ -366,6 +394,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Con
         Outcome::CpuSuspend(Suspend::Standby) => {
             wait_for_wakeup(vm, vcpu, Wait::Halt);
             frame.x[0] = ret::SUCCESS as u64;
+            true
         }
         Outcome::CpuSuspend(Suspend::Powerdown { entry, context }) => {
             if wait_for_wakeup(vm, vcpu, Wait::Suspend) != Wakeup::Stopped {
@@ -373,6 +402,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Con
                 // state CPU_ON gives (DEN0022 §5.4.3 and §6.4).
                 resume(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
+            true // stopped: it leaves through idle
         }
         Outcome::SystemSuspend { entry, context } => {
             vm.record(SystemEvent::Suspend { vcpu: vcpu.index, entry });
@@ -385,6 +415,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Con
                 // the entry point (DEN0022 §5.19.1).
                 resume(vm, vcpu, Start { entry, context, big_endian: caller_big_endian() });
             }
+            true // stopped: it leaves through idle
         }
         Outcome::SystemOff => stop_vm(vm, vcpu, SystemEvent::Shutdown { vcpu: vcpu.index }),
         Outcome::SystemReset => system_reset(vm, vcpu, SystemEvent::Reset { vcpu: vcpu.index }),
