@@ -31,9 +31,16 @@ pub enum SystemEvent {
 }
 
 impl SystemEvent {
-    /// Whether the event ends the VM's current run (every vCPU stops before it acts).
-    pub fn stops_the_vm(&self) -> bool {
-        !matches!(self, SystemEvent::Suspend { .. } | SystemEvent::Wakeup { .. })
+    /// The event's type, as its line starts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SystemEvent::Shutdown { .. } => "shutdown",
+            SystemEvent::Reset { .. } => "reset",
+            SystemEvent::Reset2 { .. } => "reset2",
+            SystemEvent::Suspend { .. } => "suspend",
+            SystemEvent::Wakeup { .. } => "wakeup",
+            SystemEvent::Crash { .. } => "crash",
+        }
     }
 }
 
@@ -50,19 +57,20 @@ impl fmt::Display for Crash {
 
 impl fmt::Display for SystemEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ", self.kind())?;
         match *self {
-            SystemEvent::Shutdown { vcpu } => write!(f, "shutdown (PSCI SYSTEM_OFF) from vcpu{vcpu}"),
-            SystemEvent::Reset { vcpu } => write!(f, "reset (PSCI SYSTEM_RESET) from vcpu{vcpu}"),
+            SystemEvent::Shutdown { vcpu } => write!(f, "(PSCI SYSTEM_OFF) from vcpu{vcpu}"),
+            SystemEvent::Reset { vcpu } => write!(f, "(PSCI SYSTEM_RESET) from vcpu{vcpu}"),
             SystemEvent::Reset2 { vcpu, reset_type, cookie } => {
-                write!(f, "reset2 (PSCI SYSTEM_RESET2 type {reset_type:#x} cookie {cookie:#x}) from vcpu{vcpu}")
+                write!(f, "(PSCI SYSTEM_RESET2 type {reset_type:#x} cookie {cookie:#x}) from vcpu{vcpu}")
             }
             SystemEvent::Suspend { vcpu, entry } => {
-                write!(f, "suspend (PSCI SYSTEM_SUSPEND, resume at {entry:#x}) from vcpu{vcpu}")
+                write!(f, "(PSCI SYSTEM_SUSPEND, resume at {entry:#x}) from vcpu{vcpu}")
             }
             SystemEvent::Wakeup { vcpu, intid, entry } => {
-                write!(f, "wakeup by interrupt {intid} (vcpu{vcpu} resumes at {entry:#x})")
+                write!(f, "by interrupt {intid} (vcpu{vcpu} resumes at {entry:#x})")
             }
-            SystemEvent::Crash { vcpu, pc, why } => write!(f, "crash ({why}, PC {pc:#x}) from vcpu{vcpu}"),
+            SystemEvent::Crash { vcpu, pc, why } => write!(f, "({why}, PC {pc:#x}) from vcpu{vcpu}"),
         }
     }
 }
@@ -98,7 +106,6 @@ mod tests {
             assert_eq!(event.to_string(), line);
             assert!(!line.contains('\n'));
         }
-        assert!(!SystemEvent::Suspend { vcpu: 0, entry: 0 }.stops_the_vm());
-        assert!(SystemEvent::Crash { vcpu: 0, pc: 0, why: Crash::SError { esr: 0 } }.stops_the_vm());
+        assert_eq!(SystemEvent::Reset2 { vcpu: 0, reset_type: 0, cookie: 0 }.kind(), "reset2");
     }
 }

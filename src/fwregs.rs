@@ -1008,6 +1008,26 @@ mod tests {
     }
 
     #[test]
+    fn host_workarounds_follow_the_firmwares_arch_features_answers() {
+        use crate::smccc::dispatch::{SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3};
+        // QEMU's SMCCC 1.0 firmware cannot tell: every answer is -1.
+        let unknown = HostWorkarounds::from_arch_features(|_| -1);
+        assert_eq!(unknown, HostWorkarounds { wa1: WaLevel::NotAvail, wa2: Wa2Level::Unknown, wa3: WaLevel::NotAvail });
+        let answers = |fid| match fid {
+            SMCCC_ARCH_WORKAROUND_1 => 0,
+            SMCCC_ARCH_WORKAROUND_2 => -2,
+            SMCCC_ARCH_WORKAROUND_3 => 1,
+            _ => -1,
+        };
+        let mixed = HostWorkarounds::from_arch_features(answers);
+        assert_eq!(
+            mixed,
+            HostWorkarounds { wa1: WaLevel::Avail, wa2: Wa2Level::NotRequired, wa3: WaLevel::NotRequired }
+        );
+        assert_eq!(HostWorkarounds::from_arch_features(|_| 0).wa2, Wa2Level::Avail);
+    }
+
+    #[test]
     fn feature_follows_version() {
         assert_eq!(PsciFeature::for_version(Version::V0_1), V0_1Only);
         for v in [Version::V0_2, Version::V1_0, Version::V1_1] {
