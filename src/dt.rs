@@ -117,13 +117,14 @@ pub fn parse(blob: &[u8]) -> Result<Machine<'_>, DtError> {
     if cpus.is_empty() {
         return Err(DtError::NoCpus);
     }
+    let console = console_uart(&fdt);
     Ok(Machine {
         memory,
         reserved: fdt.memory_reservations().map(|r| Region::new(r.address() as u64, r.size() as u64)).collect(),
         cpus,
         gic: gic(&fdt),
-        uart: console_uart(&fdt).map(|(r, _)| r),
-        uart_kind: console_uart(&fdt).map_or(UartKind::Pl011, |(_, k)| k),
+        uart: console.map(|(r, _)| r),
+        uart_kind: console.map_or(UartKind::Pl011, |(_, k)| k),
         psci_method: psci_method(&fdt),
         bootargs: fdt.chosen().bootargs().unwrap_or(""),
         modules: modules(&fdt),
@@ -219,13 +220,6 @@ fn owned_devices(fdt: &Fdt<'_>) -> Vec<(Role, Region)> {
     out
 }
 
-/// The `compatible` values of the devices Cairn keeps on the board this tree describes:
-/// neither passed through nor shown to the guest.
-pub fn owned_compatibles(blob: &[u8]) -> Vec<&'static str> {
-    let Ok(fdt) = Fdt::new(blob) else { return Vec::new() };
-    platform::owned_compatibles(board(&fdt)).collect()
-}
-
 /// Nodes whose `reg` is not a device a guest may touch directly: RAM, CPUs, the GIC
 /// (emulated or remapped), firmware, Cairn's own view of the machine, and the devices
 /// Cairn keeps for itself (`owned`).
@@ -261,16 +255,14 @@ pub fn passthrough_regions(blob: &[u8]) -> Vec<Region> {
         }
     });
     let mut out: Vec<Region> = Vec::new();
-    {
-        for r in found {
-            let base = r.base & !(PAGE - 1);
-            let end = (r.end() + PAGE - 1) & !(PAGE - 1);
-            let region = Region::from_bounds(base, end);
-            if region.is_empty() || memory.iter().any(|m| m.overlaps(&region)) {
-                continue;
-            }
-            out.push(region);
+    for r in found {
+        let base = r.base & !(PAGE - 1);
+        let end = (r.end() + PAGE - 1) & !(PAGE - 1);
+        let region = Region::from_bounds(base, end);
+        if region.is_empty() || memory.iter().any(|m| m.overlaps(&region)) {
+            continue;
         }
+        out.push(region);
     }
     out.sort_by_key(|r| r.base);
     // Merge overlapping or touching regions so each page is mapped once.

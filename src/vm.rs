@@ -367,6 +367,8 @@ pub fn create_boot_vm(
     let vcpus = settings.vcpus.unwrap_or(boot::MAX_CPUS).clamp(1, boot::MAX_CPUS);
     let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(vcpus).collect();
     let layout = guest_gic(m, mpidrs.len())?;
+    // The board's devices Cairn keeps for itself are not the guest's (crate::platform).
+    let hidden: Vec<&str> = crate::platform::owned_compatibles(m.board).collect();
     let cfg = GuestDtConfig {
         memory: &ram,
         vcpu_mpidrs: &mpidrs,
@@ -375,7 +377,7 @@ pub fn create_boot_vm(
         bootargs: kernel.bootargs,
         initrd: initrd.map(|i| i.region),
         gic: Some(layout.dt),
-        hidden: &crate::dt::owned_compatibles(hyp::host_device_tree()),
+        hidden: &hidden,
     };
     let guest_dtb = guest_dt::build(settings.base_dtb, &cfg).map_err(VmError::DeviceTree)?;
     let mut avoid = modules.clone();

@@ -450,16 +450,14 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
     }
     loop {
         runtime::take_physical_interrupts(pcpu);
-        let woken = match runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu) {
-            Some(intid) => Some(Wakeup::Interrupt(intid)),
-            None => vcpu.power.lock().wake_requested().then_some(Wakeup::Request),
-        };
+        let pending = runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
         {
             let mut p = vcpu.power.lock();
             // (end_wait leaves must_leave_guest as it was: no republish needed.)
             if p.state() == PowerState::Stopped {
                 return Wakeup::Stopped;
             }
+            let woken = pending.map(Wakeup::Interrupt).or_else(|| p.wake_requested().then_some(Wakeup::Request));
             if let Some(w) = woken {
                 p.end_wait();
                 return w;
