@@ -315,38 +315,36 @@ impl VGic {
         self.irq(vcpu, intid).is_some_and(|i| i.enabled && self.group_enabled(i.group1))
     }
 
-    /// Moves every deliverable software interrupt of `vcpu` (SGIs, and PPIs/SPIs made
-    /// pending by the guest that no hardware backs) into `out`, clearing its pending state:
-    /// from here the list registers own it. Returns how many were taken.
-    pub fn take_pending(&mut self, vcpu: usize, out: &mut [Pending]) -> usize {
-        let mut n = 0;
-        let Some(private) = self.private.get(vcpu) else { return 0 };
-        let mut taken: [(u32, u8); PRIVATE_IRQS as usize] = [(0, 0); PRIVATE_IRQS as usize];
-        for intid in 0..PRIVATE_IRQS {
-            let irq = &private.irqs[intid as usize];
-            if n == out.len() || !self.deliverable(irq) {
-                continue;
-            }
-            let sources =
-                if self.version == Version::V2 && intid < SGIS { private.sgi_sources[intid as usize] } else { 1 };
-            // A GICv2 SGI pending from several sources is one list-register entry each;
-            // take the lowest source now, the others on a later flush.
-            let source = sources.trailing_zeros().min(7) as u8;
-            out[n] = Pending { intid, priority: irq.priority, group1: irq.group1, source };
-            taken[n] = (intid, source);
-            n += 1;
-        }
+    /// The first deliverable software interrupt of `vcpu` (an SGI, or a PPI made pending
+    /// by the guest that no hardware backs) at or above INTID `from`, without taking it. A
+    /// GICv2 SGI pending from several sources is one list-register entry per source: this
+    /// names the lowest source.
+    pub fn next_pending(&self, vcpu: usize, from: u32) -> Option<Pending> {
+        let private = self.private.get(vcpu)?;
+        let start = from.min(PRIVATE_IRQS) as usize;
+        let offset = private.irqs[start..].iter().position(|irq| self.deliverable(irq))?;
+        let intid = (start + offset) as u32;
+        let irq = &private.irqs[intid as usize];
+        let sources = if self.version == Version::V2 && intid < SGIS { private.sgi_sources[intid as usize] } else { 1 };
+        let source = sources.trailing_zeros().min(7) as u8;
+        Some(Pending { intid, priority: irq.priority, group1: irq.group1, source })
+    }
+
+    /// Hands `p` (from [`VGic::next_pending`]) over to a list register: clears its
+    /// pending state (for a GICv2 SGI, that source's). Returns whether the interrupt is
+    /// still pending, from other sources.
+    pub fn take(&mut self, vcpu: usize, p: &Pending) -> bool {
         let v2 = self.version == Version::V2;
-        let Some(private) = self.private_mut(vcpu) else { return 0 };
-        for &(intid, source) in &taken[..n] {
-            if v2 && intid < SGIS {
-                private.sgi_sources[intid as usize] &= !(1 << source);
-                private.irqs[intid as usize].pending = private.sgi_sources[intid as usize] != 0;
-            } else {
-                private.irqs[intid as usize].pending = false;
-            }
+        let Some(private) = self.private_mut(vcpu) else { return false };
+        let i = p.intid as usize;
+        let Some(irq) = private.irqs.get_mut(i) else { return false };
+        if v2 && p.intid < SGIS {
+            private.sgi_sources[i] &= !(1 << p.source);
+            irq.pending = private.sgi_sources[i] != 0;
+        } else {
+            irq.pending = false;
         }
-        n
+        irq.pending
     }
 
     /// Gives a software interrupt back (a list register was reclaimed for a higher
@@ -363,18 +361,9 @@ impl VGic {
         }
     }
 
-    /// Whether `vcpu` has a software interrupt waiting that `take_pending` would return.
+    /// Whether `vcpu` has a software interrupt waiting that `next_pending` would return.
     pub fn has_pending(&mut self, vcpu: usize) -> bool {
-        if !self.private.get(vcpu).is_some_and(|p| p.maybe_pending) {
-            return false;
-        }
-        let found = self.first_pending(vcpu).is_some();
-        if !found {
-            if let Some(p) = self.private.get_mut(vcpu) {
-                p.maybe_pending = false;
-            }
-        }
-        found
+        self.first_pending(vcpu).is_some()
     }
 
     /// Mutable access to `vcpu`'s private state, which may make an interrupt deliverable.
@@ -384,9 +373,20 @@ impl VGic {
         Some(p)
     }
 
-    /// The lowest INTID of `vcpu`'s deliverable software interrupts, if any.
-    pub fn first_pending(&self, vcpu: usize) -> Option<u32> {
-        self.private.get(vcpu)?.irqs.iter().position(|i| self.deliverable(i)).map(|n| n as u32)
+    /// The lowest INTID of `vcpu`'s deliverable software interrupts, if any. Every exit
+    /// that may have made one pending asks, so a scan that found nothing is remembered
+    /// until the next change (`maybe_pending`).
+    pub fn first_pending(&mut self, vcpu: usize) -> Option<u32> {
+        if !self.private.get(vcpu)?.maybe_pending {
+            return None;
+        }
+        let found = self.next_pending(vcpu, 0).map(|p| p.intid);
+        if found.is_none() {
+            if let Some(p) = self.private.get_mut(vcpu) {
+                p.maybe_pending = false;
+            }
+        }
+        found
     }
 
     /// Makes SGI `sgi` pending on `target`, sent by `source`. Returns whether it is
@@ -876,6 +876,19 @@ mod tests {
         VGic::new(Version::V3, 288, &MPIDRS)
     }
 
+    /// Takes every deliverable software interrupt of `vcpu`, one entry per INTID per
+    /// call, as a flush with enough free list registers would.
+    fn take_all(g: &mut VGic, vcpu: usize) -> Vec<Pending> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        while let Some(p) = g.next_pending(vcpu, from) {
+            g.take(vcpu, &p);
+            out.push(p);
+            from = p.intid + 1;
+        }
+        out
+    }
+
     fn read(g: &mut VGic, hw: &mut FakeHw, offset: u64) -> u64 {
         g.dist_access(0, offset, 4, None, hw).0
     }
@@ -932,8 +945,8 @@ mod tests {
         assert_eq!(kick, 0b1100);
         let kick = g.write_sgi1r(1, (5 << SGI1R_INTID_SHIFT) | SGI1R_IRM);
         assert_eq!(kick, 0b1101);
-        let mut out = [Pending { intid: 0, priority: 0, group1: false, source: 0 }; 4];
-        assert_eq!(g.take_pending(2, &mut out), 1);
+        let out = take_all(&mut g, 2);
+        assert_eq!(out.len(), 1);
         assert_eq!(out[0].intid, 5);
         assert!(!g.has_pending(2));
     }
@@ -980,11 +993,29 @@ mod tests {
             g.dist_access(0, GICD_SGIR, 4, Some(u64::from((SGIR_FILTER_OTHERS << SGIR_FILTER_SHIFT) | 2)), &mut hw);
         assert_eq!(kick, 0b10);
         assert_eq!(g.dist_access(1, GICD_SPENDSGIR, 4, None, &mut hw).0, 1 << 16);
-        let mut out = [Pending { intid: 0, priority: 0, group1: false, source: 9 }; 4];
-        assert_eq!(g.take_pending(1, &mut out), 1);
+        let out = take_all(&mut g, 1);
+        assert_eq!(out.len(), 1);
         assert_eq!((out[0].intid, out[0].source), (2, 0));
         g.dist_access(0, GICD_ITARGETSR + 40, 1, Some(0b10), &mut hw);
         assert_eq!(hw.routes, [(40, 1)]);
+    }
+
+    #[test]
+    fn a_gicv2_sgi_from_two_sources_is_taken_one_source_at_a_time() {
+        let mut g = VGic::new(Version::V2, 64, &[0, 1, 2]);
+        let mut hw = FakeHw::default();
+        g.dist_access(0, GICD_CTLR, 4, Some(1), &mut hw);
+        g.dist_access(0, GICD_ISENABLER, 4, Some(1 << 4), &mut hw);
+        g.raise_sgi(0, 4, 2);
+        g.raise_sgi(0, 4, 1);
+        let first = g.next_pending(0, 0).expect("SGI 4 pending");
+        assert_eq!((first.intid, first.source), (4, 1), "lowest source first");
+        assert!(g.take(0, &first), "still pending from vCPU 2");
+        let second = g.next_pending(0, 0).expect("SGI 4 still pending");
+        assert_eq!(second.source, 2);
+        assert!(!g.take(0, &second));
+        assert_eq!(g.next_pending(0, 0), None);
+        assert_eq!(g.next_pending(0, 5), None, "a scan from above finds nothing either");
     }
 
     #[test]
@@ -996,8 +1027,7 @@ mod tests {
         assert!(!g.has_pending(0));
         assert!(g.raise_sgi(0, 5, 1));
         assert!(g.has_pending(0), "a raised SGI after an empty scan");
-        let mut out = [Pending { intid: 0, priority: 0, group1: false, source: 0 }; 4];
-        assert_eq!(g.take_pending(0, &mut out), 1);
+        assert_eq!(take_all(&mut g, 0).len(), 1);
         assert!(!g.has_pending(0));
         g.dist_access(0, 0, 4, Some(0), &mut hw); // distributor off
         g.raise_sgi(0, 5, 1);

@@ -9,7 +9,7 @@
 use crate::arch::aarch64::boot::MAX_CPUS;
 use crate::arch::aarch64::gic::{self, Gic};
 use crate::vgic::dist::{Pending, VGic};
-use crate::vgic::lr::{ListReg, LrState};
+use crate::vgic::lr::{self, ListReg, LrState, Placement};
 
 /// Forwarded interrupts taken at EL2 and not yet in a list register, per physical CPU.
 /// Each stays active in the physical GIC until the guest's EOI deactivates it, so it can
@@ -21,7 +21,6 @@ struct HwQueue {
 
 const HW_QUEUE_LEN: usize = 64;
 const MAX_LRS: usize = 16;
-const MAX_CANDIDATES: usize = HW_QUEUE_LEN + 32;
 
 static HW_QUEUES: [spin::Mutex<HwQueue>; MAX_CPUS] =
     [const { spin::Mutex::new(HwQueue { ids: [0; HW_QUEUE_LEN], len: 0 }) }; MAX_CPUS];
@@ -54,113 +53,150 @@ pub fn take_physical_interrupts(cpu: usize) {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Candidate {
-    p: Pending,
-    hw: bool,
+/// A snapshot of this CPU's list registers, read once per flush (only those the
+/// empty-status register says are in use) and written through.
+struct ListRegs<'g> {
+    gic: &'g Gic,
+    regs: &'g mut [ListReg; MAX_LRS],
+    count: usize,
 }
 
-/// Places `vcpu`'s pending interrupts in this CPU's list registers.
+/// Every list register holds something as urgent, or active.
+struct NoRoom;
+
+impl<'g> ListRegs<'g> {
+    /// Reads the registers in use into `regs`, in place (a snapshot returned by value
+    /// would be copied on every flush).
+    fn read(gic: &'g Gic, regs: &'g mut [ListReg; MAX_LRS]) -> Self {
+        let count = gic.list_registers().min(MAX_LRS);
+        let mut in_use = !gic.empty_lrs() & ((1 << count) - 1);
+        while in_use != 0 {
+            let i = in_use.trailing_zeros() as usize;
+            regs[i] = gic.read_lr(i);
+            in_use &= in_use - 1;
+        }
+        ListRegs { gic, regs, count }
+    }
+
+    fn in_use(&self) -> &[ListReg] {
+        &self.regs[..self.count]
+    }
+
+    /// Places `new` (lr::place) and writes back the register that changed. Returns the
+    /// pending entry it displaced, if any.
+    fn place(&mut self, new: ListReg, may_evict_hw: bool) -> Result<Option<ListReg>, NoRoom> {
+        match lr::place(&mut self.regs[..self.count], new, may_evict_hw) {
+            Placement::Placed { index, write } => {
+                if write {
+                    self.gic.write_lr(index, &self.regs[index]);
+                }
+                Ok(None)
+            }
+            Placement::Evicted { index, old } => {
+                self.gic.write_lr(index, &self.regs[index]);
+                Ok(Some(old))
+            }
+            Placement::NoRoom => Err(NoRoom),
+        }
+    }
+}
+
+/// Places `vcpu`'s pending interrupts in this CPU's list registers: the forwarded ones
+/// queued at EL2, then the software ones of the distributor model. Placement reclaims
+/// less urgent pending entries (lr::place), so the registers end up holding the most
+/// urgent interrupts without sorting; whatever finds no register stays queued, and the
+/// underflow maintenance interrupt asks for another flush once the guest has made room.
 pub fn flush(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) {
     let Some(gic) = gic::get() else { return };
     let mut queue = HW_QUEUES[cpu].lock();
     let mut vgic = vgic.lock();
-    if queue.len == 0 && !vgic.has_pending(vcpu) {
+    let software = vgic.has_pending(vcpu);
+    if queue.len == 0 && !software {
         return;
     }
-    let mut cands =
-        [Candidate { p: Pending { intid: 0, priority: 0, group1: true, source: 0 }, hw: false }; MAX_CANDIDATES];
-    let mut n = 0;
+    let mut snapshot = [ListReg::empty(); MAX_LRS];
+    let mut lrs = ListRegs::read(gic, &mut snapshot);
+    let mut leftover = false;
+    // Forwarded interrupts a more urgent one displaced from a register: queued again
+    // after the pass. Each stays active in the physical GIC meanwhile.
+    let mut displaced = [0u32; MAX_LRS];
+    let mut n_displaced = 0;
+    let queued = queue.len;
+    // A forwarded entry may be displaced only while the queue has room to take it back.
+    let may_evict_hw = |n_displaced: usize| n_displaced < MAX_LRS && queued + n_displaced < HW_QUEUE_LEN;
+    let mut give_back = |old: ListReg, vgic: &mut VGic, n_displaced: &mut usize| match old.pintid {
+        Some(p) => {
+            displaced[*n_displaced] = p;
+            *n_displaced += 1;
+        }
+        None => vgic.requeue(
+            vcpu,
+            &Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source },
+        ),
+    };
+
     let mut kept = 0;
-    for i in 0..queue.len {
+    for i in 0..queued {
         let intid = queue.ids[i];
-        if vgic.hw_deliverable(vcpu, intid) {
-            let p =
-                Pending { intid, priority: vgic.priority(vcpu, intid), group1: vgic.group1(vcpu, intid), source: 0 };
-            cands[n] = Candidate { p, hw: true };
-            n += 1;
-        } else {
+        let placed = vgic.hw_deliverable(vcpu, intid) && {
+            let new = ListReg {
+                vintid: intid,
+                pintid: Some(intid),
+                priority: vgic.priority(vcpu, intid),
+                state: LrState::Pending,
+                group1: vgic.group1(vcpu, intid),
+                source: 0,
+            };
+            match lrs.place(new, may_evict_hw(n_displaced)) {
+                Ok(None) => true,
+                Ok(Some(old)) => {
+                    give_back(old, &mut vgic, &mut n_displaced);
+                    leftover = true;
+                    true
+                }
+                Err(NoRoom) => {
+                    leftover = true;
+                    false
+                }
+            }
+        };
+        if !placed {
             queue.ids[kept] = intid;
             kept += 1;
         }
     }
     queue.len = kept;
-    let mut sw = [Pending { intid: 0, priority: 0, group1: true, source: 0 }; 32];
-    let taken = vgic.take_pending(vcpu, &mut sw);
-    for p in &sw[..taken] {
-        cands[n] = Candidate { p: *p, hw: false };
-        n += 1;
-    }
-    let cands = &mut cands[..n];
-    cands.sort_unstable_by_key(|c| c.p.priority);
 
-    let nlr = gic.list_registers().min(MAX_LRS);
-    let mut lrs = [ListReg::empty(); MAX_LRS];
-    for (i, lr) in lrs.iter_mut().enumerate().take(nlr) {
-        *lr = gic.read_lr(i);
-    }
-    let mut leftover = false;
-    for c in cands.iter() {
-        match place(gic, &mut lrs[..nlr], c, &mut vgic, vcpu) {
-            true => {}
-            false if c.hw => {
-                let len = queue.len;
-                queue.ids[len] = c.p.intid;
-                queue.len += 1;
-                leftover = true;
+    let mut from = 0;
+    while let Some(p) = software.then(|| vgic.next_pending(vcpu, from)).flatten() {
+        from = p.intid + 1;
+        let new = ListReg {
+            vintid: p.intid,
+            pintid: None,
+            priority: p.priority,
+            state: LrState::Pending,
+            group1: p.group1,
+            source: p.source,
+        };
+        match lrs.place(new, may_evict_hw(n_displaced)) {
+            Ok(displaced_entry) => {
+                if let Some(old) = displaced_entry {
+                    give_back(old, &mut vgic, &mut n_displaced);
+                    leftover = true;
+                }
+                // A GICv2 SGI still pending from another source goes in on a later flush.
+                leftover |= vgic.take(vcpu, &p);
             }
-            false => {
-                vgic.requeue(vcpu, &c.p);
-                leftover = true;
-            }
+            Err(NoRoom) => leftover = true,
         }
+    }
+
+    for &intid in &displaced[..n_displaced] {
+        let n = queue.len;
+        queue.ids[n] = intid;
+        queue.len += 1;
     }
     gic.set_underflow_interrupt(leftover);
-}
-
-/// Puts one interrupt in a list register. Returns false when no register could take it.
-fn place(gic: &Gic, lrs: &mut [ListReg], c: &Candidate, vgic: &mut VGic, vcpu: usize) -> bool {
-    if !c.hw {
-        // A software interrupt already in a register: merge (edge semantics), or mark an
-        // active one pending again.
-        if let Some(i) = lrs
-            .iter()
-            .position(|lr| !lr.is_free() && lr.pintid.is_none() && lr.vintid == c.p.intid && lr.source == c.p.source)
-        {
-            if lrs[i].state == LrState::Active {
-                lrs[i].state = LrState::PendingActive;
-                gic.write_lr(i, &lrs[i]);
-            }
-            return true;
-        }
-    }
-    let new = ListReg {
-        vintid: c.p.intid,
-        pintid: c.hw.then_some(c.p.intid),
-        priority: c.p.priority,
-        state: LrState::Pending,
-        group1: c.p.group1,
-        source: c.p.source,
-    };
-    if let Some(i) = lrs.iter().position(ListReg::is_free) {
-        lrs[i] = new;
-        gic.write_lr(i, &new);
-        return true;
-    }
-    // All full: reclaim the lowest-priority entry that is only pending in software, if it
-    // ranks below this one, so the guest always sees the most urgent interrupts first.
-    let victim = lrs
-        .iter()
-        .enumerate()
-        .filter(|(_, lr)| lr.pintid.is_none() && lr.state == LrState::Pending && lr.priority > c.p.priority)
-        .max_by_key(|(_, lr)| lr.priority)
-        .map(|(i, _)| i);
-    let Some(i) = victim else { return false };
-    let old = lrs[i];
-    vgic.requeue(vcpu, &Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source });
-    lrs[i] = new;
-    gic.write_lr(i, &new);
-    true
 }
 
 /// Forgets everything this CPU's list registers and queue hold for its vCPU (CPU_OFF, a
@@ -201,13 +237,13 @@ pub fn listed_state(intid: u32) -> (bool, bool) {
 /// wakes on a pending interrupt even when the guest has masked interrupts.
 pub fn pending_interrupt(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) -> Option<u32> {
     let gic = gic::get()?;
-    let in_lr = (0..gic.list_registers())
-        .map(|i| gic.read_lr(i))
-        .find(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive));
+    let mut snapshot = [ListReg::empty(); MAX_LRS];
+    let lrs = ListRegs::read(gic, &mut snapshot);
+    let in_lr = lrs.in_use().iter().find(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive));
     if let Some(lr) = in_lr {
         return Some(lr.vintid);
     }
     let queue = HW_QUEUES[cpu].lock();
-    let vgic = vgic.lock();
+    let mut vgic = vgic.lock();
     queue.ids[..queue.len].iter().copied().find(|&i| vgic.hw_deliverable(vcpu, i)).or_else(|| vgic.first_pending(vcpu))
 }
