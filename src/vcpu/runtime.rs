@@ -251,7 +251,8 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
     // Whether this exit may have made an interrupt pending for this vCPU, so its list
     // registers need refilling. Anything another CPU makes pending for it comes with a
     // kick, a physical interrupt that makes it exit again (Exit::Interrupt) if it is not
-    // already taking one; reads (of the GIC's registers too) change nothing.
+    // already taking one; reads (of the GIC's registers too) change nothing, and a GIC
+    // write only matters here when the model says it changed this vCPU's interrupts.
     let refill = match exit {
         Exit::Hypercall { conduit, imm } => hypercall(vm, vcpu, frame, conduit, imm),
         // WFE is a yield hint: with one vCPU per CPU there is nobody to yield to, so the
@@ -267,10 +268,13 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             frame.elr += len;
             true
         }
-        Exit::DataAbort { ipa, va, syndrome, len } => match Access::decode(ipa, syndrome) {
-            Ok(access) if emulate_mmio(vm, vcpu, frame, &access) => {
+        Exit::DataAbort { ipa, va, syndrome, len } => match Access::decode(ipa, syndrome).map(|access| {
+            let changed = emulate_mmio(vm, vcpu, frame, &access);
+            (access, changed)
+        }) {
+            Ok((_, Some(changed))) => {
                 frame.elr += len;
-                access.write
+                concerns(changed, vcpu)
             }
             decoded => {
                 log::debug!(
@@ -292,10 +296,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             false
         }
         Exit::SError { esr } => crash(vm, vcpu, frame.elr, Crash::SError { esr: esr.0 }),
-        Exit::SysReg { reg, write, rt } => {
-            sysreg(vm, vcpu, frame, reg, write, rt);
-            write
-        }
+        Exit::SysReg { reg, write, rt } => concerns(sysreg(vm, vcpu, frame, reg, write, rt), vcpu),
         Exit::Interrupt => {
             runtime::take_physical_interrupts(pcpu);
             true
@@ -324,6 +325,12 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
     }
 }
 
+/// Whether a GIC write that may have changed the pending state of the vCPUs in `changed`
+/// (the model's answer) may have made an interrupt pending for `vcpu`.
+fn concerns(changed: VcpuSet, vcpu: &Vcpu) -> bool {
+    changed & (1 << vcpu.index) != 0
+}
+
 fn kick(vm: &Vm, set: VcpuSet, me: usize) {
     if set == 0 {
         return;
@@ -333,9 +340,10 @@ fn kick(vm: &Vm, set: VcpuSet, me: usize) {
     }
 }
 
-/// MMIO to the emulated GIC frames. Returns false for anything else.
-fn emulate_mmio(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, access: &Access) -> bool {
-    let Some(g) = gic::get() else { return false };
+/// MMIO to the emulated GIC frames: returns the vCPUs whose pending state the access may
+/// have changed (the others are kicked), or None for an address that is no GIC frame.
+fn emulate_mmio(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, access: &Access) -> Option<VcpuSet> {
+    let g = gic::get()?;
     let mut hw = PhysicalBacking(g);
     let write = access.write.then(|| access.write_value(&frame.x));
     let frames = &vm.gic_frames;
@@ -345,31 +353,35 @@ fn emulate_mmio(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, access: &Access) ->
     } else if let Some(r) = frames.redistributors.filter(|r| r.contains(access.ipa)) {
         vm.vgic.lock().redist_access(access.ipa - r.base, access.size, write, &mut hw)
     } else {
-        return false;
+        return None;
     };
     if !access.write {
         access.complete_read(&mut frame.x, value);
     }
     kick(vm, set, vcpu.index);
-    true
+    Some(set)
 }
 
-fn sysreg(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, reg: SysRegId, write: bool, rt: usize) {
+/// A trapped system-register access: the SGI generation registers. Returns the vCPUs an
+/// SGI was made pending for (the others are kicked).
+fn sysreg(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, reg: SysRegId, write: bool, rt: usize) -> VcpuSet {
     let is_sgi = reg == ICC_SGI1R_EL1 || reg == ICC_ASGI1R_EL1 || reg == ICC_SGI0R_EL1;
     if !is_sgi {
         log::debug!("vm{}: vcpu{}: trapped {reg:?}: injecting an undefined instruction", vm.id, vcpu.index);
         inject::undefined_instruction(frame);
-        return;
+        return 0;
     }
+    let mut set = 0;
     if write {
         // Rt = 31 is XZR for MSR.
         let value = frame.x.get(rt).copied().unwrap_or(0);
-        let set = vm.vgic.lock().write_sgi1r(vcpu.index, value);
+        set = vm.vgic.lock().write_sgi1r(vcpu.index, value);
         kick(vm, set, vcpu.index);
     } else if let Some(r) = frame.x.get_mut(rt) {
         *r = 0; // the SGI generation registers are write-only
     }
     frame.elr += INSTRUCTION_SIZE;
+    set
 }
 
 /// Makes one SMCCC call; returns whether the vCPU waited for an interrupt in it (so its

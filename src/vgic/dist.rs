@@ -14,6 +14,8 @@ use crate::vcpu::saved::PRIVATE_ENTRIES;
 /// INTIDs 0-15 are SGIs, 16-31 PPIs, 32 and up SPIs (IHI 0069H §2.2.1).
 pub const SGIS: u32 = 16;
 pub const PRIVATE_IRQS: u32 = 32;
+/// One bit for each private interrupt.
+const ALL_PRIVATE: u32 = u32::MAX;
 /// The largest SPI INTID plus one a GIC can have (IHI 0069H §2.2.1).
 pub const MAX_IRQS: u32 = 1020;
 
@@ -93,10 +95,13 @@ struct Private {
     sgi_sources: [u8; SGIS as usize],
     /// GICR_WAKER.ProcessorSleep.
     asleep: bool,
-    /// False only when a scan found nothing deliverable and nothing has changed since:
-    /// every exit asks `has_pending`, and this spares it the scan (vgic::runtime::flush).
-    /// Set by every mutable access to this vCPU's private state and by GICD_CTLR writes.
-    maybe_pending: bool,
+    /// One bit per private interrupt that may be deliverable: a superset of those that
+    /// are. Every exit that may have made one pending asks (vgic::runtime::flush), and
+    /// this spares the scans the interrupts that cannot be. A scan clears the bits it
+    /// finds undeliverable; anything that may make one deliverable sets bits again: all
+    /// of them for a mutable access to this vCPU's private state or a GICD_CTLR write,
+    /// just its own for a raised or requeued SGI.
+    maybe_pending: u32,
 }
 
 impl Private {
@@ -105,7 +110,7 @@ impl Private {
         for sgi in irqs.iter_mut().take(SGIS as usize) {
             sgi.edge = true; // SGIs are always edge-triggered (IHI 0069H §12.9.9)
         }
-        Private { irqs, sgi_sources: [0; SGIS as usize], asleep: true, maybe_pending: true }
+        Private { irqs, sgi_sources: [0; SGIS as usize], asleep: true, maybe_pending: ALL_PRIVATE }
     }
 }
 
@@ -321,9 +326,17 @@ impl VGic {
     /// names the lowest source.
     pub fn next_pending(&self, vcpu: usize, from: u32) -> Option<Pending> {
         let private = self.private.get(vcpu)?;
-        let start = from.min(PRIVATE_IRQS) as usize;
-        let offset = private.irqs[start..].iter().position(|irq| self.deliverable(irq))?;
-        let intid = (start + offset) as u32;
+        let mut candidates = private.maybe_pending & ALL_PRIVATE.checked_shl(from).unwrap_or(0);
+        let intid = loop {
+            if candidates == 0 {
+                return None;
+            }
+            let intid = candidates.trailing_zeros();
+            if self.deliverable(&private.irqs[intid as usize]) {
+                break intid;
+            }
+            candidates &= candidates - 1;
+        };
         let irq = &private.irqs[intid as usize];
         let sources = if self.version == Version::V2 && intid < SGIS { private.sgi_sources[intid as usize] } else { 1 };
         let source = sources.trailing_zeros().min(7) as u8;
@@ -335,7 +348,8 @@ impl VGic {
     /// still pending, from other sources.
     pub fn take(&mut self, vcpu: usize, p: &Pending) -> bool {
         let v2 = self.version == Version::V2;
-        let Some(private) = self.private_mut(vcpu) else { return false };
+        // Taking makes nothing deliverable: no private_mut, which would widen the hint.
+        let Some(private) = self.private.get_mut(vcpu) else { return false };
         let i = p.intid as usize;
         let Some(irq) = private.irqs.get_mut(i) else { return false };
         if v2 && p.intid < SGIS {
@@ -344,6 +358,9 @@ impl VGic {
         } else {
             irq.pending = false;
         }
+        if !irq.pending {
+            private.maybe_pending &= !(1 << p.intid);
+        }
         irq.pending
     }
 
@@ -351,9 +368,10 @@ impl VGic {
     /// priority one).
     pub fn requeue(&mut self, vcpu: usize, p: &Pending) {
         let v2 = self.version == Version::V2;
-        if let Some(private) = self.private_mut(vcpu) {
+        if let Some(private) = self.private.get_mut(vcpu) {
             if let Some(irq) = private.irqs.get_mut(p.intid as usize) {
                 irq.pending = true;
+                private.maybe_pending |= 1 << p.intid;
                 if v2 && p.intid < SGIS {
                     private.sgi_sources[p.intid as usize] |= 1 << p.source;
                 }
@@ -369,7 +387,7 @@ impl VGic {
     /// Mutable access to `vcpu`'s private state, which may make an interrupt deliverable.
     fn private_mut(&mut self, vcpu: usize) -> Option<&mut Private> {
         let p = self.private.get_mut(vcpu)?;
-        p.maybe_pending = true;
+        p.maybe_pending = ALL_PRIVATE;
         Some(p)
     }
 
@@ -377,24 +395,20 @@ impl VGic {
     /// that may have made one pending asks, so a scan that found nothing is remembered
     /// until the next change (`maybe_pending`).
     pub fn first_pending(&mut self, vcpu: usize) -> Option<u32> {
-        if !self.private.get(vcpu)?.maybe_pending {
-            return None;
-        }
         let found = self.next_pending(vcpu, 0).map(|p| p.intid);
-        if found.is_none() {
-            if let Some(p) = self.private.get_mut(vcpu) {
-                p.maybe_pending = false;
-            }
-        }
+        // Everything below the first deliverable one (or all, if none) is not.
+        let scanned = found.map_or(ALL_PRIVATE, |intid| (1 << intid) - 1);
+        self.private.get_mut(vcpu)?.maybe_pending &= !scanned;
         found
     }
 
     /// Makes SGI `sgi` pending on `target`, sent by `source`. Returns whether it is
     /// deliverable now.
     pub fn raise_sgi(&mut self, target: usize, sgi: u32, source: usize) -> bool {
-        let Some(private) = self.private_mut(target) else { return false };
+        let Some(private) = self.private.get_mut(target) else { return false };
         let Some(irq) = private.irqs.get_mut(sgi as usize) else { return false };
         irq.pending = true;
+        private.maybe_pending |= 1 << sgi;
         private.sgi_sources[sgi as usize] |= 1 << (source.min(7));
         let irq = private.irqs[sgi as usize];
         self.deliverable(&irq)
@@ -421,8 +435,10 @@ impl VGic {
         let aff2 = (value >> SGI1R_AFF2_SHIFT) & 0xFF;
         let aff1 = (value >> SGI1R_AFF1_SHIFT) & 0xFF;
         let range = (value >> SGI1R_RS_SHIFT) & 0xF;
-        let list = value & SGI1R_TARGET_LIST_MASK;
-        for bit in (0..16).filter(|b| list & (1 << b) != 0) {
+        let mut list = value & SGI1R_TARGET_LIST_MASK;
+        while list != 0 {
+            let bit = u64::from(list.trailing_zeros());
+            list &= list - 1;
             let aff0 = range * 16 + bit;
             let affinity = (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | aff0;
             if let Some(target) = self.vcpu_by_affinity(affinity) {
@@ -448,7 +464,7 @@ impl VGic {
             GICD_CTLR => {
                 if let Some(v) = write {
                     self.ctlr = v as u32 & (CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1);
-                    self.private.iter_mut().for_each(|p| p.maybe_pending = true);
+                    self.private.iter_mut().for_each(|p| p.maybe_pending = ALL_PRIVATE);
                     return (0, self.all_vcpus());
                 }
                 let ro = if self.version == Version::V3 { CTLR_ARE | CTLR_DS } else { 0 };
@@ -1016,6 +1032,31 @@ mod tests {
         assert!(!g.take(0, &second));
         assert_eq!(g.next_pending(0, 0), None);
         assert_eq!(g.next_pending(0, 5), None, "a scan from above finds nothing either");
+    }
+
+    #[test]
+    fn the_pending_hint_never_hides_a_deliverable_interrupt() {
+        let mut g = VGic::new(Version::V2, 64, &[0, 1]);
+        let mut hw = FakeHw::default();
+        g.dist_access(0, GICD_CTLR, 4, Some(1), &mut hw);
+        g.dist_access(0, GICD_ISENABLER, 4, Some(1 << 1 | 1 << 9), &mut hw);
+        assert_eq!(g.first_pending(0), None);
+        g.raise_sgi(0, 9, 1);
+        assert_eq!(g.first_pending(0), Some(9));
+        let nine = g.next_pending(0, 0).expect("SGI 9");
+        g.take(0, &nine);
+        assert_eq!(g.first_pending(0), None);
+        g.requeue(0, &nine);
+        assert_eq!(g.first_pending(0), Some(9), "a requeued SGI");
+        g.raise_sgi(0, 1, 1);
+        assert_eq!(g.first_pending(0), Some(1), "a lower SGI raised after a scan");
+        let one = g.next_pending(0, 0).expect("SGI 1");
+        g.take(0, &one);
+        assert_eq!(g.first_pending(0), Some(9), "the other one is still there");
+        g.raise_sgi(0, 3, 1);
+        assert_eq!(g.first_pending(0), Some(9), "SGI 3 is disabled");
+        g.dist_access(0, GICD_ISENABLER, 4, Some(1 << 3), &mut hw);
+        assert_eq!(g.first_pending(0), Some(3), "and found once enabled");
     }
 
     #[test]
