@@ -1,7 +1,8 @@
 //! Feeding a vCPU's list registers: taking physical interrupts at EL2, queueing the ones
-//! the guest owns, and placing pending virtual interrupts in list registers (highest
-//! priority first, reclaiming a lower-priority pending entry when all are full, and
-//! asking for the underflow maintenance interrupt while anything is left over).
+//! the guest owns, and placing pending virtual interrupts in list registers (in free
+//! ones, or reclaiming a less urgent pending entry when all are full, so the most urgent
+//! interrupts are always listed; asking for the underflow maintenance interrupt while
+//! anything is left over).
 //!
 //! Every vCPU is pinned to one physical CPU, so the list registers of that CPU belong to
 //! it alone and are never saved or restored.
