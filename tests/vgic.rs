@@ -4,7 +4,8 @@
 //! - guests/vgic-timer: the virtual timer's PPI, masked, unmasked, disabled at the GIC,
 //!   and waking WFI;
 //! - guests/vgic-lr: more interrupts pending at once than there are list registers, each
-//!   delivered exactly once and in priority order.
+//!   delivered exactly once and in priority order, including a forwarded one (the timer)
+//!   behind more urgent SGIs.
 //!
 //! Each guest also boots natively (straight in QEMU at EL1, no Cairn), which checks the
 //! guest itself: a failure there is the guest's fault, not Cairn's.

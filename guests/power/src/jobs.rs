@@ -114,7 +114,7 @@ pub fn count(area: &Area, me: usize, generation: u64, storm: bool) -> ! {
         }
         let requested = area.requested.get() == generation;
         if storm {
-            storm_call(area, storm_mpidr, storm_context, requested);
+            storm_call(area, storm_mpidr, storm_context, generation);
         }
         if requested {
             if ticker {
@@ -140,9 +140,12 @@ pub fn count(area: &Area, me: usize, generation: u64, storm: bool) -> ! {
 
 /// One CPU_ON of the storm. Until the event is requested the target is on for sure, so
 /// only ALREADY_ON is right (or SUCCESS, which the boot CPU's checks then catch); once it
-/// is, the event may be stopping the target and Cairn may answer as it sees fit.
-fn storm_call(area: &Area, mpidr: u64, context: u64, requested: bool) {
+/// is, the event may be stopping the target and Cairn may answer as it sees fit. Whether
+/// it was requested is read after the call returns: the request is published before the
+/// event's call is made, so a CPU_ON that met the event under way always sees it.
+fn storm_call(area: &Area, mpidr: u64, context: u64, generation: u64) {
     let x0 = calls::cpu_on(mpidr, entry::secondary_entry(), context);
+    let requested = area.requested.get() == generation;
     area.storm_calls.set(area.storm_calls.get() + 1);
     match x0 {
         SUCCESS => area.storm_successes.set(area.storm_successes.get() + 1),

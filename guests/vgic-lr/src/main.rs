@@ -7,12 +7,18 @@
 //! - all of them are pending while masked (ISPENDR0 and ISR_EL1.I) and none is taken,
 //! - every one is taken exactly once, none lost, none twice,
 //! - with distinct priorities, they are taken highest priority (lowest value) first.
+//!
+//! Then the same twelve SGIs with a hardware-backed interrupt among them: the virtual
+//! timer expires first (masked, so it waits in a list register at the lowest priority),
+//! then the SGIs arrive and need every register. The timer must still be taken exactly
+//! once, after all of them: neither lost nor left active when its register is given to a
+//! more urgent SGI.
 #![no_std]
 #![no_main]
 
 use guestkit::gic::{self, SgiTarget, DEFAULT_PRIORITY};
 use guestkit::shared::Slot;
-use guestkit::{cpu, guest_main, irq, time, Checks};
+use guestkit::{cpu, guest_main, irq, time, timer, Checks};
 
 const NAME: &str = "vgic-lr";
 /// SGIs there are (INTIDs 0-15).
@@ -33,6 +39,13 @@ const DELIVERY_TIMEOUT_US: u64 = 500_000;
 /// How long to keep watching for a late or duplicate delivery.
 const SETTLE_US: u64 = 20_000;
 
+/// The virtual timer's priority in the mixed run: below every SGI's
+/// (HIGHEST_PRIORITY + 11 * PRIORITY_STEP = 0xD0), above the priority mask.
+const TIMER_PRIORITY: u8 = 0xE0;
+
+/// The virtual timer's INTID (from the device tree), set before it is enabled.
+static TIMER_INTID: Slot<u32> = Slot::new(timer::DEFAULT_VIRTUAL_TIMER_INTID);
+static TIMER_TAKEN: Slot<u32> = Slot::new(0);
 /// Written only by the boot CPU's IRQ handler; read by its main line.
 static TAKEN: [Slot<u32>; SGI_COUNT] = [const { Slot::new(0) }; SGI_COUNT];
 static STRAY: Slot<u32> = Slot::new(0);
@@ -42,9 +55,15 @@ static LOG: [Slot<u32>; LOG_CAPACITY] = [const { Slot::new(0) }; LOG_CAPACITY];
 static LOG_LEN: Slot<usize> = Slot::new(0);
 
 fn on_irq(intid: u32) {
-    match TAKEN.get(intid as usize) {
-        Some(count) => count.set(count.get() + 1),
-        None => STRAY.set(STRAY.get() + 1),
+    if intid == TIMER_INTID.get() {
+        // Level-sensitive: quieten it before the EOI, or it is taken again at once.
+        timer::mask_output();
+        TIMER_TAKEN.set(TIMER_TAKEN.get() + 1);
+    } else {
+        match TAKEN.get(intid as usize) {
+            Some(count) => count.set(count.get() + 1),
+            None => STRAY.set(STRAY.get() + 1),
+        }
     }
     let len = LOG_LEN.get();
     if len < LOG_CAPACITY {
@@ -55,6 +74,7 @@ fn on_irq(intid: u32) {
 
 fn reset_records() {
     TAKEN.iter().for_each(|count| count.set(0));
+    TIMER_TAKEN.set(0);
     LOG_LEN.set(0);
 }
 
@@ -66,11 +86,13 @@ fn log() -> ([u32; LOG_CAPACITY], usize) {
     (entries, len)
 }
 
-/// One run: `sgis` pending together while masked, then released.
+/// One run: `sgis` pending together while masked, then released; with `with_timer`,
+/// the virtual timer expired before them, at the lowest priority.
 struct Run<'a> {
     label: &'a str,
     sgis: &'a [u32],
     ordered: bool,
+    with_timer: bool,
 }
 
 impl Run<'_> {
@@ -87,13 +109,41 @@ impl Run<'_> {
             gic::set_priority(sgi, self.priority(k));
         }
         reset_records();
+        if self.with_timer {
+            self.expire_timer(t);
+        }
         self.make_pending(t);
         self.release();
         self.check_each_taken_once(t);
         if self.ordered {
             self.check_order(t);
         }
+        if self.with_timer {
+            timer::stop();
+        }
         self.sgis.iter().for_each(|&sgi| gic::set_priority(sgi, DEFAULT_PRIORITY));
+    }
+
+    /// How many interrupts the run expects to be taken.
+    fn expected_count(&self) -> usize {
+        self.sgis.len() + usize::from(self.with_timer)
+    }
+
+    /// With IRQs masked, lets the virtual timer expire and waits until the CPU interface
+    /// signals it (ISR_EL1.I): under a hypervisor it now sits in a list register.
+    fn expire_timer(&self, t: &mut Checks) {
+        cpu::mask_irqs();
+        let intid = TIMER_INTID.get();
+        gic::set_priority(intid, TIMER_PRIORITY);
+        gic::enable(intid);
+        timer::arm_at(time::now());
+        let signalled = time::wait_until(DELIVERY_TIMEOUT_US, || timer::fired() && cpu::irq_pending());
+        t.check(
+            format_args!("{}-timer-signalled-while-masked", self.label),
+            signalled,
+            format_args!("CNTV_CTL_EL0 {:#x}, ISR_EL1.I {}", timer::ctl(), cpu::irq_pending()),
+        );
+        time::delay_us(SETTLE_US);
     }
 
     /// Sends every SGI to self with IRQs masked and waits until all are pending.
@@ -126,7 +176,7 @@ impl Run<'_> {
     /// duplicates, then masks again.
     fn release(&self) {
         cpu::unmask_irqs();
-        time::wait_until(DELIVERY_TIMEOUT_US, || LOG_LEN.get() >= self.sgis.len());
+        time::wait_until(DELIVERY_TIMEOUT_US, || LOG_LEN.get() >= self.expected_count());
         time::delay_us(SETTLE_US);
         cpu::mask_irqs();
     }
@@ -139,14 +189,28 @@ impl Run<'_> {
             counts == expected,
             format_args!("times taken per SGI 0-15: {counts:?}, expected {expected:?}"),
         );
+        if self.with_timer {
+            let taken = TIMER_TAKEN.get();
+            t.check(
+                format_args!("{}-timer-taken-once", self.label),
+                taken == 1,
+                format_args!("the timer interrupt taken {taken} times"),
+            );
+        }
     }
 
     fn check_order(&self, t: &mut Checks) {
         let (entries, len) = log();
+        let mut expected = [0u32; LOG_CAPACITY];
+        expected[..self.sgis.len()].copy_from_slice(self.sgis);
+        if self.with_timer {
+            expected[self.sgis.len()] = TIMER_INTID.get();
+        }
+        let expected = &expected[..self.expected_count()];
         t.check(
             format_args!("{}-taken-by-priority", self.label),
-            &entries[..len] == self.sgis,
-            format_args!("taken {:?}, expected {:?} (highest priority first)", &entries[..len], self.sgis),
+            &entries[..len] == expected,
+            format_args!("taken {:?}, expected {expected:?} (highest priority first)", &entries[..len]),
         );
     }
 }
@@ -157,15 +221,18 @@ fn run(dtb: usize) {
     let Some(gic) = t.check_ok("gic-init", gic) else { t.finish_and_power_off() };
     t.note(format_args!("{gic}"));
     irq::set_handler(on_irq);
+    TIMER_INTID.set(timer::virtual_timer_intid(dtb).unwrap_or(timer::DEFAULT_VIRTUAL_TIMER_INTID));
     for sgi in 0..SGI_COUNT as u32 {
         gic::enable(sgi);
     }
 
     for (label, sgis) in [("fits-3", FITS_IN_LIST_REGISTERS), ("overflows-12", OVERFLOWS_LIST_REGISTERS)] {
-        Run { label, sgis, ordered: false }.execute(&mut t);
+        Run { label, sgis, ordered: false, with_timer: false }.execute(&mut t);
         let label = if sgis.len() == FITS_IN_LIST_REGISTERS.len() { "fits-3-ordered" } else { "overflows-12-ordered" };
-        Run { label, sgis, ordered: true }.execute(&mut t);
+        Run { label, sgis, ordered: true, with_timer: false }.execute(&mut t);
     }
+    let sgis = OVERFLOWS_LIST_REGISTERS;
+    Run { label: "timer-behind-12", sgis, ordered: true, with_timer: true }.execute(&mut t);
 
     t.check_eq("no-stray-interrupts", u64::from(STRAY.get()), 0);
     t.finish_and_power_off();
