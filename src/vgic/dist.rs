@@ -311,13 +311,21 @@ impl VGic {
         self.irq(vcpu, intid).map_or(0, |i| i.priority)
     }
 
-    pub fn group1(&self, vcpu: usize, intid: u32) -> bool {
-        self.irq(vcpu, intid).is_some_and(|i| i.group1)
+    /// A forwarded interrupt as a list-register entry for `vcpu`, if it may be presented
+    /// now (enabled, its group enabled): one lookup for the whole entry.
+    pub fn forwarded(&self, vcpu: usize, intid: u32) -> Option<Pending> {
+        let irq = self.irq(vcpu, intid)?;
+        (irq.enabled && self.group_enabled(irq.group1)).then_some(Pending {
+            intid,
+            priority: irq.priority,
+            group1: irq.group1,
+            source: 0,
+        })
     }
 
     /// Whether a forwarded interrupt may be presented to `vcpu` now.
     pub fn hw_deliverable(&self, vcpu: usize, intid: u32) -> bool {
-        self.irq(vcpu, intid).is_some_and(|i| i.enabled && self.group_enabled(i.group1))
+        self.forwarded(vcpu, intid).is_some()
     }
 
     /// The first deliverable software interrupt of `vcpu` (an SGI, or a PPI made pending

@@ -139,13 +139,13 @@ pub fn flush(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) {
     let mut kept = 0;
     for i in 0..queued {
         let intid = queue.ids[i];
-        let placed = vgic.hw_deliverable(vcpu, intid) && {
+        let placed = if let Some(p) = vgic.forwarded(vcpu, intid) {
             let new = ListReg {
                 vintid: intid,
                 pintid: Some(intid),
-                priority: vgic.priority(vcpu, intid),
+                priority: p.priority,
                 state: LrState::Pending,
-                group1: vgic.group1(vcpu, intid),
+                group1: p.group1,
                 source: 0,
             };
             match lrs.place(new, may_evict_hw(n_displaced)) {
@@ -160,6 +160,8 @@ pub fn flush(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) {
                     false
                 }
             }
+        } else {
+            false // not deliverable now: it waits in the queue, active in the GIC
         };
         if !placed {
             queue.ids[kept] = intid;
