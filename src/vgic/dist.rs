@@ -334,17 +334,8 @@ impl VGic {
     /// names the lowest source.
     pub fn next_pending(&self, vcpu: usize, from: u32) -> Option<Pending> {
         let private = self.private.get(vcpu)?;
-        let mut candidates = private.maybe_pending & ALL_PRIVATE.checked_shl(from).unwrap_or(0);
-        let intid = loop {
-            if candidates == 0 {
-                return None;
-            }
-            let intid = candidates.trailing_zeros();
-            if self.deliverable(&private.irqs[intid as usize]) {
-                break intid;
-            }
-            candidates &= candidates - 1;
-        };
+        let candidates = private.maybe_pending & ALL_PRIVATE.checked_shl(from).unwrap_or(0);
+        let intid = super::set_bits(u64::from(candidates)).find(|&i| self.deliverable(&private.irqs[i as usize]))?;
         let irq = &private.irqs[intid as usize];
         let sources = if self.version == Version::V2 && intid < SGIS { private.sgi_sources[intid as usize] } else { 1 };
         let source = sources.trailing_zeros().min(7) as u8;
@@ -443,11 +434,8 @@ impl VGic {
         let aff2 = (value >> SGI1R_AFF2_SHIFT) & 0xFF;
         let aff1 = (value >> SGI1R_AFF1_SHIFT) & 0xFF;
         let range = (value >> SGI1R_RS_SHIFT) & 0xF;
-        let mut list = value & SGI1R_TARGET_LIST_MASK;
-        while list != 0 {
-            let bit = u64::from(list.trailing_zeros());
-            list &= list - 1;
-            let aff0 = range * 16 + bit;
+        for bit in super::set_bits(value & SGI1R_TARGET_LIST_MASK) {
+            let aff0 = range * 16 + u64::from(bit);
             let affinity = (aff3 << 32) | (aff2 << 16) | (aff1 << 8) | aff0;
             if let Some(target) = self.vcpu_by_affinity(affinity) {
                 if self.raise_sgi(target, sgi, sender) {

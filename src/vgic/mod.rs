@@ -5,3 +5,24 @@ pub mod dist;
 pub mod lr;
 #[cfg(target_os = "none")]
 pub mod runtime;
+
+/// The positions of the bits set in `mask`, lowest first: target lists, candidate
+/// interrupts and list registers in use are all walked this way, touching only the bits
+/// that are set.
+pub(crate) fn set_bits(mut mask: u64) -> impl Iterator<Item = u32> {
+    core::iter::from_fn(move || {
+        let bit = (mask != 0).then(|| mask.trailing_zeros())?;
+        mask &= mask - 1;
+        Some(bit)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn set_bits_walks_the_set_bits_lowest_first() {
+        assert_eq!(super::set_bits(0).count(), 0);
+        let bits: alloc::vec::Vec<u32> = super::set_bits(0x8000_0000_0000_0105).collect();
+        assert_eq!(bits, [0, 2, 8, 63]);
+    }
+}

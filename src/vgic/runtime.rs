@@ -11,6 +11,7 @@ use crate::arch::aarch64::boot::MAX_CPUS;
 use crate::arch::aarch64::gic::{self, Gic};
 use crate::vgic::dist::{Pending, VGic};
 use crate::vgic::lr::{self, ListReg, LrState, Placement};
+use crate::vgic::set_bits;
 
 /// Forwarded interrupts taken at EL2 and not yet in a list register, per physical CPU.
 /// Each stays active in the physical GIC until the guest's EOI deactivates it, so it can
@@ -70,16 +71,14 @@ impl<'g> ListRegs<'g> {
     /// would be copied on every flush).
     fn read(gic: &'g Gic, regs: &'g mut [ListReg; MAX_LRS]) -> Self {
         let count = gic.list_registers().min(MAX_LRS);
-        let mut in_use = !gic.empty_lrs() & ((1 << count) - 1);
-        while in_use != 0 {
-            let i = in_use.trailing_zeros() as usize;
-            regs[i] = gic.read_lr(i);
-            in_use &= in_use - 1;
+        for i in set_bits(!gic.empty_lrs() & ((1 << count) - 1)) {
+            regs[i as usize] = gic.read_lr(i as usize);
         }
         ListRegs { gic, regs, count }
     }
 
-    fn in_use(&self) -> &[ListReg] {
+    /// Every list register of this CPU, the free ones empty.
+    fn all(&self) -> &[ListReg] {
         &self.regs[..self.count]
     }
 
@@ -99,6 +98,18 @@ impl<'g> ListRegs<'g> {
             }
             Placement::NoRoom => Err(NoRoom),
         }
+    }
+}
+
+/// `p` as a pending list-register entry; `pintid` for a forwarded interrupt.
+fn entry(p: &Pending, pintid: Option<u32>) -> ListReg {
+    ListReg {
+        vintid: p.intid,
+        pintid,
+        priority: p.priority,
+        state: LrState::Pending,
+        group1: p.group1,
+        source: p.source,
     }
 }
 
@@ -130,25 +141,17 @@ pub fn flush(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) {
             displaced[*n_displaced] = p;
             *n_displaced += 1;
         }
-        None => vgic.requeue(
-            vcpu,
-            &Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source },
-        ),
+        None => {
+            let p = Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source };
+            vgic.requeue(vcpu, &p)
+        }
     };
 
     let mut kept = 0;
     for i in 0..queued {
         let intid = queue.ids[i];
         let placed = if let Some(p) = vgic.forwarded(vcpu, intid) {
-            let new = ListReg {
-                vintid: intid,
-                pintid: Some(intid),
-                priority: p.priority,
-                state: LrState::Pending,
-                group1: p.group1,
-                source: 0,
-            };
-            match lrs.place(new, may_evict_hw(n_displaced)) {
+            match lrs.place(entry(&p, Some(intid)), may_evict_hw(n_displaced)) {
                 Ok(None) => true,
                 Ok(Some(old)) => {
                     give_back(old, &mut vgic, &mut n_displaced);
@@ -173,15 +176,7 @@ pub fn flush(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) {
     let mut from = 0;
     while let Some(p) = software.then(|| vgic.next_pending(vcpu, from)).flatten() {
         from = p.intid + 1;
-        let new = ListReg {
-            vintid: p.intid,
-            pintid: None,
-            priority: p.priority,
-            state: LrState::Pending,
-            group1: p.group1,
-            source: p.source,
-        };
-        match lrs.place(new, may_evict_hw(n_displaced)) {
+        match lrs.place(entry(&p, None), may_evict_hw(n_displaced)) {
             Ok(displaced_entry) => {
                 if let Some(old) = displaced_entry {
                     give_back(old, &mut vgic, &mut n_displaced);
@@ -224,15 +219,14 @@ pub fn reset_cpu(cpu: usize) {
 /// sit in a list register.
 pub fn listed_state(intid: u32) -> (bool, bool) {
     let Some(gic) = gic::get() else { return (false, false) };
-    (0..gic.list_registers()).map(|i| gic.read_lr(i)).filter(|lr| !lr.is_free() && lr.vintid == intid).fold(
-        (false, false),
-        |(p, a), lr| {
-            (
-                p || matches!(lr.state, LrState::Pending | LrState::PendingActive),
-                a || matches!(lr.state, LrState::Active | LrState::PendingActive),
-            )
-        },
-    )
+    let mut snapshot = [ListReg::empty(); MAX_LRS];
+    let lrs = ListRegs::read(gic, &mut snapshot);
+    lrs.all().iter().filter(|lr| !lr.is_free() && lr.vintid == intid).fold((false, false), |(p, a), lr| {
+        (
+            p || matches!(lr.state, LrState::Pending | LrState::PendingActive),
+            a || matches!(lr.state, LrState::Active | LrState::PendingActive),
+        )
+    })
 }
 
 /// A virtual interrupt `vcpu` could take, by INTID: one pending in a list register,
@@ -242,7 +236,7 @@ pub fn pending_interrupt(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) -> O
     let gic = gic::get()?;
     let mut snapshot = [ListReg::empty(); MAX_LRS];
     let lrs = ListRegs::read(gic, &mut snapshot);
-    let in_lr = lrs.in_use().iter().find(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive));
+    let in_lr = lrs.all().iter().find(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive));
     if let Some(lr) = in_lr {
         return Some(lr.vintid);
     }
