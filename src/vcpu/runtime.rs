@@ -572,13 +572,15 @@ pub fn save(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame) -> VcpuState {
 /// Loads a saved state into this CPU's vCPU: its registers into `frame` and the hardware,
 /// its MP state as it was (a STOPPED or SUSPENDED vCPU stays so).
 pub fn restore(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
-    restore_context(vm, vcpu, frame, s)?;
+    restore_registers(vm, frame, s)?;
+    vm.vgic.lock().restore_private(vcpu.index, &s.private);
     vcpu.with_power(|p| p.restore(s.power, s.start));
     Ok(())
 }
 
-/// Everything of a saved state but the MP state.
-fn restore_context(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
+/// What of a saved state only this CPU touches (firmware registers aside, which are
+/// frozen once the VM runs): general and system registers, the virtual CPU interface.
+fn restore_registers(vm: &Vm, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
     vm.firmware_regs(|regs| regs.restore(&s.firmware))?;
     frame.x = s.x;
     frame.elr = s.pc;
@@ -587,7 +589,6 @@ fn restore_context(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -
     if let Some(g) = gic::get() {
         g.restore_cpu_interface(&s.vgic);
     }
-    vm.vgic.lock().restore_private(vcpu.index, &s.private);
     Ok(())
 }
 
@@ -604,15 +605,29 @@ fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     let back = VcpuState::from_registers(&wire, saved.vgic.lrs.len());
     match back {
         Ok(back) if back == saved => {
-            // The MP state goes through its own round trip under the vCPU's lock: other
-            // CPUs may change it meanwhile (a system event stopping this vCPU), and
-            // restoring a stale copy here would undo that.
+            // The MP state and the distributor model's private interrupts go through
+            // their own round trips, each under its lock: other CPUs change them
+            // meanwhile (a system event stopping this vCPU, an SGI raised for it), and
+            // restoring the copy saved above would undo that.
             mp_state_round_trip(vcpu);
-            if let Err(e) = restore_context(vm, vcpu, frame, &back) {
+            private_interrupts_round_trip(vm, vcpu);
+            if let Err(e) = restore_registers(vm, frame, &back) {
                 log::error!("vm{}: vcpu{}: restore refused: {e:?}", vm.id, vcpu.index);
             }
         }
         other => log::error!("vm{}: vcpu{}: saved state did not parse back: {other:?}", vm.id, vcpu.index),
+    }
+}
+
+/// The vCPU's private interrupts in the distributor model through save, scramble and
+/// restore, all under the model's lock.
+fn private_interrupts_round_trip(vm: &Vm, vcpu: &Vcpu) {
+    let mut vgic = vm.vgic.lock();
+    let saved = vgic.save_private(vcpu.index);
+    vgic.restore_private(vcpu.index, &[0; crate::vcpu::saved::PRIVATE_ENTRIES]);
+    vgic.restore_private(vcpu.index, &saved);
+    if vgic.save_private(vcpu.index) != saved {
+        log::error!("vm{}: vcpu{}: private interrupts did not round-trip", vm.id, vcpu.index);
     }
 }
 
