@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::linux::{block, marker, wait_for_linux, Checks};
-use common::{re, Boot, Session};
+use common::{re, Boot, ExitStatus, Pattern, Session};
 
 /// Loop iterations of the per-CPU workload: about a second of guest work under TCG.
 const WORK: u32 = 20000;
@@ -236,6 +236,20 @@ fn linux_reboot_starts_the_guest_again() {
     s.expect_exit(0);
 }
 
+/// The shell's exit status is read past kernel console lines that the UART interleaves
+/// with it (the suspend test below once met `rc=0[    3.718682] PM: suspend exit`).
+#[test]
+fn exit_status_is_read_past_interleaved_kernel_lines() {
+    fn status(text: &str) -> Option<&str> {
+        ExitStatus.find_in(text.as_bytes(), 0).map(|(s, e)| &text[s..e])
+    }
+    assert_eq!(status("0\n/ # "), Some("0"));
+    assert_eq!(status("0[    3.718682] PM: suspend exit\n"), Some("0"));
+    assert_eq!(status("[    3.718682] PM: suspend exit\n127\n"), Some("127"));
+    assert_eq!(status("[    3.718682] PM: susp"), None, "an unfinished kernel line may hide the status");
+    assert_eq!(status("12"), None, "more digits may follow");
+}
+
 /// Suspend-to-RAM: Linux offlines its secondary vCPUs (PSCI CPU_OFF) and suspends through
 /// PSCI SYSTEM_SUSPEND; the VM sleeps until an interrupt is pending, here the PL031 RTC
 /// alarm (SPI 2, INTID 34 on QEMU virt), and resumes at Linux's entry point with every vCPU
@@ -246,11 +260,17 @@ fn linux_reboot_starts_the_guest_again() {
 fn linux_suspend_to_ram_wakes_on_the_rtc_alarm() {
     const SLEEP_S: u64 = 3;
     const RTC_INTID: &str = "34";
+    const SUSPEND_EXIT: &str = "PM: suspend exit";
     let (mut s, _) = boot("suspend", 2, 3);
     let states = s.sh("cat /sys/power/state");
     assert!(states.contains("mem"), "PSCI SYSTEM_SUSPEND offers suspend-to-RAM: {states}{}", s.context());
     let before: u64 = s.sh("date +%s").trim().parse().expect("date prints seconds");
     s.sh(&format!("echo +{SLEEP_S} > /sys/class/rtc/rtc0/wakealarm && echo mem > /sys/power/state"));
+    // The kernel's last resume line may come after the shell's status; reading the clock
+    // before it would risk the line landing in the middle of `date`'s output.
+    if !s.log().contains(SUSPEND_EXIT) {
+        s.wait_for(SUSPEND_EXIT);
+    }
     let after: u64 = s.sh("date +%s").trim().parse().expect("date prints seconds");
     let online = s.sh("cat /sys/devices/system/cpu/online");
     assert_eq!(online.trim(), "0-1", "both vCPUs back after resume{}", s.context());

@@ -118,6 +118,47 @@ impl Pattern for Regex {
     }
 }
 
+/// The exit status a command's end marker (`rc=`) is followed by: the digits that come
+/// next, ended by any other byte. The kernel writes its console lines straight to the UART
+/// while the shell's output waits in the tty buffer, so a kernel line may land between
+/// `rc=` and the digits, or between the digits and the newline (`rc=0[    3.71] PM: suspend
+/// exit`): such lines are skipped, and the digits need not end their line.
+pub struct ExitStatus;
+
+impl ExitStatus {
+    /// The length of the kernel console line at the start of `text` (`[` seconds `] ...`
+    /// up to and including its newline), or `None` when `text` does not start with one or
+    /// the line is not complete yet.
+    fn kernel_line(text: &[u8]) -> Option<usize> {
+        let rest = text.strip_prefix(b"[")?;
+        let stamp = rest.iter().position(|&c| c == b']')?;
+        let well_formed = stamp > 0 && rest[..stamp].iter().all(|&c| c == b' ' || c == b'.' || c.is_ascii_digit());
+        let newline = text.iter().position(|&c| c == b'\n')?;
+        well_formed.then_some(newline + 1)
+    }
+}
+
+impl Pattern for ExitStatus {
+    fn find_in(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
+        let mut start = from;
+        while let Some(skip) = hay.get(start..).and_then(Self::kernel_line) {
+            start += skip;
+        }
+        let digits = hay.get(start..)?.iter().take_while(|c| c.is_ascii_digit()).count();
+        let ended = start + digits < hay.len();
+        (digits > 0 && ended).then_some((start, start + digits))
+    }
+
+    /// The status directly follows the marker: every search starts there again.
+    fn resume_at(&self, _hay: &[u8], from: usize) -> usize {
+        from
+    }
+
+    fn describe(&self) -> String {
+        "an exit status".into()
+    }
+}
+
 /// A running QEMU with its serial console attached to the test.
 pub struct Session {
     pub name: String,
@@ -448,7 +489,7 @@ impl Session {
         let start = self.pos;
         self.wait(end.as_str(), timeout, &what);
         let output = String::from_utf8_lossy(&self.out[start..self.pos - end.len()]).into_owned();
-        let rc = self.wait(Regex::new(r"\d+$"), timeout, &what);
+        let rc = self.wait(ExitStatus, timeout, &what);
         (rc.parse().unwrap(), output)
     }
 
