@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::linux::{block, marker, wait_for_linux, Checks};
-use common::{re, Boot, ExitStatus, Pattern, Session};
+use common::{re, Boot, ExitStatus, Pattern, Session, ShellMarker};
 
 /// Loop iterations of the per-CPU workload: about a second of guest work under TCG.
 const WORK: u32 = 20000;
@@ -236,10 +236,10 @@ fn linux_reboot_starts_the_guest_again() {
     s.expect_exit(0);
 }
 
-/// The shell's exit status is read past kernel console lines that the UART interleaves
+/// Command markers and the shell's exit status are read past kernel console lines that the UART interleaves
 /// with it (the suspend test below once met `rc=0[    3.718682] PM: suspend exit`).
 #[test]
-fn exit_status_is_read_past_interleaved_kernel_lines() {
+fn shell_markers_and_exit_status_are_read_past_kernel_lines() {
     fn status(text: &str) -> Option<&str> {
         ExitStatus.find_in(text.as_bytes(), 0).map(|(s, e)| &text[s..e])
     }
@@ -248,6 +248,11 @@ fn exit_status_is_read_past_interleaved_kernel_lines() {
     assert_eq!(status("[    3.718682] PM: suspend exit\n127\n"), Some("127"));
     assert_eq!(status("[    3.718682] PM: susp"), None, "an unfinished kernel line may hide the status");
     assert_eq!(status("12"), None, "more digits may follow");
+    let marker = |text: &str| ShellMarker("CMD-END-3- rc=").find_in(text.as_bytes(), 0);
+    assert_eq!(marker("x CMD-END-3- rc=0"), Some((2, 16)));
+    assert_eq!(marker("CMD-EN[   12.5] psci: CPU1 killed\nD-3- rc=0"), Some((0, 42)));
+    assert_eq!(marker("CMD-EN[   12.5] psci: CPU1 kil"), None, "the kernel line is not over yet");
+    assert_eq!(marker("echo CMD-END-3''- rc=$?"), None, "the typed command is not the marker");
 }
 
 /// Suspend-to-RAM: Linux offlines its secondary vCPUs (PSCI CPU_OFF) and suspends through

@@ -17,7 +17,7 @@ pub mod session;
 #[allow(unused_imports)]
 pub use regex::{re, Regex};
 #[allow(unused_imports)]
-pub use session::{ExitStatus, Pattern, Session, WAIT_TIMEOUT};
+pub use session::{ExitStatus, Pattern, Session, ShellMarker, WAIT_TIMEOUT};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -118,32 +118,69 @@ impl Pattern for Regex {
     }
 }
 
-/// The exit status a command's end marker (`rc=`) is followed by: the digits that come
-/// next, ended by any other byte. The kernel writes its console lines straight to the UART
-/// while the shell's output waits in the tty buffer, so a kernel line may land between
-/// `rc=` and the digits, or between the digits and the newline (`rc=0[    3.71] PM: suspend
-/// exit`): such lines are skipped, and the digits need not end their line.
-pub struct ExitStatus;
+/// The length of the kernel console line at the start of `text` (`[` seconds `] ...` up
+/// to and including its newline), or `None` when `text` does not start with one or the
+/// line is not complete yet. The kernel writes its console lines straight to the UART
+/// while the shell's output waits in the tty buffer, so such a line may land anywhere in
+/// what the shell prints, even inside a word (`rc=0[    3.718682] PM: suspend exit`).
+fn kernel_line(text: &[u8]) -> Option<usize> {
+    let rest = text.strip_prefix(b"[")?;
+    let stamp = rest.iter().position(|&c| c == b']')?;
+    let well_formed = stamp > 0 && rest[..stamp].iter().all(|&c| c == b' ' || c == b'.' || c.is_ascii_digit());
+    let newline = text.iter().position(|&c| c == b'\n')?;
+    well_formed.then_some(newline + 1)
+}
 
-impl ExitStatus {
-    /// The length of the kernel console line at the start of `text` (`[` seconds `] ...`
-    /// up to and including its newline), or `None` when `text` does not start with one or
-    /// the line is not complete yet.
-    fn kernel_line(text: &[u8]) -> Option<usize> {
-        let rest = text.strip_prefix(b"[")?;
-        let stamp = rest.iter().position(|&c| c == b']')?;
-        let well_formed = stamp > 0 && rest[..stamp].iter().all(|&c| c == b' ' || c == b'.' || c.is_ascii_digit());
-        let newline = text.iter().position(|&c| c == b'\n')?;
-        well_formed.then_some(newline + 1)
+/// `at` moved past any complete kernel console lines that start there.
+fn past_kernel_lines(hay: &[u8], mut at: usize) -> usize {
+    while let Some(skip) = hay.get(at..).and_then(kernel_line) {
+        at += skip;
+    }
+    at
+}
+
+/// A marker the shell prints, matched even when kernel console lines are interleaved with
+/// it. The marker must not contain `[`.
+pub struct ShellMarker<'a>(pub &'a str);
+
+impl ShellMarker<'_> {
+    /// Where a match starting at `start` ends, if the marker is there.
+    fn match_at(&self, hay: &[u8], start: usize) -> Option<usize> {
+        let mut at = start;
+        for (i, &want) in self.0.as_bytes().iter().enumerate() {
+            if i > 0 {
+                at = past_kernel_lines(hay, at);
+            }
+            (*hay.get(at)? == want).then_some(())?;
+            at += 1;
+        }
+        Some(at)
     }
 }
 
+impl Pattern for ShellMarker<'_> {
+    fn find_in(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
+        (from..hay.len()).find_map(|start| self.match_at(hay, start).map(|end| (start, end)))
+    }
+
+    /// A match may span any number of kernel lines: every search starts at `from` again.
+    fn resume_at(&self, _hay: &[u8], from: usize) -> usize {
+        from
+    }
+
+    fn describe(&self) -> String {
+        format!("{:?} (with kernel lines between)", self.0)
+    }
+}
+
+/// The exit status a command's end marker (`rc=`) is followed by: the digits that come
+/// next, past any kernel console lines, ended by any other byte (a kernel line may follow
+/// the digits before their newline).
+pub struct ExitStatus;
+
 impl Pattern for ExitStatus {
     fn find_in(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
-        let mut start = from;
-        while let Some(skip) = hay.get(start..).and_then(Self::kernel_line) {
-            start += skip;
-        }
+        let start = past_kernel_lines(hay, from);
         let digits = hay.get(start..)?.iter().take_while(|c| c.is_ascii_digit()).count();
         let ended = start + digits < hay.len();
         (digits > 0 && ended).then_some((start, start + digits))
@@ -473,7 +510,8 @@ impl Session {
 
     /// Runs `cmd` (one line) in the guest's shell and returns its output (stdout and stderr,
     /// with any kernel messages printed meanwhile) and exit status. The command is bracketed by marker lines whose typed form differs from their
-    /// output, so the shell's echo of what was typed is never taken for output.
+    /// output, so the shell's echo of what was typed is never taken for output. Kernel
+    /// console lines may come between the markers' characters (see `ShellMarker`).
     pub fn sh_status(&mut self, cmd: &str) -> (i32, String) {
         self.seq += 1;
         let n = self.seq;
@@ -485,10 +523,10 @@ impl Session {
         self.send_line(&format!("echo CMD-BEGIN-{n}''-; {cmd}{sep}echo CMD-END-{n}''- rc=$?"));
         let what = format!("the guest command {cmd:?} to finish");
         let timeout = self.timeout;
-        self.wait(begin.as_str(), timeout, &what);
+        self.wait(ShellMarker(&begin), timeout, &what);
         let start = self.pos;
-        self.wait(end.as_str(), timeout, &what);
-        let output = String::from_utf8_lossy(&self.out[start..self.pos - end.len()]).into_owned();
+        let matched = self.wait(ShellMarker(&end), timeout, &what);
+        let output = String::from_utf8_lossy(&self.out[start..self.pos - matched.len()]).into_owned();
         let rc = self.wait(ExitStatus, timeout, &what);
         (rc.parse().unwrap(), output)
     }
