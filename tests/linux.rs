@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::linux::{block, marker, wait_for_linux, Checks};
-use common::{re, Boot, ExitStatus, Pattern, Session, ShellMarker};
+use common::{re, without_kernel_lines, Boot, ExitStatus, Pattern, Session, ShellMarker};
 
 /// Loop iterations of the per-CPU workload: about a second of guest work under TCG.
 const WORK: u32 = 20000;
@@ -236,10 +236,11 @@ fn linux_reboot_starts_the_guest_again() {
     s.expect_exit(0);
 }
 
-/// Command markers and the shell's exit status are read past kernel console lines that the UART interleaves
-/// with it (the suspend test below once met `rc=0[    3.718682] PM: suspend exit`).
+/// The harness reads command markers, exit statuses and values past the kernel console
+/// lines the UART interleaves with the shell's output (the suspend test below once met
+/// `rc=0[    3.718682] PM: suspend exit` and waited for a newline after the 0 in vain).
 #[test]
-fn shell_markers_and_exit_status_are_read_past_kernel_lines() {
+fn shell_output_is_read_past_interleaved_kernel_lines() {
     fn status(text: &str) -> Option<&str> {
         ExitStatus.find_in(text.as_bytes(), 0).map(|(s, e)| &text[s..e])
     }
@@ -253,6 +254,8 @@ fn shell_markers_and_exit_status_are_read_past_kernel_lines() {
     assert_eq!(marker("CMD-EN[   12.5] psci: CPU1 killed\nD-3- rc=0"), Some((0, 42)));
     assert_eq!(marker("CMD-EN[   12.5] psci: CPU1 kil"), None, "the kernel line is not over yet");
     assert_eq!(marker("echo CMD-END-3''- rc=$?"), None, "the typed command is not the marker");
+    assert_eq!(without_kernel_lines("17953[    3.5] random: crng reseeded\n24353\n"), "1795324353\n");
+    assert_eq!(without_kernel_lines("[ unbracketed text\n"), "[ unbracketed text\n");
 }
 
 /// Suspend-to-RAM: Linux offlines its secondary vCPUs (PSCI CPU_OFF) and suspends through
@@ -265,20 +268,14 @@ fn shell_markers_and_exit_status_are_read_past_kernel_lines() {
 fn linux_suspend_to_ram_wakes_on_the_rtc_alarm() {
     const SLEEP_S: u64 = 3;
     const RTC_INTID: &str = "34";
-    const SUSPEND_EXIT: &str = "PM: suspend exit";
     let (mut s, _) = boot("suspend", 2, 3);
     let states = s.sh("cat /sys/power/state");
     assert!(states.contains("mem"), "PSCI SYSTEM_SUSPEND offers suspend-to-RAM: {states}{}", s.context());
-    let before: u64 = s.sh("date +%s").trim().parse().expect("date prints seconds");
+    let before: u64 = s.sh_value("date +%s").parse().expect("date prints seconds");
     s.sh(&format!("echo +{SLEEP_S} > /sys/class/rtc/rtc0/wakealarm && echo mem > /sys/power/state"));
-    // The kernel's last resume line may come after the shell's status; reading the clock
-    // before it would risk the line landing in the middle of `date`'s output.
-    if !s.log().contains(SUSPEND_EXIT) {
-        s.wait_for(SUSPEND_EXIT);
-    }
-    let after: u64 = s.sh("date +%s").trim().parse().expect("date prints seconds");
-    let online = s.sh("cat /sys/devices/system/cpu/online");
-    assert_eq!(online.trim(), "0-1", "both vCPUs back after resume{}", s.context());
+    let after: u64 = s.sh_value("date +%s").parse().expect("date prints seconds");
+    let online = s.sh_value("cat /sys/devices/system/cpu/online");
+    assert_eq!(online, "0-1", "both vCPUs back after resume{}", s.context());
     if !native() {
         let log = s.log();
         assert!(log.contains("system event: suspend"), "Cairn records the suspend{}", s.context());
@@ -311,7 +308,7 @@ fn linux_under_psci(version: &str, detected: &str) {
     assert_eq!(cpus, 2, "both vCPUs online under PSCI {version}{}", s.context());
     let psci = s.sh("dmesg | grep psci:");
     assert!(psci.contains(detected), "PSCI {version}: expected {detected:?} in:\n{psci}{}", s.context());
-    assert_eq!(s.sh("cat /sys/devices/system/cpu/online").trim(), "0-1", "{}", s.context());
+    assert_eq!(s.sh_value("cat /sys/devices/system/cpu/online"), "0-1", "{}", s.context());
     if version != "0.1" {
         s.send_line("poweroff -f");
         s.expect_exit(0);

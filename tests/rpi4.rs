@@ -70,7 +70,7 @@ fn rpi4_linux_boots_on_4_vcpus_reboots_and_powers_off() {
     let marker = s.wait_for(re(&format!(r"{MARKER} \(\d+ CPUs\)")));
     assert!(marker.contains("(4 CPUs)"), "all four vCPUs online: {marker}{}", s.context());
     s.wait_for_shell();
-    assert_eq!(s.sh("cat /sys/devices/system/cpu/online").trim(), "0-3", "{}", s.context());
+    assert_eq!(s.sh_value("cat /sys/devices/system/cpu/online"), "0-3", "{}", s.context());
     let psci = s.sh("dmesg | grep -i psci");
     assert!(psci.contains("PSCIv1.1 detected"), "Cairn's PSCI, not the board's spin tables:\n{psci}{}", s.context());
     let gic = s.sh("cat /proc/interrupts");

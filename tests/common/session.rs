@@ -139,6 +139,23 @@ fn past_kernel_lines(hay: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// `text` without the complete kernel console lines in it, wherever they start.
+pub fn without_kernel_lines(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match kernel_line(&bytes[at..]) {
+            Some(len) => at += len,
+            None => {
+                kept.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
 /// A marker the shell prints, matched even when kernel console lines are interleaved with
 /// it. The marker must not contain `[`.
 pub struct ShellMarker<'a>(pub &'a str);
@@ -538,6 +555,13 @@ impl Session {
             self.fail(&format!("guest command {cmd:?} exited with status {rc}; its output:\n{output}"));
         }
         output
+    }
+
+    /// Runs `cmd` like `sh` and returns what the command itself printed, trimmed: without
+    /// the kernel console lines interleaved with it. For a value to parse or compare; not
+    /// for commands that print kernel log lines themselves (`dmesg`).
+    pub fn sh_value(&mut self, cmd: &str) -> String {
+        without_kernel_lines(&self.sh(cmd)).trim().to_owned()
     }
 
     /// Waits for QEMU to exit (taking in the rest of its output) and returns its status
