@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use common::linux::{block, marker, wait_for_linux, Checks};
-use common::{re, without_kernel_lines, Boot, ExitStatus, Pattern, Session, ShellMarker};
+use common::{re, without_interleaved_lines, Boot, ExitStatus, Pattern, Session, ShellMarker};
 
 /// Loop iterations of the per-CPU workload: about a second of guest work under TCG.
 const WORK: u32 = 20000;
@@ -236,11 +236,12 @@ fn linux_reboot_starts_the_guest_again() {
     s.expect_exit(0);
 }
 
-/// The harness reads command markers, exit statuses and values past the kernel console
-/// lines the UART interleaves with the shell's output (the suspend test below once met
-/// `rc=0[    3.718682] PM: suspend exit` and waited for a newline after the 0 in vain).
+/// The harness reads command markers, exit statuses and values past the kernel's and
+/// Cairn's console lines, which the UART interleaves with the shell's output (the suspend
+/// test below once met `rc=0[    3.718682] PM: suspend exit` and waited in vain for a
+/// newline after the 0).
 #[test]
-fn shell_output_is_read_past_interleaved_kernel_lines() {
+fn shell_output_is_read_past_interleaved_lines() {
     fn status(text: &str) -> Option<&str> {
         ExitStatus.find_in(text.as_bytes(), 0).map(|(s, e)| &text[s..e])
     }
@@ -254,8 +255,10 @@ fn shell_output_is_read_past_interleaved_kernel_lines() {
     assert_eq!(marker("CMD-EN[   12.5] psci: CPU1 killed\nD-3- rc=0"), Some((0, 42)));
     assert_eq!(marker("CMD-EN[   12.5] psci: CPU1 kil"), None, "the kernel line is not over yet");
     assert_eq!(marker("echo CMD-END-3''- rc=$?"), None, "the typed command is not the marker");
-    assert_eq!(without_kernel_lines("17953[    3.5] random: crng reseeded\n24353\n"), "1795324353\n");
-    assert_eq!(without_kernel_lines("[ unbracketed text\n"), "[ unbracketed text\n");
+    assert_eq!(without_interleaved_lines("17953[    3.5] random: crng reseeded\n24353\n"), "1795324353\n");
+    assert_eq!(without_interleaved_lines("[ unbracketed text\n"), "[ unbracketed text\n");
+    let cairn = "CMD-END-3- rccairn[cpu0] INFO  vm0: system event: suspend\n=0\n";
+    assert_eq!(marker(cairn), Some((0, 59)), "Cairn's log lines are skipped too");
 }
 
 /// Suspend-to-RAM: Linux offlines its secondary vCPUs (PSCI CPU_OFF) and suspends through

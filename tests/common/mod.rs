@@ -17,7 +17,7 @@ pub mod session;
 #[allow(unused_imports)]
 pub use regex::{re, Regex};
 #[allow(unused_imports)]
-pub use session::{without_kernel_lines, ExitStatus, Pattern, Session, ShellMarker, WAIT_TIMEOUT};
+pub use session::{without_interleaved_lines, ExitStatus, Pattern, Session, ShellMarker, WAIT_TIMEOUT};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

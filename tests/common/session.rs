@@ -118,34 +118,41 @@ impl Pattern for Regex {
     }
 }
 
-/// The length of the kernel console line at the start of `text` (`[` seconds `] ...` up
-/// to and including its newline), or `None` when `text` does not start with one or the
-/// line is not complete yet. The kernel writes its console lines straight to the UART
-/// while the shell's output waits in the tty buffer, so such a line may land anywhere in
-/// what the shell prints, even inside a word (`rc=0[    3.718682] PM: suspend exit`).
-fn kernel_line(text: &[u8]) -> Option<usize> {
-    let rest = text.strip_prefix(b"[")?;
-    let stamp = rest.iter().position(|&c| c == b']')?;
-    let well_formed = stamp > 0 && rest[..stamp].iter().all(|&c| c == b' ' || c == b'.' || c.is_ascii_digit());
+/// What Cairn's log lines start with (src/console.rs).
+const CAIRN_LINE: &[u8] = b"cairn[cpu";
+
+/// The length of the console line from another writer at the start of `text`, up to and
+/// including its newline, or `None` when `text` does not start with one or the line is not
+/// complete yet. Other writers are the guest kernel (`[` seconds `] ...`) and Cairn's log
+/// (`cairn[cpuN] ...`). Both write straight to the UART while the shell's output waits in
+/// the guest's tty buffer, so their lines land anywhere in what the shell prints, even
+/// inside a word (`rc=0[    3.718682] PM: suspend exit`).
+fn interleaved_line(text: &[u8]) -> Option<usize> {
     let newline = text.iter().position(|&c| c == b'\n')?;
-    well_formed.then_some(newline + 1)
+    let line = &text[..newline];
+    let kernel = || {
+        let rest = line.strip_prefix(b"[")?;
+        let stamp = rest.iter().position(|&c| c == b']')?;
+        (stamp > 0 && rest[..stamp].iter().all(|&c| c == b' ' || c == b'.' || c.is_ascii_digit())).then_some(())
+    };
+    (line.starts_with(CAIRN_LINE) || kernel().is_some()).then_some(newline + 1)
 }
 
-/// `at` moved past any complete kernel console lines that start there.
-fn past_kernel_lines(hay: &[u8], mut at: usize) -> usize {
-    while let Some(skip) = hay.get(at..).and_then(kernel_line) {
+/// `at` moved past any complete interleaved lines (see `interleaved_line`) that start there.
+fn past_interleaved_lines(hay: &[u8], mut at: usize) -> usize {
+    while let Some(skip) = hay.get(at..).and_then(interleaved_line) {
         at += skip;
     }
     at
 }
 
-/// `text` without the complete kernel console lines in it, wherever they start.
-pub fn without_kernel_lines(text: &str) -> String {
+/// `text` without the complete interleaved lines in it, wherever they start.
+pub fn without_interleaved_lines(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut kept = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
-        match kernel_line(&bytes[at..]) {
+        match interleaved_line(&bytes[at..]) {
             Some(len) => at += len,
             None => {
                 kept.push(bytes[at]);
@@ -156,7 +163,7 @@ pub fn without_kernel_lines(text: &str) -> String {
     String::from_utf8_lossy(&kept).into_owned()
 }
 
-/// A marker the shell prints, matched even when kernel console lines are interleaved with
+/// A marker the shell prints, matched even when other writers' lines are interleaved with
 /// it. The marker must not contain `[`.
 pub struct ShellMarker<'a>(pub &'a str);
 
@@ -166,7 +173,7 @@ impl ShellMarker<'_> {
         let mut at = start;
         for (i, &want) in self.0.as_bytes().iter().enumerate() {
             if i > 0 {
-                at = past_kernel_lines(hay, at);
+                at = past_interleaved_lines(hay, at);
             }
             (*hay.get(at)? == want).then_some(())?;
             at += 1;
@@ -180,24 +187,24 @@ impl Pattern for ShellMarker<'_> {
         (from..hay.len()).find_map(|start| self.match_at(hay, start).map(|end| (start, end)))
     }
 
-    /// A match may span any number of kernel lines: every search starts at `from` again.
+    /// A match may span any number of interleaved lines: every search starts at `from` again.
     fn resume_at(&self, _hay: &[u8], from: usize) -> usize {
         from
     }
 
     fn describe(&self) -> String {
-        format!("{:?} (with kernel lines between)", self.0)
+        format!("{:?} (with interleaved lines between)", self.0)
     }
 }
 
 /// The exit status a command's end marker (`rc=`) is followed by: the digits that come
-/// next, past any kernel console lines, ended by any other byte (a kernel line may follow
+/// next, past any interleaved lines, ended by any other byte (such a line may follow
 /// the digits before their newline).
 pub struct ExitStatus;
 
 impl Pattern for ExitStatus {
     fn find_in(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
-        let start = past_kernel_lines(hay, from);
+        let start = past_interleaved_lines(hay, from);
         let digits = hay.get(start..)?.iter().take_while(|c| c.is_ascii_digit()).count();
         let ended = start + digits < hay.len();
         (digits > 0 && ended).then_some((start, start + digits))
@@ -558,10 +565,10 @@ impl Session {
     }
 
     /// Runs `cmd` like `sh` and returns what the command itself printed, trimmed: without
-    /// the kernel console lines interleaved with it. For a value to parse or compare; not
+    /// the kernel's and Cairn's lines interleaved with it. For a value to parse or compare; not
     /// for commands that print kernel log lines themselves (`dmesg`).
     pub fn sh_value(&mut self, cmd: &str) -> String {
-        without_kernel_lines(&self.sh(cmd)).trim().to_owned()
+        without_interleaved_lines(&self.sh(cmd)).trim().to_owned()
     }
 
     /// Waits for QEMU to exit (taking in the rest of its output) and returns its status
