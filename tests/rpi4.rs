@@ -1,8 +1,8 @@
 //! Cairn on the Raspberry Pi 4, proven on QEMU's raspi4b (Cairn loaded at EL2 as the
 //! Pi's firmware would, secondaries parked on spin tables, GIC-400, no PSCI firmware):
 //! - Cairn releases every CPU through its spin table and all four report in;
-//! - the bare-metal PSCI and vGIC test guests of virt pass unchanged, handed over in a
-//!   guest bundle loaded as the initramfs;
+//! - the bare-metal PSCI, vGIC and hostile test guests of virt pass unchanged, handed
+//!   over in a guest bundle loaded as the initramfs;
 //! - Debian's arm64 kernel, on the Pi 4 device tree as Cairn adjusts it, reaches its
 //!   shell with 4 vCPUs; `reboot -f` restarts it and `poweroff -f` ends QEMU with 0
 //!   (through the PM watchdog, Cairn's own power-off on a board without PSCI);
@@ -62,6 +62,12 @@ fn rpi4_vgic_guests_pass() {
     for guest in ["vgic-sgi", "vgic-timer", "vgic-lr"] {
         assert_passed(&boot(guest).guest(guest).run(), guest);
     }
+}
+
+/// The misbehaving guest of tests/hostile.rs, on the Pi's GIC-400 and memory map.
+#[test]
+fn rpi4_hostile_guest_passes() {
+    assert_passed(&boot("hostile").guest("hostile").run(), "hostile");
 }
 
 #[test]

@@ -287,6 +287,15 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
                 false
             }
         },
+        Exit::CacheMaintenance { ipa, len } => {
+            // Stage 2 maps all of the guest's RAM, so the line is an emulated or absent
+            // device's and was never cached: there is nothing to clean or invalidate, and
+            // the instruction completes (as under KVM). An abort would kill a guest that
+            // maintains caches over a buffer it believes may be a device's.
+            log::debug!("vm{}: vcpu{}: cache maintenance at IPA {ipa:#x}: nothing to do", vm.id, vcpu.index);
+            frame.elr += len;
+            false
+        }
         Exit::InstructionAbort { ipa, va } => {
             if let Some(vbar) = inject::in_exception_vectors(frame.elr) {
                 crash(vm, vcpu, frame.elr, Crash::VectorUnmapped { vbar });

@@ -400,6 +400,10 @@ impl Run {
         assert!(self.log.contains(needle), "expected {needle:?} in the serial log {}", self.context());
     }
 
+    pub fn assert_lacks(&self, needle: &str) {
+        assert!(!self.log.contains(needle), "{needle:?} in the serial log {}", self.context());
+    }
+
     pub fn assert_clean_exit(&self) {
         assert!(!self.timed_out, "QEMU did not exit within {TIMEOUT:?} {}", self.context());
         assert_eq!(self.status, Some(0), "QEMU exit status {}", self.context());

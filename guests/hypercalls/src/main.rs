@@ -1,13 +1,13 @@
 //! Test guest: Cairn's SMCCC dispatcher as a guest sees it, through HVC and SMC.
 //! Checks PSCI_VERSION, SMCCC_VERSION, NOT_SUPPORTED for unknown IDs, the conduit rules
 //! (SMC immediates, HVC immediates, W0-only function IDs), SMCCC 1.1 register
-//! preservation, and that a load outside guest memory comes back as an abort. Ends with
-//! PSCI SYSTEM_OFF, which must end the whole machine.
+//! preservation. Ends with PSCI SYSTEM_OFF, which must end the whole machine. (Accesses
+//! outside guest memory are the `hostile` guest's.)
 #![no_std]
 #![no_main]
 
 use guestkit::smccc::{self, Regs};
-use guestkit::{catch_exception, guest_main, Checks};
+use guestkit::{guest_main, Checks};
 
 const PSCI_VERSION: u64 = 0x8400_0000;
 const SMCCC_VERSION: u64 = 0x8000_0000;
@@ -16,12 +16,6 @@ const NOT_SUPPORTED: u64 = -1i64 as u64;
 /// IDs no service of Cairn's owns: OEM, SiP (SMC64), a reserved owner, a yielding call,
 /// the standard-secure range past PSCI, a trusted-OS call.
 const UNKNOWN_IDS: [u64; 6] = [0x8300_0000, 0xC200_1234, 0x8800_0001, 0x0400_0000, 0x8400_00FF, 0xBF00_0000];
-/// Unmapped in stage 2 on every machine Cairn runs on (128 GiB: past QEMU virt's and the
-/// Pi 4's RAM and devices, inside their IPA space).
-const UNMAPPED_IPA: usize = 0x20_0000_0000;
-/// ESR_EL1.EC for a data abort taken at EL1, and the external-abort status code.
-const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
-const DFSC_EXTERNAL_ABORT: u64 = 0x10;
 
 fn call_regs(x0: u64) -> Regs {
     let mut r = [0u64; 18];
@@ -69,13 +63,6 @@ fn run(_dtb: usize) {
             format_args!("hvc {:x?} smc {:x?}", &after_hvc[4..], &after_smc[4..]),
         );
     }
-
-    let caught = catch_exception(|| {
-        // SAFETY: the load is meant to fault; catch_exception skips it.
-        unsafe { core::ptr::read_volatile(UNMAPPED_IPA as *const u32) };
-    });
-    let ok = caught.is_some_and(|c| (c.esr >> 26) == EC_DATA_ABORT_SAME_EL && c.esr & 0x3F == DFSC_EXTERNAL_ABORT);
-    t.check("unmapped-ipa-gets-data-abort", ok, format_args!("caught {caught:x?}"));
 
     t.finish();
     smccc::system_off();

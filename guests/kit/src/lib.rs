@@ -108,8 +108,9 @@ static CAUGHT_ESR: PerCpu<u64> = PerCpu::new(0);
 static CAUGHT_FAR: PerCpu<u64> = PerCpu::new(0);
 
 /// Runs `f`, which is expected to take one synchronous exception; the faulting instruction
-/// is skipped. Returns what was caught, or None if `f` ran without an exception. Works on
-/// every CPU independently.
+/// is skipped, or for an instruction abort, execution goes on at the link register (see
+/// [`catch_fetch`]). Returns what was caught, or None if `f` ran without an exception.
+/// Works on every CPU independently.
 pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
     CAUGHT.set_mine(false);
     EXPECTING.set_mine(true);
@@ -118,6 +119,22 @@ pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
     EXPECTING.set_mine(false);
     CAUGHT.mine().then(|| Caught { esr: CAUGHT_ESR.mine(), far: CAUGHT_FAR.mine() })
 }
+
+/// Branches with link to `target`, expecting the fetch to abort; the handler resumes at the
+/// link register, as if the branch had returned. Returns what was caught.
+pub fn catch_fetch(target: usize) -> Option<Caught> {
+    catch_exception(|| {
+        // SAFETY: the fetch is meant to fault, and the handler returns through x30 to the
+        // instruction after the branch; if `target` did run, it would be code returning
+        // through x30 under the C ABI, which the clobbers declare.
+        unsafe { core::arch::asm!("blr {target}", target = in(reg) target, out("x30") _, clobber_abi("C")) }
+    })
+}
+
+/// ESR_EL1.EC of an instruction abort from EL0 and from EL1 (Arm ARM D24.2.40).
+const EC_INSTRUCTION_ABORTS: [u64; 2] = [0x20, 0x21];
+const EC_SHIFT: u64 = 26;
+const EC_MASK: u64 = 0x3F;
 
 /// Exception kinds, as entry.S passes them: the vector's offset within its group of four.
 const KIND_SYNCHRONOUS: u64 = 0;
@@ -141,7 +158,8 @@ extern "C" fn exception(frame: &mut ExceptionFrame, kind: u64) {
         CAUGHT_ESR.set_mine(esr);
         CAUGHT_FAR.set_mine(far);
         CAUGHT.set_mine(true);
-        frame.elr += INSTRUCTION_SIZE;
+        let fetch = EC_INSTRUCTION_ABORTS.contains(&((esr >> EC_SHIFT) & EC_MASK));
+        frame.elr = if fetch { frame.x[30] } else { frame.elr + INSTRUCTION_SIZE };
         return;
     }
     const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];

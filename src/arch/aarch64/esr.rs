@@ -153,6 +153,19 @@ impl DataAbort {
         self.0 & (1 << 6) != 0
     }
 
+    /// CM: a cache maintenance (DC by VA) or address translation instruction caused the
+    /// abort, not a load or store; WnR then reads as 1 and ISV as 0.
+    pub fn cache_maintenance(self) -> bool {
+        self.0 & (1 << 8) != 0
+    }
+
+    /// S1PTW: the fault hit the guest's own stage-1 table walk, so the IPA is that of a
+    /// translation table entry and the rest of the syndrome describes the instruction,
+    /// not the walk.
+    pub fn stage1_walk(self) -> bool {
+        self.0 & (1 << 7) != 0
+    }
+
     /// FnV: FAR is not valid.
     pub fn far_not_valid(self) -> bool {
         self.0 & (1 << 10) != 0

@@ -13,6 +13,9 @@ pub enum Exit {
     WaitFor { wfe: bool, len: u64 },
     /// A data access to an IPA that stage 2 does not map; `len` is the instruction's size.
     DataAbort { ipa: u64, va: Option<u64>, syndrome: DataAbort, len: u64 },
+    /// A data cache maintenance instruction by VA (DC CIVAC, DC IVAC, ...) on an IPA that
+    /// stage 2 does not map; `len` is the instruction's size.
+    CacheMaintenance { ipa: u64, len: u64 },
     /// An instruction fetch from an IPA that stage 2 does not map.
     InstructionAbort { ipa: u64, va: u64 },
     /// A trapped system-register access (MSR/MRS).
@@ -68,8 +71,13 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
         ExceptionClass::WfiWfe => Exit::WaitFor { wfe: esr.iss() & 1 != 0, len: esr.instruction_len() },
         ExceptionClass::DataAbortLower => {
             let syndrome = esr.data_abort();
+            let ipa = ipa_from_hpfar(hpfar, far);
+            let len = esr.instruction_len();
+            if syndrome.cache_maintenance() && !syndrome.stage1_walk() {
+                return Exit::CacheMaintenance { ipa, len };
+            }
             let va = (!syndrome.far_not_valid()).then_some(far);
-            Exit::DataAbort { ipa: ipa_from_hpfar(hpfar, far), va, syndrome, len: esr.instruction_len() }
+            Exit::DataAbort { ipa, va, syndrome, len }
         }
         ExceptionClass::InstructionAbortLower => Exit::InstructionAbort { ipa: ipa_from_hpfar(hpfar, far), va: far },
         ExceptionClass::SysReg64 => sysreg(esr.iss()),
@@ -98,6 +106,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn cache_maintenance_is_told_from_a_load_or_store() {
+        const CM: u64 = 1 << 8;
+        const S1PTW: u64 = 1 << 7;
+        const WNR: u64 = 1 << 6;
+        let dc_civac = Esr((0x24 << 26) | (1 << 25) | CM | WNR);
+        let exit = classify_sync(dc_civac, 0x40, 0x0800_0000 >> 8);
+        assert_eq!(exit, Exit::CacheMaintenance { ipa: 0x0800_0040, len: 4 });
+        // Its stage-1 walk faulting is a table-walk fault like any other.
+        let walk = Esr(dc_civac.0 | S1PTW);
+        assert!(matches!(classify_sync(walk, 0, 0), Exit::DataAbort { .. }));
     }
 
     #[test]
