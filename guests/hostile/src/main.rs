@@ -10,7 +10,9 @@
 //!   aborts, and the identification registers read the same afterwards;
 //! - SGIs sent with every target field set (GICD_SGIR, ICC_SGI1R_EL1) start no vCPU that
 //!   is off;
-//! - after all of it, Cairn still answers PSCI_VERSION, and SYSTEM_OFF ends the machine.
+//! - after all of it, Cairn still answers PSCI_VERSION; once the guest sets its GIC up
+//!   again, an SGI to itself and its virtual timer are each taken exactly once; and
+//!   SYSTEM_OFF ends the machine.
 //!
 //! Not here: data cache maintenance by VA outside memory, which Cairn lets complete (see
 //! `Exit::CacheMaintenance`). QEMU's TCG never faults on it, so no guest under QEMU can
@@ -20,9 +22,10 @@
 
 use core::arch::asm;
 
-use guestkit::gic::{self, Frame, Gic, Version};
+use guestkit::gic::{self, Frame, Gic, SgiTarget, Version};
+use guestkit::shared::Slot;
 use guestkit::spec::psci;
-use guestkit::{catch_exception, catch_fetch, guest_main, smccc, smp, Caught, Checks};
+use guestkit::{catch_exception, catch_fetch, cpu, guest_main, irq, smccc, smp, time, timer, Caught, Checks};
 
 const NAME: &str = "hostile";
 /// Unmapped in stage 2 on every machine Cairn runs on (128 GiB: past QEMU virt's and the
@@ -56,6 +59,19 @@ const SGI1R_EVERY_LISTED_CPU: u64 = 0xFFFF;
 
 /// PSCI 1.1, the version Cairn offers by default (`major << 16 | minor`, DEN0022 §5.1.1).
 const PSCI_1_1: u64 = 0x1_0001;
+/// Clear-pending registers of the private interrupts: GICD_ICPENDR0 (GICv2) and
+/// GICR_ICPENDR0 in SGI_base (GICv3) at the same offset, and GICv2's GICD_CPENDSGIR0-3,
+/// one byte of source CPUs per SGI (IHI 0048B §4.3.7, §4.3.13; IHI 0069H §12.11.17).
+const ICPENDR0: usize = 0x0280;
+const GICD_CPENDSGIR: [usize; 4] = [0x0F10, 0x0F14, 0x0F18, 0x0F1C];
+/// GICv3: SGI_base, the second frame of a redistributor.
+const GICR_SGI_BASE: usize = 0x1_0000;
+/// The SGI the recovery check sends itself, and how long it waits for each interrupt.
+const RECOVERY_SGI: u32 = 1;
+const RECOVERY_TIMEOUT_US: u64 = 1_000_000;
+const TIMER_DELAY_US: u64 = 1_000;
+/// How long to keep watching for a duplicate delivery.
+const SETTLE_US: u64 = 20_000;
 /// Access widths, in bytes.
 const WIDTHS: [usize; 4] = [1, 2, 4, 8];
 
@@ -267,6 +283,66 @@ fn still_served(t: &mut Checks, cpus: &smp::Cpus) {
     t.check_eq("psci-version-still-answered", smccc::hvc0(psci::PSCI_VERSION.into(), 0, 0, 0), PSCI_1_1);
 }
 
+/// The virtual timer's INTID, from the device tree; set before IRQs are unmasked.
+static TIMER_INTID: Slot<u32> = Slot::new(timer::DEFAULT_VIRTUAL_TIMER_INTID);
+/// What the handler took: the recovery SGI, the timer, anything else.
+static TAKEN_SGI: Slot<u32> = Slot::new(0);
+static TAKEN_TIMER: Slot<u32> = Slot::new(0);
+static TAKEN_OTHER: Slot<u32> = Slot::new(0);
+
+fn on_irq(intid: u32) {
+    let count = match intid {
+        RECOVERY_SGI => &TAKEN_SGI,
+        _ if intid == TIMER_INTID.get() => {
+            timer::stop();
+            &TAKEN_TIMER
+        }
+        _ => &TAKEN_OTHER,
+    };
+    count.set(count.get() + 1);
+}
+
+/// Clears whatever the sweeps left pending among this CPU's private interrupts (SGIs
+/// pending from every source, on GICv2).
+fn clear_private_pending(gic: &Gic) {
+    match gic.version {
+        Version::V2 => {
+            let gicd = gic.distributor.base;
+            for offset in GICD_CPENDSGIR.into_iter().chain([ICPENDR0]) {
+                store(gicd + offset, 4, u32::MAX.into());
+            }
+        }
+        Version::V3 => {
+            store(gic.redistributors[0].base + GICR_SGI_BASE + ICPENDR0, 4, u32::MAX.into());
+        }
+    }
+}
+
+/// After the sweeps and the hostile SGIs, the guest sets its GIC up again as at boot: the
+/// vGIC must deliver as if nothing had happened.
+fn recovers(t: &mut Checks, dtb: usize) {
+    let gic = gic::init(dtb).and_then(|gic| gic::init_cpu().map(|()| gic));
+    let Some(gic) = t.check_ok("gic-set-up-again-after-the-sweeps", gic) else { return };
+    clear_private_pending(&gic);
+    TIMER_INTID.set(timer::virtual_timer_intid(dtb).unwrap_or(timer::DEFAULT_VIRTUAL_TIMER_INTID));
+    irq::set_handler(on_irq);
+    gic::enable(RECOVERY_SGI);
+    gic::enable(TIMER_INTID.get());
+    cpu::unmask_irqs();
+    gic::send_sgi(RECOVERY_SGI, SgiTarget::Myself);
+    time::wait_until(RECOVERY_TIMEOUT_US, || TAKEN_SGI.get() > 0);
+    timer::arm_after_us(TIMER_DELAY_US);
+    time::wait_until(RECOVERY_TIMEOUT_US, || TAKEN_TIMER.get() > 0);
+    time::delay_us(SETTLE_US);
+    cpu::mask_irqs();
+    let taken = [TAKEN_SGI.get(), TAKEN_TIMER.get(), TAKEN_OTHER.get()];
+    t.check(
+        "sgi-and-timer-each-taken-once-after-the-sweeps",
+        taken == [1, 1, 0],
+        format_args!("SGI {RECOVERY_SGI}, timer, other INTIDs taken {taken:?} times"),
+    );
+}
+
 fn run(dtb: usize) {
     let mut t = Checks::new(NAME);
     let cpus = smp::cpus(dtb);
@@ -278,6 +354,7 @@ fn run(dtb: usize) {
     gic_sweeps(&mut t, &gic, cpus.count());
     hostile_sgis(&gic);
     still_served(&mut t, &cpus);
+    recovers(&mut t, dtb);
     t.finish_and_power_off();
 }
 
