@@ -533,9 +533,10 @@ impl Session {
     }
 
     /// Runs `cmd` (one line) in the guest's shell and returns its output (stdout and stderr,
-    /// with any kernel messages printed meanwhile) and exit status. The command is bracketed by marker lines whose typed form differs from their
-    /// output, so the shell's echo of what was typed is never taken for output. Kernel
-    /// console lines may come between the markers' characters (see `ShellMarker`).
+    /// with any kernel messages printed meanwhile) and exit status. The command is
+    /// bracketed by marker lines whose typed form differs from their output, so the shell's
+    /// echo of what was typed is never taken for output. The kernel's and Cairn's lines may
+    /// come between the markers' characters (see `ShellMarker`).
     pub fn sh_status(&mut self, cmd: &str) -> (i32, String) {
         self.seq += 1;
         let n = self.seq;
