@@ -31,10 +31,7 @@ const NAME: &str = "hostile";
 /// Unmapped in stage 2 on every machine Cairn runs on (128 GiB: past QEMU virt's and the
 /// Pi 4's RAM and devices, inside their IPA space).
 const UNMAPPED_IPA: usize = 0x20_0000_0000;
-/// ESR_EL1 (Arm ARM D24.2.40): EC [31:26], and the fault status code [5:0].
-const EC_SHIFT: u64 = 26;
-const EC_MASK: u64 = 0x3F;
-const FSC_MASK: u64 = 0x3F;
+/// ESR_EL1.EC of an instruction and a data abort taken at EL1 (Arm ARM D24.2.40).
 const EC_INSTRUCTION_ABORT_SAME_EL: u64 = 0x21;
 const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
 /// FSC: synchronous external abort, not on a translation table walk.
@@ -76,7 +73,7 @@ const SETTLE_US: u64 = 20_000;
 const WIDTHS: [usize; 4] = [1, 2, 4, 8];
 
 fn external_abort(caught: &Caught, ec: u64) -> bool {
-    (caught.esr >> EC_SHIFT) & EC_MASK == ec && caught.esr & FSC_MASK == FSC_EXTERNAL_ABORT
+    caught.class() == ec && caught.fault_status() == FSC_EXTERNAL_ABORT
 }
 
 fn load(addr: usize, width: usize) -> Option<Caught> {

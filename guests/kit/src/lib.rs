@@ -101,6 +101,29 @@ pub struct Caught {
     pub far: u64,
 }
 
+/// ESR_EL1 (Arm ARM D24.2.40): EC [31:26]; for aborts, the fault status code [5:0].
+const EC_SHIFT: u64 = 26;
+const EC_MASK: u64 = 0x3F;
+const FSC_MASK: u64 = 0x3F;
+/// ESR_EL1.EC of an instruction abort from EL0 and from EL1.
+const EC_INSTRUCTION_ABORTS: [u64; 2] = [0x20, 0x21];
+
+impl Caught {
+    /// The exception class (ESR_EL1.EC).
+    pub fn class(&self) -> u64 {
+        (self.esr >> EC_SHIFT) & EC_MASK
+    }
+
+    /// The fault status code of an abort (ESR_EL1.ISS.DFSC / IFSC).
+    pub fn fault_status(&self) -> u64 {
+        self.esr & FSC_MASK
+    }
+
+    fn is_instruction_abort(&self) -> bool {
+        EC_INSTRUCTION_ABORTS.contains(&self.class())
+    }
+}
+
 // Per CPU, written only by that CPU (in catch_exception and its exception handler).
 static EXPECTING: PerCpu<bool> = PerCpu::new(false);
 static CAUGHT: PerCpu<bool> = PerCpu::new(false);
@@ -131,11 +154,6 @@ pub fn catch_fetch(target: usize) -> Option<Caught> {
     })
 }
 
-/// ESR_EL1.EC of an instruction abort from EL0 and from EL1 (Arm ARM D24.2.40).
-const EC_INSTRUCTION_ABORTS: [u64; 2] = [0x20, 0x21];
-const EC_SHIFT: u64 = 26;
-const EC_MASK: u64 = 0x3F;
-
 /// Exception kinds, as entry.S passes them: the vector's offset within its group of four.
 const KIND_SYNCHRONOUS: u64 = 0;
 const KIND_IRQ: u64 = 1;
@@ -158,7 +176,7 @@ extern "C" fn exception(frame: &mut ExceptionFrame, kind: u64) {
         CAUGHT_ESR.set_mine(esr);
         CAUGHT_FAR.set_mine(far);
         CAUGHT.set_mine(true);
-        let fetch = EC_INSTRUCTION_ABORTS.contains(&((esr >> EC_SHIFT) & EC_MASK));
+        let fetch = Caught { esr, far }.is_instruction_abort();
         frame.elr = if fetch { frame.x[30] } else { frame.elr + INSTRUCTION_SIZE };
         return;
     }
