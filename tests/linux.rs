@@ -95,6 +95,25 @@ impl Interrupts {
     }
 }
 
+/// Lines typed into the guest's shell and echoed back, and their length: well within
+/// busybox's line-editing limit (1024) with the harness's markers around them.
+const CONSOLE_LINES: u64 = 5;
+const CONSOLE_LINE_LEN: usize = 800;
+
+/// Line `n` of the console check: letters and digits from a fixed pseudo-random sequence,
+/// so nothing in it means anything to the shell and a dropped or repeated character shows.
+fn console_line(n: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    // Knuth's MMIX linear congruential generator.
+    let mut state = n.wrapping_add(1);
+    (0..CONSOLE_LINE_LEN)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ALPHABET[(state >> 33) as usize % ALPHABET.len()] as char
+        })
+        .collect()
+}
+
 /// CPUs whose count did not rise from `before` to `after`.
 fn not_rising(before: &[u64], after: &[u64], cpus: usize) -> Vec<usize> {
     (0..cpus).filter(|&c| after.get(c).unwrap_or(&0) <= before.get(c).unwrap_or(&0)).collect()
@@ -102,8 +121,8 @@ fn not_rising(before: &[u64], after: &[u64], cpus: usize) -> Vec<usize> {
 
 /// Everything a user of one Linux VM notices, from one boot: it comes up on every vCPU,
 /// finds PSCI through HVC with no GIC or timer complaint in dmesg, keeps time, takes
-/// timer interrupts and IPIs on every CPU, runs work pinned to each CPU, and
-/// `poweroff -f` ends QEMU with status 0.
+/// timer interrupts and IPIs on every CPU, runs work pinned to each CPU, echoes long typed
+/// lines whole while every CPU is busy, and `poweroff -f` ends QEMU with status 0.
 fn linux_works(smp: usize, gic: u8) {
     check_linux_works(boot("works", smp, gic), smp);
 }
@@ -172,6 +191,23 @@ fn check_linux_works((mut s, marker_cpus): (Session, usize), smp: usize) {
             format!("    not rising on CPUs {stuck:?}\n{}", irq_detail())
         });
     }
+
+    // The console is interrupt-driven in both directions (PL011 RX and TX interrupts): a
+    // lost or orphaned interrupt stalls the line or drops characters.
+    s.sh(&format!(
+        "for c in $(seq 0 {last}); do taskset -c $c sh -c 'i=0; while [ $i -lt {WORK} ]; do i=$((i+1)); done' & done",
+        last = smp - 1
+    ));
+    for n in 0..CONSOLE_LINES {
+        let line = console_line(n);
+        let echoed = s.sh_value(&format!("echo {line}"));
+        c.check(
+            &format!("a {CONSOLE_LINE_LEN}-character line typed while every CPU is busy comes back whole ({n})"),
+            echoed == line,
+            || format!("    typed:\n{}    came back:\n{}", block(&line), block(&echoed)),
+        );
+    }
+    s.sh("wait");
 
     s.send_line("poweroff -f");
     let status = s.wait_exit();
