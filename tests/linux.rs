@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::linux::{block, marker, wait_for_linux, Checks};
+use common::linux::{block, echo_console_line, marker, wait_for_linux, Checks, CONSOLE_LINES, CONSOLE_LINE_LEN};
 use common::{re, without_interleaved_lines, Boot, ExitStatus, Pattern, Session, ShellMarker};
 
 /// Loop iterations of the per-CPU workload: about a second of guest work under TCG.
@@ -93,25 +93,6 @@ impl Interrupts {
     fn ipis(&self) -> Vec<u64> {
         self.sum(|label, _| label.starts_with("IPI"))
     }
-}
-
-/// Lines typed into the guest's shell and echoed back, and their length: well within
-/// busybox's line-editing limit (1024) with the harness's markers around them.
-const CONSOLE_LINES: u64 = 5;
-const CONSOLE_LINE_LEN: usize = 800;
-
-/// Line `n` of the console check: letters and digits from a fixed pseudo-random sequence,
-/// so nothing in it means anything to the shell and a dropped or repeated character shows.
-fn console_line(n: u64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    // Knuth's MMIX linear congruential generator.
-    let mut state = n.wrapping_add(1);
-    (0..CONSOLE_LINE_LEN)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ALPHABET[(state >> 33) as usize % ALPHABET.len()] as char
-        })
-        .collect()
 }
 
 /// CPUs whose count did not rise from `before` to `after`.
@@ -199,8 +180,7 @@ fn check_linux_works((mut s, marker_cpus): (Session, usize), smp: usize) {
         last = smp - 1
     ));
     for n in 0..CONSOLE_LINES {
-        let line = console_line(n);
-        let echoed = s.sh_value(&format!("echo {line}"));
+        let (line, echoed) = echo_console_line(&mut s, n);
         c.check(
             &format!("a {CONSOLE_LINE_LEN}-character line typed while every CPU is busy comes back whole ({n})"),
             echoed == line,

@@ -5,7 +5,8 @@
 //!   over in a guest bundle loaded as the initramfs;
 //! - Debian's arm64 kernel, on the Pi 4 device tree as Cairn adjusts it, reaches its
 //!   shell with 4 vCPUs; `reboot -f` restarts it and `poweroff -f` ends QEMU with 0
-//!   (through the PM watchdog, Cairn's own power-off on a board without PSCI);
+//!   (through the PM watchdog, Cairn's own power-off on a board without PSCI); long
+//!   lines typed into its interrupt-driven console come back whole;
 //! - the SD-card image builds and its boot partition holds what the firmware needs.
 //!
 //! The guest device tree comes from scripts/qemu-raspi4b-dtb (Debian's Pi 4 tree with
@@ -16,7 +17,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::linux::MARKER;
+use common::linux::{echo_console_line, CONSOLE_LINES, MARKER};
 use common::{re, root, Boot, Run};
 
 /// Debian's kernel on QEMU raspi4b takes several seconds to its shell; leave room for a
@@ -81,6 +82,10 @@ fn rpi4_linux_boots_on_4_vcpus_reboots_and_powers_off() {
     assert!(psci.contains("PSCIv1.1 detected"), "Cairn's PSCI, not the board's spin tables:\n{psci}{}", s.context());
     let gic = s.sh("cat /proc/interrupts");
     assert!(gic.contains("GIC-0"), "the guest drives the (virtual) GIC-400:\n{gic}{}", s.context());
+    for n in 0..CONSOLE_LINES {
+        let (line, echoed) = echo_console_line(&mut s, n);
+        assert_eq!(echoed, line, "a typed line comes back whole through the Pi's PL011{}", s.context());
+    }
     s.send_line("reboot -f");
     s.wait_for("vm0: system event: reset (PSCI SYSTEM_RESET)");
     s.wait_for(re(&format!(r"{MARKER} \(4 CPUs\)")));
