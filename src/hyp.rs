@@ -51,6 +51,13 @@ pub fn cairn_region() -> Region {
     Region::from_bounds(start & !(2 * MIB - 1), align_up(heap_region().end(), 2 * MIB).max(end))
 }
 
+/// Cairn's share of RAM as it stands: its whole region, its image, its heap and the
+/// heap's live bytes (`MemoryUse` fills in the guest's side).
+pub fn own_memory() -> (Region, u64, u64, u64) {
+    let (start, end) = image_bounds();
+    (cairn_region(), end - start, CAIRN_HEAP_SIZE, HEAP.lock().stats_alloc_actual() as u64)
+}
+
 fn image_bounds() -> (u64, u64) {
     // Only the addresses of the linker-script symbols are taken, never their contents.
     (&raw const __image_start as u64, &raw const __image_end as u64)

@@ -26,16 +26,10 @@ pub enum DecodeError {
     /// ISV = 0: the instruction (e.g. LDP, a post-indexed or SIMD access) left no syndrome
     /// to emulate it from (Arm ARM D24.2.40, ISV).
     NoSyndrome,
-    /// S1PTW = 1: the guest's stage-1 table walk read an IPA outside its RAM. There is no
-    /// device access to emulate: translation tables must be in memory.
-    TableWalk,
 }
 
 impl Access {
     pub fn decode(ipa: u64, syndrome: DataAbort) -> Result<Self, DecodeError> {
-        if syndrome.stage1_walk() {
-            return Err(DecodeError::TableWalk);
-        }
         if !syndrome.syndrome_valid() {
             return Err(DecodeError::NoSyndrome);
         }
@@ -133,13 +127,5 @@ mod tests {
     #[test]
     fn refuses_accesses_without_syndrome() {
         assert_eq!(Access::decode(0, DataAbort(0)), Err(DecodeError::NoSyndrome));
-    }
-
-    #[test]
-    fn refuses_a_stage1_table_walk_even_with_a_syndrome() {
-        const S1PTW: u32 = 1 << 7;
-        let load = iss(2, false, 1, false, false);
-        assert!(Access::decode(0, load).is_ok());
-        assert_eq!(Access::decode(0, DataAbort(load.0 | S1PTW)), Err(DecodeError::TableWalk));
     }
 }

@@ -16,6 +16,7 @@ use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
 use crate::hyp;
 use crate::mm::pagetable::{MemType, PageTable, Stage2};
+use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::smccc::dispatch::{Host, VmFirmware};
@@ -294,10 +295,14 @@ fn module_bytes(module: &Module<'_>) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(module.region.base as *const u8, module.region.size as usize) }
 }
 
+/// The pristine reserve is whole 2 MiB blocks, so the guest RAM below it keeps its block
+/// mappings.
+const PRISTINE_ALIGN: u64 = 2 * MIB;
+
 /// Takes `size` bytes off the top of the highest RAM region for Cairn: where pristine
 /// copies of the guest's images live, out of the guest's reach.
 fn reserve_top(ram: &mut [Region], size: u64) -> Option<u64> {
-    let size = align_up(size, 2 * MIB);
+    let size = align_up(size, PRISTINE_ALIGN);
     let top = ram.iter_mut().filter(|r| r.size > size).max_by_key(|r| r.end())?;
     top.size -= size;
     Some(top.end())
@@ -424,8 +429,21 @@ pub fn create_boot_vm(
     });
     vm.install_first_boot(placement.in_place);
     log_created(&vm, &placement, kernel.bootargs);
+    log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size));
     VMS.lock().push(vm.clone());
     Ok(vm)
+}
+
+fn memory_use(vm: &Vm, pristine_size: u64) -> MemoryUse {
+    let (cairn, image, heap, heap_in_use) = hyp::own_memory();
+    MemoryUse {
+        guest: vm.ram.iter().map(|r| r.size).sum(),
+        cairn: cairn.size,
+        image,
+        heap,
+        heap_in_use,
+        pristine: align_up(pristine_size, PRISTINE_ALIGN),
+    }
 }
 
 fn copy_raw(from: u64, to: u64, size: u64) {

@@ -16,6 +16,25 @@ fn hypercalls_on(smp: usize, gic: u8) {
     run.assert_guest_passed("hypercalls");
     run.assert_contains("vm0: system event: shutdown");
     run.assert_contains("no VM left: powering the machine off");
+    check_memory_line(&run);
+}
+
+/// RAM QEMU gives the machine in these tests (`Boot`'s default `-m 1G`), in MiB.
+const MACHINE_RAM_MIB: u64 = 1024;
+
+/// Cairn's memory line accounts for all of RAM (guest + Cairn + pristine images), and the
+/// heap's live bytes fit in the heap.
+fn check_memory_line(run: &common::Run) {
+    const PREFIX: &str = "vm0: memory: ";
+    let line = run.log.lines().find_map(|l| l.split_once(PREFIX).map(|(_, rest)| rest)).unwrap_or_else(|| {
+        panic!("no memory line in the serial log {}", run.log_path.display());
+    });
+    // guest MiB, Cairn MiB, image KiB, heap MiB, heap in use KiB, pristine MiB
+    let n: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.parse().unwrap()).collect();
+    let [guest, cairn, image, heap, in_use, pristine] = n[..] else { panic!("unexpected memory line: {line}") };
+    assert_eq!(guest + cairn + pristine, MACHINE_RAM_MIB, "all of RAM is accounted for: {line}");
+    assert!(image > 0 && in_use > 0 && in_use < heap * 1024, "the heap's live bytes fit in it: {line}");
 }
 
 #[test]

@@ -296,6 +296,15 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
             frame.elr += len;
             false
         }
+        Exit::TableWalk { ipa, va } => {
+            log::debug!(
+                "vm{}: vcpu{}: page-table walk at IPA {ipa:#x}: injecting an external abort",
+                vm.id,
+                vcpu.index
+            );
+            inject::data_abort(frame, va.unwrap_or(ipa));
+            false
+        }
         Exit::InstructionAbort { ipa, va } => {
             if let Some(vbar) = inject::in_exception_vectors(frame.elr) {
                 crash(vm, vcpu, frame.elr, Crash::VectorUnmapped { vbar });

@@ -117,6 +117,10 @@ impl Esr {
     }
 }
 
+/// Data-abort ISS bits CM [8] and S1PTW [7] (Arm ARM D24.2.40).
+const CM: u32 = 1 << 8;
+const S1PTW: u32 = 1 << 7;
+
 /// The ISS of a data abort (Arm ARM D24.2.40, "ISS encoding for an exception from a Data
 /// Abort").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,14 +160,20 @@ impl DataAbort {
     /// CM: a cache maintenance (DC by VA) or address translation instruction caused the
     /// abort, not a load or store; WnR then reads as 1 and ISV as 0.
     pub fn cache_maintenance(self) -> bool {
-        self.0 & (1 << 8) != 0
+        self.0 & CM != 0
     }
 
     /// S1PTW: the fault hit the guest's own stage-1 table walk, so the IPA is that of a
     /// translation table entry and the rest of the syndrome describes the instruction,
     /// not the walk.
     pub fn stage1_walk(self) -> bool {
-        self.0 & (1 << 7) != 0
+        self.0 & S1PTW != 0
+    }
+
+    /// CM or S1PTW: not a load or store the guest's code made, so never a device access
+    /// to emulate. One test keeps both off the MMIO path.
+    pub fn not_a_device_access(self) -> bool {
+        self.0 & (CM | S1PTW) != 0
     }
 
     /// FnV: FAR is not valid.

@@ -16,6 +16,10 @@ pub enum Exit {
     /// A data cache maintenance instruction by VA (DC CIVAC, DC IVAC, ...) on an IPA that
     /// stage 2 does not map; `len` is the instruction's size.
     CacheMaintenance { ipa: u64, len: u64 },
+    /// The guest's own stage-1 table walk read an IPA that stage 2 does not map (S1PTW):
+    /// translation tables must be in memory, and the syndrome describes the instruction,
+    /// not the walk, so there is no device access to emulate.
+    TableWalk { ipa: u64, va: Option<u64> },
     /// An instruction fetch from an IPA that stage 2 does not map.
     InstructionAbort { ipa: u64, va: u64 },
     /// A trapped system-register access (MSR/MRS).
@@ -63,6 +67,17 @@ fn ipa_from_hpfar(hpfar: u64, far: u64) -> u64 {
     ((hpfar >> 4) & 0xFF_FFFF_FFFF) << 12 | (far & 0xFFF)
 }
 
+/// A data abort from a cache maintenance instruction or the guest's own table walk: off
+/// the MMIO path, which never sees one.
+#[cold]
+fn not_a_device_access(syndrome: DataAbort, ipa: u64, va: Option<u64>, len: u64) -> Exit {
+    if syndrome.stage1_walk() {
+        Exit::TableWalk { ipa, va }
+    } else {
+        Exit::CacheMaintenance { ipa, len }
+    }
+}
+
 /// Classifies a synchronous exception from the guest.
 pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
     match esr.class() {
@@ -73,10 +88,10 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
             let syndrome = esr.data_abort();
             let ipa = ipa_from_hpfar(hpfar, far);
             let len = esr.instruction_len();
-            if syndrome.cache_maintenance() && !syndrome.stage1_walk() {
-                return Exit::CacheMaintenance { ipa, len };
-            }
             let va = (!syndrome.far_not_valid()).then_some(far);
+            if syndrome.not_a_device_access() {
+                return not_a_device_access(syndrome, ipa, va, len);
+            }
             Exit::DataAbort { ipa, va, syndrome, len }
         }
         ExceptionClass::InstructionAbortLower => Exit::InstructionAbort { ipa: ipa_from_hpfar(hpfar, far), va: far },
@@ -118,7 +133,16 @@ mod tests {
         assert_eq!(exit, Exit::CacheMaintenance { ipa: 0x0800_0040, len: 4 });
         // Its stage-1 walk faulting is a table-walk fault like any other.
         let walk = Esr(dc_civac.0 | S1PTW);
-        assert!(matches!(classify_sync(walk, 0, 0), Exit::DataAbort { .. }));
+        assert!(matches!(classify_sync(walk, 0, 0), Exit::TableWalk { .. }));
+    }
+
+    #[test]
+    fn a_table_walk_fault_is_never_a_device_access_even_with_a_syndrome() {
+        const S1PTW: u64 = 1 << 7;
+        const ISV: u64 = 1 << 24;
+        let load = Esr((0x24 << 26) | (1 << 25) | ISV | S1PTW);
+        let exit = classify_sync(load, 0x10, 0x0800_0000 >> 8);
+        assert_eq!(exit, Exit::TableWalk { ipa: 0x0800_0010, va: Some(0x10) });
     }
 
     #[test]
