@@ -136,8 +136,15 @@ pub fn parse(blob: &[u8]) -> Result<Machine<'_>, DtError> {
 
 // Flattened device tree layout (DT spec v0.4 §5.2 header, §5.4 structure block).
 const FDT_MAGIC: u32 = 0xD00D_FEED;
+const HEADER_TOTALSIZE: usize = 4;
 const HEADER_OFF_DT_STRUCT: usize = 8;
+const HEADER_OFF_DT_STRINGS: usize = 12;
+const HEADER_OFF_MEM_RSVMAP: usize = 16;
+const HEADER_SIZE_DT_STRINGS: usize = 32;
 const HEADER_SIZE_DT_STRUCT: usize = 36;
+/// A memory reservation entry: address and size, 64 bits each; an all-zero one ends the
+/// block (DT spec §5.3).
+const RSVMAP_ENTRY: usize = 16;
 const FDT_BEGIN_NODE: u32 = 1;
 const FDT_END_NODE: u32 = 2;
 const FDT_PROP: u32 = 3;
@@ -149,11 +156,12 @@ fn be32(blob: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(blob.get(at..at + TOKEN)?.try_into().ok()?))
 }
 
-/// The same device tree without FDT_NOP tokens, which libfdt leaves where it deletes a
-/// node or property in place (QEMU's raspi4b machine does, disabling devices it does not
-/// model) and which the `fdt` crate cannot step over. The structure block shrinks in
-/// place; the other blocks keep their offsets. None if the blob is malformed.
-pub fn without_nops(blob: &[u8]) -> Option<Vec<u8>> {
+/// The same device tree, compact: without FDT_NOP tokens, which libfdt leaves where it
+/// deletes a node or property in place (QEMU's raspi4b machine does, disabling devices it
+/// does not model) and which the `fdt` crate cannot step over, and without the free space
+/// after its last block (QEMU pads virt's tree of a few KiB to 1 MiB). The structure block
+/// shrinks in place; the other blocks keep their offsets. None if the blob is malformed.
+pub fn compact(blob: &[u8]) -> Option<Vec<u8>> {
     if be32(blob, 0)? != FDT_MAGIC {
         return None;
     }
@@ -185,7 +193,27 @@ pub fn without_nops(blob: &[u8]) -> Option<Vec<u8>> {
     out[start..start + kept.len()].copy_from_slice(&kept);
     out[start + kept.len()..start + size].fill(0);
     out[HEADER_SIZE_DT_STRUCT..HEADER_SIZE_DT_STRUCT + TOKEN].copy_from_slice(&(kept.len() as u32).to_be_bytes());
+    let end = used_end(&out)?;
+    out.truncate(end);
+    out[HEADER_TOTALSIZE..HEADER_TOTALSIZE + TOKEN].copy_from_slice(&(end as u32).to_be_bytes());
     Some(out)
+}
+
+/// Where the last of the blob's three blocks (memory reservations, structure, strings)
+/// ends.
+fn used_end(blob: &[u8]) -> Option<usize> {
+    let block_end = |off: usize, size: usize| Some(be32(blob, off)? as usize + be32(blob, size)? as usize);
+    let mut rsvmap_end = be32(blob, HEADER_OFF_MEM_RSVMAP)? as usize;
+    loop {
+        let entry = blob.get(rsvmap_end..rsvmap_end + RSVMAP_ENTRY)?;
+        rsvmap_end += RSVMAP_ENTRY;
+        if entry.iter().all(|&b| b == 0) {
+            break;
+        }
+    }
+    let structure = block_end(HEADER_OFF_DT_STRUCT, HEADER_SIZE_DT_STRUCT)?;
+    let strings = block_end(HEADER_OFF_DT_STRINGS, HEADER_SIZE_DT_STRINGS)?;
+    Some(rsvmap_end.max(structure).max(strings)).filter(|&end| end <= blob.len())
 }
 
 /// The total size of the blob at `blob` as its header states, or None if it is not a DTB.
@@ -602,8 +630,8 @@ mod tests {
 
     #[test]
     fn qemu_raspi4b_tree_parses_once_its_nops_are_gone() {
-        let clean = without_nops(QEMU_RASPI4B).unwrap();
-        assert!(clean.len() == QEMU_RASPI4B.len());
+        let clean = compact(QEMU_RASPI4B).unwrap();
+        assert!(clean.len() <= QEMU_RASPI4B.len());
         let m = parse(&clean).unwrap();
         assert_eq!(m.memory, [Region::new(0, 0x3C00_0000)]);
         assert_eq!(m.cpus.len(), 4);
@@ -613,8 +641,35 @@ mod tests {
         assert_eq!(m.psci_method, None, "the Pi's firmware has no PSCI");
         assert_eq!(m.board.map(|b| b.name), Some("Raspberry Pi 4"));
         assert_eq!(m.owned.first().map(|o| o.1.base), Some(0xFE10_0000));
-        assert_eq!(without_nops(&clean), Some(clean.clone()), "nothing left to strip");
-        assert_eq!(without_nops(b"not a device tree"), None);
+        assert_eq!(compact(&clean), Some(clean.clone()), "nothing left to strip");
+        assert_eq!(compact(b"not a device tree"), None);
+    }
+
+    #[test]
+    fn qemu_virt_tree_loses_its_padding_and_nothing_else() {
+        // As QEMU hands it over: the blocks, then free space up to a 1 MiB total size.
+        const QEMU_FDT_SIZE: usize = 1 << 20;
+        let mut padded = VIRT_GICV3.to_vec();
+        padded.resize(QEMU_FDT_SIZE, 0);
+        padded[HEADER_TOTALSIZE..HEADER_TOTALSIZE + TOKEN].copy_from_slice(&(QEMU_FDT_SIZE as u32).to_be_bytes());
+        let compacted = compact(&padded).unwrap();
+        assert_eq!(compacted.len(), VIRT_GICV3.len(), "the fixture has no free space of its own");
+        assert_eq!(total_size_of(&compacted), compacted.len());
+        let machine = |blob| alloc::format!("{:?}", parse(blob).unwrap());
+        assert_eq!(machine(&compacted), machine(&padded));
+        assert_eq!(every_property(&compacted), every_property(&padded));
+    }
+
+    fn total_size_of(blob: &[u8]) -> usize {
+        be32(blob, HEADER_TOTALSIZE).unwrap() as usize
+    }
+
+    /// Every node and property, as the `fdt` crate walks them.
+    fn every_property(blob: &[u8]) -> alloc::vec::Vec<alloc::string::String> {
+        let fdt = fdt::Fdt::new(blob).unwrap();
+        fdt.all_nodes()
+            .flat_map(|n| n.properties().map(move |p| alloc::format!("{}/{}={:?}", n.name, p.name, p.value)))
+            .collect()
     }
 
     #[test]

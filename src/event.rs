@@ -2,6 +2,7 @@
 //! printed as one line each (`vmN: system event: <event>`), in the spirit of KVM's
 //! `KVM_EXIT_SYSTEM_EVENT` (shutdown, reset, suspend, wakeup, crash).
 
+use alloc::collections::VecDeque;
 use core::fmt;
 
 /// Why Cairn stops a VM whose guest it cannot let continue.
@@ -75,6 +76,58 @@ impl fmt::Display for SystemEvent {
     }
 }
 
+/// How many of a VM's latest events its record keeps.
+pub const RECENT_EVENTS: usize = 32;
+
+/// A VM's record of system events: how many there have been, and the latest
+/// [`RECENT_EVENTS`]. Bounded, because a guest can raise events without end (suspend and
+/// wake in a loop) and Cairn's heap must not grow with them.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    total: u64,
+    recent: VecDeque<SystemEvent>,
+}
+
+impl EventLog {
+    pub fn new() -> Self {
+        EventLog { total: 0, recent: VecDeque::with_capacity(RECENT_EVENTS) }
+    }
+
+    pub fn push(&mut self, event: SystemEvent) {
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(event);
+        self.total += 1;
+    }
+
+    /// Every event so far, counted.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The latest events, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &SystemEvent> {
+        self.recent.iter()
+    }
+}
+
+/// The VM's epitaph: `gone after N system events: a, b, c` (with `the last 32:` before the
+/// list when older events have been dropped).
+impl fmt::Display for EventLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gone after {} system events: ", self.total)?;
+        if self.total > self.recent.len() as u64 {
+            write!(f, "the last {}: ", self.recent.len())?;
+        }
+        for (n, event) in self.recent.iter().enumerate() {
+            let sep = if n == 0 { "" } else { ", " };
+            write!(f, "{sep}{}", event.kind())?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +160,21 @@ mod tests {
             assert!(!line.contains('\n'));
         }
         assert_eq!(SystemEvent::Reset2 { vcpu: 0, reset_type: 0, cookie: 0 }.kind(), "reset2");
+    }
+
+    #[test]
+    fn the_record_keeps_the_count_and_only_the_latest_events() {
+        let mut log = EventLog::new();
+        log.push(SystemEvent::Reset { vcpu: 0 });
+        log.push(SystemEvent::Shutdown { vcpu: 1 });
+        assert_eq!(log.to_string(), "gone after 2 system events: reset, shutdown");
+        for n in 0..100_000 {
+            log.push(SystemEvent::Suspend { vcpu: 0, entry: n });
+            log.push(SystemEvent::Wakeup { vcpu: 0, intid: 27, entry: n });
+        }
+        assert_eq!(log.total(), 200_002);
+        assert_eq!(log.recent().count(), RECENT_EVENTS);
+        assert_eq!(log.recent().last(), Some(&SystemEvent::Wakeup { vcpu: 0, intid: 27, entry: 99_999 }));
+        assert!(log.to_string().starts_with("gone after 200002 system events: the last 32: suspend, wakeup, "));
     }
 }

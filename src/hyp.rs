@@ -89,7 +89,7 @@ fn read_device_tree(dtb: usize) -> Option<Machine<'static>> {
     }
     // SAFETY: the header says the blob spans `size` bytes from `ptr`.
     let raw = unsafe { core::slice::from_raw_parts(ptr, size) };
-    let blob: &'static [u8] = Box::leak(dt::without_nops(raw)?.into_boxed_slice());
+    let blob: &'static [u8] = Box::leak(dt::compact(raw)?.into_boxed_slice());
     HOST_DTB.call_once(|| blob);
     dt::parse(blob).ok()
 }

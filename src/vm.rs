@@ -1,6 +1,7 @@
 //! A virtual machine: its memory (stage 2), its vCPUs and their power states, its virtual
 //! GIC, its firmware settings, and the pristine images it restarts from.
 
+use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
@@ -10,7 +11,7 @@ use crate::arch::aarch64::firmware::MachineFirmware;
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
 use crate::arch::aarch64::{boot, cpu, mmu};
 use crate::dt::{GicVersion, Machine, Module, ModuleKind};
-use crate::event::SystemEvent;
+use crate::event::{EventLog, SystemEvent};
 use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
@@ -87,7 +88,7 @@ pub struct Vm {
     /// Set while a system event stops the VM: no vCPU may start meanwhile.
     pub halting: AtomicBool,
     /// Every system event of this VM, in order.
-    events: spin::Mutex<Vec<SystemEvent>>,
+    events: spin::Mutex<EventLog>,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
@@ -166,9 +167,9 @@ impl Vm {
         self.events.lock().push(event);
     }
 
-    /// The system events so far.
-    pub fn events(&self) -> Vec<SystemEvent> {
-        self.events.lock().clone()
+    /// The VM's epitaph: how many system events it had, and the latest of them.
+    pub fn epitaph(&self) -> String {
+        self.events.lock().to_string()
     }
 
     /// Runs `f` on the firmware pseudo-registers as a vCPU of this VM sees them (the VM's
@@ -425,7 +426,7 @@ pub fn create_boot_vm(
         guest_dtb,
         event_lock: spin::Mutex::new(()),
         halting: AtomicBool::new(false),
-        events: spin::Mutex::new(Vec::new()),
+        events: spin::Mutex::new(EventLog::new()),
     });
     vm.install_first_boot(placement.in_place);
     log_created(&vm, &placement, kernel.bootargs);

@@ -529,8 +529,7 @@ fn stop_vm(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> ! {
     let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
     stop_others(vm, vcpu);
     vm.record(event);
-    let kinds: alloc::vec::Vec<&str> = vm.events().iter().map(SystemEvent::kind).collect();
-    log::info!("vm{}: gone after {} system events: {}", vm.id, kinds.len(), kinds.join(", "));
+    log::info!("vm{}: {}", vm.id, vm.epitaph());
     if vm::destroy(vm) == 0 {
         log::info!("no VM left: powering the machine off");
         hyp::power_off();
