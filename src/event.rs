@@ -116,7 +116,8 @@ impl EventLog {
 /// list when older events have been dropped).
 impl fmt::Display for EventLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "gone after {} system events: ", self.total)?;
+        let plural = if self.total == 1 { "" } else { "s" };
+        write!(f, "gone after {} system event{plural}: ", self.total)?;
         if self.total > self.recent.len() as u64 {
             write!(f, "the last {}: ", self.recent.len())?;
         }
@@ -166,6 +167,7 @@ mod tests {
     fn the_record_keeps_the_count_and_only_the_latest_events() {
         let mut log = EventLog::new();
         log.push(SystemEvent::Reset { vcpu: 0 });
+        assert_eq!(log.to_string(), "gone after 1 system event: reset");
         log.push(SystemEvent::Shutdown { vcpu: 1 });
         assert_eq!(log.to_string(), "gone after 2 system events: reset, shutdown");
         for n in 0..100_000 {
