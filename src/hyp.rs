@@ -15,6 +15,7 @@ use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu};
 use crate::dt::{self, Machine, Module, ModuleKind, PsciMethod};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
+use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::platform::{PowerOffMethod, Role};
 use crate::{bootargs, bundle, console, fwregs, psci, vcpu, vm};
@@ -56,10 +57,18 @@ pub fn cairn_region() -> Region {
 }
 
 /// Cairn's share of RAM as it stands: its whole region, its image, its heap and the
-/// heap's live bytes (`MemoryUse` fills in the guest's side).
-pub fn own_memory() -> (Region, u64, u64, u64) {
+/// heap's live bytes. The guest's side (guest RAM, pristine images) is left at 0 for the
+/// VM to fill in.
+pub fn own_memory() -> MemoryUse {
     let (start, end) = image_bounds();
-    (cairn_region(), end - start, CAIRN_HEAP_SIZE, HEAP.lock().stats_alloc_actual() as u64)
+    MemoryUse {
+        guest: 0,
+        cairn: cairn_region().size,
+        image: end - start,
+        heap: CAIRN_HEAP_SIZE,
+        heap_in_use: HEAP.lock().stats_alloc_actual() as u64,
+        pristine: 0,
+    }
 }
 
 fn image_bounds() -> (u64, u64) {

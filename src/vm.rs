@@ -161,6 +161,11 @@ impl Vm {
         Start { entry: self.entry, context: self.dtb, big_endian: false }
     }
 
+    /// The guest's RAM, in bytes.
+    pub fn ram_size(&self) -> u64 {
+        self.ram.iter().map(|r| r.size).sum()
+    }
+
     /// Records a system event and prints it as one line.
     pub fn record(&self, event: SystemEvent) {
         log::info!("vm{}: system event: {event}", self.id);
@@ -436,15 +441,7 @@ pub fn create_boot_vm(
 }
 
 fn memory_use(vm: &Vm, pristine_size: u64) -> MemoryUse {
-    let (cairn, image, heap, heap_in_use) = hyp::own_memory();
-    MemoryUse {
-        guest: vm.ram.iter().map(|r| r.size).sum(),
-        cairn: cairn.size,
-        image,
-        heap,
-        heap_in_use,
-        pristine: align_up(pristine_size, PRISTINE_ALIGN),
-    }
+    MemoryUse { guest: vm.ram_size(), pristine: align_up(pristine_size, PRISTINE_ALIGN), ..hyp::own_memory() }
 }
 
 fn copy_raw(from: u64, to: u64, size: u64) {
@@ -478,7 +475,7 @@ fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>) {
         if placement.in_place { " (in place)" } else { " (moved)" },
         vm.dtb,
         vm.vcpus.len(),
-        vm.ram.iter().map(|r| r.size).sum::<u64>() / MIB,
+        vm.ram_size() / MIB,
         vm.psci_version().major,
         vm.psci_version().minor
     );
