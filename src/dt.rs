@@ -189,7 +189,8 @@ pub fn compact(blob: &[u8]) -> Option<Vec<u8>> {
             break;
         }
     }
-    let mut out = blob.to_vec();
+    // Only the blocks are copied, never the free space after them.
+    let mut out = blob[..used_end(blob)?].to_vec();
     out[start..start + kept.len()].copy_from_slice(&kept);
     out[start + kept.len()..start + size].fill(0);
     out[HEADER_SIZE_DT_STRUCT..HEADER_SIZE_DT_STRUCT + TOKEN].copy_from_slice(&(kept.len() as u32).to_be_bytes());

@@ -22,8 +22,8 @@ use crate::{bootargs, bundle, console, fwregs, psci, vcpu, vm};
 
 /// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
 /// page tables and VM state: 83 KiB on QEMU virt and 184 KiB on raspi4b once the VM is
-/// built (the `vm0: memory:` line). The largest need is transient: the host device tree
-/// copied whole before it is compacted, and the guest's built from it, each at most
+/// built (the `vm0: memory:` line). The largest need is transient: the host device
+/// tree's blocks while it is compacted, and the guest's built from it, each at most
 /// MAX_HOST_DTB.
 pub const CAIRN_HEAP_SIZE: u64 = 16 * MIB;
 const HEAP_ORDER: usize = 32;
