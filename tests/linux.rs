@@ -95,6 +95,16 @@ impl Interrupts {
     }
 }
 
+/// A shell command starting, in the background, one counting loop of WORK iterations
+/// pinned to each of `smp` CPUs; each loop then runs `then` (with `$0` its CPU and `$i`
+/// its count).
+fn pinned_work(smp: usize, then: &str) -> String {
+    format!(
+        "for c in $(seq 0 {last}); do taskset -c $c sh -c 'i=0; while [ $i -lt {WORK} ]; do i=$((i+1)); done{then}' $c & done",
+        last = smp - 1
+    )
+}
+
 /// CPUs whose count did not rise from `before` to `after`.
 fn not_rising(before: &[u64], after: &[u64], cpus: usize) -> Vec<usize> {
     (0..cpus).filter(|&c| after.get(c).unwrap_or(&0) <= before.get(c).unwrap_or(&0)).collect()
@@ -148,11 +158,7 @@ fn check_linux_works((mut s, marker_cpus): (Session, usize), smp: usize) {
     });
 
     let before = s.sh("cat /proc/interrupts");
-    let work = s.sh(&format!(
-        "for c in $(seq 0 {last}); do taskset -c $c sh -c 'i=0; while [ $i -lt {WORK} ]; do i=$((i+1)); done; \
-         echo done-cpu$0-$i' $c & done; sleep 1; wait",
-        last = smp - 1
-    ));
+    let work = s.sh(&format!("{}; sleep 1; wait", pinned_work(smp, "; echo done-cpu$0-$i")));
     let after = s.sh("cat /proc/interrupts");
     for cpu in 0..smp {
         let line = format!("done-cpu{cpu}-{WORK}");
@@ -175,10 +181,7 @@ fn check_linux_works((mut s, marker_cpus): (Session, usize), smp: usize) {
 
     // The console is interrupt-driven in both directions (PL011 RX and TX interrupts): a
     // lost or orphaned interrupt stalls the line or drops characters.
-    s.sh(&format!(
-        "for c in $(seq 0 {last}); do taskset -c $c sh -c 'i=0; while [ $i -lt {WORK} ]; do i=$((i+1)); done' & done",
-        last = smp - 1
-    ));
+    s.sh(&pinned_work(smp, ""));
     for n in 0..CONSOLE_LINES {
         let (line, echoed) = echo_console_line(&mut s, n);
         c.check(
