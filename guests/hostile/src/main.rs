@@ -233,7 +233,8 @@ fn read32(addr: usize) -> u32 {
 
 fn gic_sweeps(t: &mut Checks, gic: &Gic, cpus: usize) {
     let gicd = gic.distributor.base;
-    let identity = [read32(gicd + GICD_TYPER), read32(gicd + GICD_IIDR), gic::arch_rev()];
+    let identify = || [read32(gicd + GICD_TYPER), read32(gicd + GICD_IIDR), gic::arch_rev()];
+    let identity = identify();
     let (reads, writes) = sweep(gic.distributor, &WIDTHS);
     reads.check(t, "every-distributor-read-completes-or-aborts");
     writes.check(t, "every-distributor-write-completes-or-aborts");
@@ -242,7 +243,7 @@ fn gic_sweeps(t: &mut Checks, gic: &Gic, cpus: usize) {
         reads.check(t, "every-redistributor-read-completes-or-aborts");
         writes.check(t, "every-redistributor-write-completes-or-aborts");
     }
-    let after = [read32(gicd + GICD_TYPER), read32(gicd + GICD_IIDR), gic::arch_rev()];
+    let after = identify();
     t.check(
         "gic-identification-unchanged-by-the-writes",
         after == identity,
