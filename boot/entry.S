@@ -51,12 +51,12 @@ primary_entry:
     msr     vbar_el2, x0
     isb
     mov     x0, x19
-    bl      {PRIMARY_MAIN}
+    bl      cairn_primary_main
     b       park
 2:
     // Entered below EL2: Cairn cannot run. Say so on the console and power off.
     mov     x0, x19
-    bl      {REFUSE_LOW_EL}
+    bl      cairn_refuse_low_el
     b       park
 
 // Secondary CPUs, started by the firmware's PSCI CPU_ON with context_id = CPU index.
@@ -69,7 +69,7 @@ secondary_entry:
     msr     vbar_el2, x0
     isb
     mov     x0, x19
-    bl      {SECONDARY_MAIN}
+    bl      cairn_secondary_main
     b       park
 
 // Secondary CPUs released from a spin table (enable-method "spin-table", the Raspberry

@@ -1,13 +1,23 @@
-// EL2 exception vectors (Arm ARM D1.10.2). Every exception from a guest saves the guest's
-// general-purpose registers, ELR_EL2 and SPSR_EL2 in a TrapFrame on this CPU's EL2 stack,
-// calls Rust, and returns to the guest from the (possibly changed) frame. Cairn itself
-// never uses FP/SIMD (softfloat target), so the guest's FP state needs no saving.
+// EL2 exception vectors (Arm ARM D1.10.2) and the way into and out of a guest.
+//
+// cairn_run_guest(frame) enters the guest from a TrapFrame the run loop owns and returns to
+// the loop when the guest next exits, as a function call returns (the shape of KVM's
+// __guest_enter/__guest_exit): it saves the loop's callee-saved registers and stack pointer,
+// points SP_EL2 just past the frame and returns to the guest from it. An exception from the
+// guest therefore builds its TrapFrame exactly over the loop's frame; the vector saves the
+// guest's registers there, switches back to the loop's stack and returns the exception kind.
+// Cairn itself never uses FP/SIMD (softfloat target), so the guest's FP state needs no
+// saving.
 
 .equ FRAME_SIZE, {FRAME_SIZE}
 .equ KIND_SYNC, 0
 .equ KIND_IRQ, 1
 .equ KIND_FIQ, 2
 .equ KIND_SERROR, 3
+// TrapFrame.host_sp: where cairn_run_guest keeps the loop's stack pointer.
+.equ HOST_SP, {HOST_SP}
+// The loop's callee-saved registers x19-x30 (AAPCS64 §6.1.1), pushed below its stack.
+.equ CALLEE_SAVED_SIZE, 16 * 6
 
 .macro VECTOR handler, kind
     .balign 0x80
@@ -145,9 +155,18 @@ fast_answer:
 
 guest_exception:
     SAVE_REST
-    mov     x0, sp
-    bl      {GUEST_HANDLER}
-    // fall through
+    // Back on the loop's stack, as if cairn_run_guest returned the exception kind.
+    ldr     x2, [sp, #HOST_SP]
+    mov     x0, x1
+    mov     sp, x2
+    ldp     x21, x22, [sp, #16 * 1]
+    ldp     x23, x24, [sp, #16 * 2]
+    ldp     x25, x26, [sp, #16 * 3]
+    ldp     x27, x28, [sp, #16 * 4]
+    ldp     x29, x30, [sp, #16 * 5]
+    ldp     x19, x20, [sp], #CALLEE_SAVED_SIZE
+    ret
+
     .global exception_return
 exception_return:
     ldr     x22, [sp, #16 * 16]
@@ -175,18 +194,20 @@ exception_return:
 hyp_exception:
     SAVE_REST
     mov     x0, sp
-    bl      {HYP_HANDLER}
-    b       exception_return       // only reached for interrupts Cairn handled
+    bl      cairn_hyp_exception    // reports the fault and never returns
 
-// enter_guest(frame: *const TrapFrame, stack_top: usize) -> !
-// Resets this CPU's EL2 stack, copies the frame to its top and returns to the guest.
-    .global cairn_enter_guest
-cairn_enter_guest:
-    sub     sp, x1, #FRAME_SIZE
-    mov     x2, sp
-    mov     x3, #(FRAME_SIZE / 16)
-8:  ldp     x4, x5, [x0], #16
-    stp     x4, x5, [x2], #16
-    subs    x3, x3, #1
-    b.ne    8b
+// cairn_run_guest(frame: *mut TrapFrame) -> u64: enters the guest from `frame` (16-byte
+// aligned, on the caller's stack) and returns the kind of the exception that ended its run,
+// with the guest's registers saved back into `frame`.
+    .global cairn_run_guest
+cairn_run_guest:
+    stp     x19, x20, [sp, #-CALLEE_SAVED_SIZE]!
+    stp     x21, x22, [sp, #16 * 1]
+    stp     x23, x24, [sp, #16 * 2]
+    stp     x25, x26, [sp, #16 * 3]
+    stp     x27, x28, [sp, #16 * 4]
+    stp     x29, x30, [sp, #16 * 5]
+    mov     x1, sp
+    str     x1, [x0, #HOST_SP]
+    mov     sp, x0
     b       exception_return

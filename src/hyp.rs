@@ -10,9 +10,8 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use buddy_system_allocator::LockedHeap;
 
-use crate::arch::aarch64::esr::Esr;
-use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu};
+use crate::arch::aarch64::frame::TrapFrame;
+use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu, trap};
 use crate::dt::{self, Machine, Module, ModuleKind, PsciMethod};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::usage::MemoryUse;
@@ -176,7 +175,8 @@ fn bcm2835_halt(pm: usize) {
 }
 
 /// The boot CPU's Rust entry, called from boot/entry.S at EL2 with the device tree.
-pub extern "C" fn primary_main(dtb: usize) -> ! {
+#[no_mangle]
+pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
     cpu::set_current(0);
     init_heap();
     let Some(machine) = read_device_tree(dtb) else {
@@ -354,14 +354,15 @@ fn start_secondaries(m: &Machine<'_>) {
 }
 
 /// A secondary CPU's Rust entry, called from boot/entry.S with its logical number.
-pub extern "C" fn secondary_main(logical: usize) -> ! {
+#[no_mangle]
+pub extern "C" fn cairn_secondary_main(logical: usize) -> ! {
     cpu::set_current(logical);
     // SAFETY: the boot CPU published a complete identity map before starting this CPU.
     unsafe { mmu::enable_el2(EL2_ROOT.load(Ordering::Acquire)) };
     init_gic_cpu(logical);
     log::info!("cpu{logical} online (MPIDR {:#x})", cpu::mpidr());
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
-    vcpu::idle(logical)
+    vcpu::run_cpu(logical)
 }
 
 fn init_gic_cpu(logical: usize) {
@@ -372,7 +373,8 @@ fn init_gic_cpu(logical: usize) {
 
 /// Entered below EL2 (QEMU without virtualization=on): explain and power off through the
 /// firmware's PSCI, whose conduit the device tree names.
-pub extern "C" fn refuse_low_el(dtb: usize) -> ! {
+#[no_mangle]
+pub extern "C" fn cairn_refuse_low_el(dtb: usize) -> ! {
     init_heap();
     if let Some(m) = read_device_tree(dtb) {
         if let Some(uart) = m.uart {
@@ -387,7 +389,10 @@ pub extern "C" fn refuse_low_el(dtb: usize) -> ! {
 }
 
 /// An exception taken at EL2 is a bug in Cairn: report it decoded and stop the machine.
-pub fn hyp_fault(frame: &TrapFrame, kind: u64, esr: Esr, far: u64) -> ! {
+/// Called by boot/vectors.S with the frame it saved and the exception kind.
+#[no_mangle]
+pub extern "C" fn cairn_hyp_exception(frame: &TrapFrame, kind: u64) -> ! {
+    let (esr, far) = trap::fault_syndrome();
     const KINDS: [&str; 4] = ["synchronous exception", "IRQ", "FIQ", "SError"];
     let what = KINDS.get(kind as usize).copied().unwrap_or("exception");
     console::print_line_unlocked(format_args!(

@@ -17,7 +17,6 @@ pub mod fwregs;
 pub mod guest_dt;
 pub mod guest_image;
 pub mod mm;
-pub mod mmio;
 pub mod platform;
 pub mod psci;
 pub mod smccc;

@@ -17,13 +17,7 @@ pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
 const FIRMWARE_ARCH_CALLS: [u32; 4] =
     [SMCCC_ARCH_SOC_ID, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3];
 
-/// How the guest called: HVC is the conduit Cairn advertises; SMC is trapped by
-/// HCR_EL2.TSC and answered the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Conduit {
-    Hvc,
-    Smc,
-}
+pub use crate::arch::aarch64::exit::Conduit;
 
 /// A guest's call as the arch layer saw it.
 #[derive(Clone, Copy, Debug)]

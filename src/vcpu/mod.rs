@@ -1,13 +1,140 @@
-//! Virtual CPUs. The power-state machine ([`power`]) and the saved-state format
-//! ([`saved`]) are pure and host-tested; [`runtime`] runs vCPUs on their physical CPUs and
-//! acts on their exits.
+//! Virtual CPUs: their power state, the exit policy and the run loop.
+//!
+//! - [`power`]: the power-state machine (pure, host-tested);
+//! - [`saved`]: the saved-state format (pure, host-tested);
+//! - [`action`]: what the policy decides for one exit;
+//! - `policy`: the decision, one [`action::Action`] for each exit;
+//! - `run`: each physical CPU's run loop, which enters the guest, gets the exit back from
+//!   the arch layer and carries out the policy's action;
+//! - `selftest`: saving and restoring a whole vCPU (`selftest=save-restore`).
+//!
+//! Every vCPU is pinned 1:1 to a physical CPU. A vCPU's power state changes only under its
+//! own lock, and a vCPU (re)starts only on its own physical CPU.
 
+pub mod action;
 pub mod power;
 pub mod saved;
 
 #[cfg(target_os = "none")]
-mod runtime;
+mod policy;
+#[cfg(target_os = "none")]
+mod run;
+#[cfg(target_os = "none")]
+mod selftest;
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use power::Power;
+pub use power::Wait;
 pub use power::{PowerState, Start};
 #[cfg(target_os = "none")]
-pub use runtime::*;
+pub use run::{caller_big_endian, run_boot_vcpu, run_cpu, wake};
+#[cfg(target_os = "none")]
+pub use selftest::{restore, save, SAVE_RESTORE_SELFTEST};
+
+/// How a look at a waiting vCPU ended.
+pub enum WaitEnd<W> {
+    /// A system event stopped it meanwhile.
+    Stopped,
+    /// It woke, for this reason.
+    Woken(W),
+    /// It waits on.
+    Waiting,
+}
+
+pub struct Vcpu {
+    pub index: usize,
+    /// The MPIDR affinity the guest sees (VMPIDR_EL2).
+    pub mpidr: u64,
+    /// The physical CPU (logical number) it is pinned to.
+    pub pcpu: usize,
+    power: spin::Mutex<Power>,
+    /// `Power::must_leave_guest`, republished after every change under the lock, so the
+    /// exit path can read it without taking the lock. A change that sets it is followed
+    /// by a kick, which makes the vCPU exit and read it.
+    leave: AtomicBool,
+    /// Set while the physical CPU idles at EL2 with no guest context live: the
+    /// acknowledgement a system event waits for.
+    parked: AtomicBool,
+}
+
+impl Vcpu {
+    pub fn new(index: usize, mpidr: u64, pcpu: usize) -> Self {
+        Vcpu {
+            index,
+            mpidr,
+            pcpu,
+            power: spin::Mutex::new(Power::new()),
+            leave: AtomicBool::new(true),
+            parked: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `f` on the power state under the lock, then republishes `leave`.
+    fn with_power<R>(&self, f: impl FnOnce(&mut Power) -> R) -> R {
+        let mut p = self.power.lock();
+        let r = f(&mut p);
+        self.leave.store(p.must_leave_guest(), Ordering::SeqCst);
+        r
+    }
+
+    pub fn state(&self) -> PowerState {
+        self.power.lock().state()
+    }
+
+    /// CPU_ON (power::Power::power_on) under this vCPU's lock. `halting` is the VM's
+    /// system-event flag, read under the lock, so a racing CPU_ON either lands before the
+    /// event stops this vCPU or sees the flag.
+    pub fn power_on(&self, start: Start, halting: &AtomicBool) -> Result<(), i64> {
+        self.with_power(|p| p.power_on(start, halting.load(Ordering::SeqCst)))
+    }
+
+    /// Stops the vCPU; it leaves the guest at its next exit.
+    pub fn power_off(&self) {
+        self.with_power(|p| p.power_off());
+    }
+
+    /// Starts the vCPU again after a VM reset.
+    pub fn restart(&self, start: Start) {
+        self.with_power(|p| p.restart(start));
+    }
+
+    pub fn must_leave_guest(&self) -> bool {
+        self.leave.load(Ordering::SeqCst)
+    }
+
+    pub fn take_start(&self) -> Option<Start> {
+        self.with_power(|p| p.take_start())
+    }
+
+    /// Begins a wait (power::Power::begin_wait); false if the vCPU must leave instead.
+    pub fn begin_wait(&self, how: Wait) -> bool {
+        self.with_power(|p| p.begin_wait(how))
+    }
+
+    /// Ends a wait if `woken`, told whether a wake-up request (CPU_ON on a suspended vCPU)
+    /// is pending, names a reason to wake, all under the lock.
+    pub fn end_wait_if<W>(&self, woken: impl FnOnce(bool) -> Option<W>) -> WaitEnd<W> {
+        let mut p = self.power.lock();
+        // (end_wait leaves must_leave_guest as it was: no republish needed.)
+        if p.state() == PowerState::Stopped {
+            return WaitEnd::Stopped;
+        }
+        match woken(p.wake_requested()) {
+            Some(w) => {
+                p.end_wait();
+                WaitEnd::Woken(w)
+            }
+            None => WaitEnd::Waiting,
+        }
+    }
+
+    /// Whether the vCPU's physical CPU idles with no guest context live.
+    pub fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    pub fn set_parked(&self, parked: bool) {
+        self.parked.store(parked, Ordering::SeqCst);
+    }
+}

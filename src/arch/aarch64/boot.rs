@@ -1,10 +1,13 @@
 //! The assembly entry (boot/entry.S, boot/vectors.S) and what it needs from Rust: stacks,
-//! the Image header's size field and the symbols it calls.
+//! the Image header's size field and the frame layout. The Rust functions the assembly
+//! calls (cairn_primary_main, cairn_secondary_main, cairn_refuse_low_el,
+//! cairn_hyp_exception) are bound by name at link time, so this layer names nothing of
+//! the layers above it.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::trap::{TrapFrame, FRAME_SIZE};
+use super::frame::{FRAME_SIZE, HOST_SP_OFFSET};
 use crate::mm::MIB;
 
 /// Physical CPUs Cairn supports (QEMU virt tests go up to -smp 8).
@@ -30,17 +33,12 @@ pub fn stack_top(cpu: usize) -> usize {
     (&raw const STACKS) as usize + (cpu + 1) * STACK_SIZE
 }
 
-const _: () = assert!(core::mem::size_of::<TrapFrame>() == FRAME_SIZE);
-
 global_asm!(
     include_str!("../../../boot/entry.S"),
     LOAD_WINDOW = const LOAD_WINDOW,
     STACK_SIZE = const STACK_SIZE,
     STACKS = sym STACKS,
     VECTORS = sym cairn_el2_vectors_symbol,
-    PRIMARY_MAIN = sym crate::hyp::primary_main,
-    SECONDARY_MAIN = sym crate::hyp::secondary_main,
-    REFUSE_LOW_EL = sym crate::hyp::refuse_low_el,
     SPIN_TABLE_MPIDRS = sym SPIN_TABLE_MPIDRS,
     MAX_CPUS = const MAX_CPUS,
 );
@@ -48,12 +46,11 @@ global_asm!(
 global_asm!(
     include_str!("../../../boot/vectors.S"),
     FRAME_SIZE = const FRAME_SIZE,
-    GUEST_HANDLER = sym super::trap::handle_guest_exception,
+    HOST_SP = const HOST_SP_OFFSET,
     FAST_TABLE = sym super::fastpath::CAIRN_FAST_CALLS,
     ANSWER_SIZE = const super::fastpath::ANSWER_SIZE,
     CPU_BLOCK_SIZE = const super::fastpath::CPU_BLOCK_SIZE,
     FAST_CALLS = const super::fastpath::FAST_CALLS,
-    HYP_HANDLER = sym super::trap::handle_hyp_exception,
 );
 
 extern "C" {
@@ -64,25 +61,6 @@ extern "C" {
     pub fn secondary_entry();
     /// Entry for secondary CPUs released from a spin table; no argument.
     fn spin_table_entry();
-    /// Loads `frame` onto a fresh EL2 stack ending at `stack_top` and returns to the guest.
-    fn cairn_enter_guest(frame: *const TrapFrame, stack_top: usize) -> !;
-}
-
-/// Where `enter_guest` stages a CPU's frame: off the stack it is about to reset, so the
-/// copy to the stack top can never overlap its source.
-static mut ENTRY_FRAMES: [TrapFrame; MAX_CPUS] = [TrapFrame::ZERO; MAX_CPUS];
-
-/// Enters the guest described by `frame` on logical CPU `cpu`, discarding whatever the
-/// EL2 stack held.
-pub fn enter_guest(frame: &TrapFrame, cpu: usize) -> ! {
-    // SAFETY: only CPU `cpu` touches ENTRY_FRAMES[cpu], and only here; the stack being
-    // reset belongs to this CPU and nothing on it is live after this call, which never
-    // returns.
-    unsafe {
-        let staged = &raw mut ENTRY_FRAMES[cpu];
-        staged.write(*frame);
-        cairn_enter_guest(staged, stack_top(cpu))
-    }
 }
 
 /// A slot of [`SPIN_TABLE_MPIDRS`] no CPU has.

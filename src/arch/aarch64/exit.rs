@@ -1,18 +1,35 @@
-//! Why a guest left: the arch layer turns each trap into one [`Exit`], decoded once, and
-//! the policy in `vcpu` acts on it without looking at syndrome bits again.
+//! Why a guest left: the arch layer turns each trap into one [`Exit`], decoded once from
+//! the syndrome and the guest's registers, and the policy above acts on it without looking
+//! at syndrome bits again.
 
+use super::access::MmioAccess;
 use super::esr::{DataAbort, Esr, ExceptionClass};
-use crate::smccc::dispatch::Conduit;
+use super::frame::TrapFrame;
+
+/// How the guest called: HVC is the conduit Cairn advertises; SMC is trapped by
+/// HCR_EL2.TSC and answered the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    Hvc,
+    Smc,
+}
+
+/// The size of an A64 instruction: MSR/MRS and SMC traps are always A64 from AArch64.
+const A64_INSTRUCTION: u64 = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// An SMCCC call. For SMC the PC has already been moved past the instruction, so both
-    /// conduits look alike from here on.
+    /// An SMCCC call through HVC (the guest's PC is already past it: HVC is taken after the
+    /// instruction) or a trapped SMC (the PC is still at it, Arm ARM D1.10.1).
     Hypercall { conduit: Conduit, imm: u16 },
     /// A trapped WFI or WFE; `len` is the instruction's size (2 for a 16-bit T32 one).
     WaitFor { wfe: bool, len: u64 },
-    /// A data access to an IPA that stage 2 does not map; `len` is the instruction's size.
-    DataAbort { ipa: u64, va: Option<u64>, syndrome: DataAbort, len: u64 },
+    /// A load or store to an IPA that stage 2 does not map, with a syndrome to emulate it
+    /// from; `len` is the instruction's size.
+    Mmio { access: MmioAccess, va: Option<u64>, len: u64 },
+    /// A load or store to an IPA that stage 2 does not map that left no syndrome (LDP, STP,
+    /// writeback, SIMD): nothing can emulate it.
+    UndecodableAccess { ipa: u64, va: Option<u64> },
     /// A data cache maintenance instruction by VA (DC CIVAC, DC IVAC, ...) on an IPA that
     /// stage 2 does not map; `len` is the instruction's size.
     CacheMaintenance { ipa: u64, len: u64 },
@@ -22,8 +39,8 @@ pub enum Exit {
     TableWalk { ipa: u64, va: Option<u64> },
     /// An instruction fetch from an IPA that stage 2 does not map.
     InstructionAbort { ipa: u64, va: u64 },
-    /// A trapped system-register access (MSR/MRS).
-    SysReg { reg: SysRegId, write: bool, rt: usize },
+    /// A trapped system-register access (MSR/MRS): `write` holds the value an MSR writes.
+    SysReg { reg: SysRegId, rt: usize, write: Option<u64> },
     /// A physical interrupt arrived while the guest ran.
     Interrupt,
     /// An SError (asynchronous external abort) taken from the guest (HCR_EL2.AMO routes
@@ -31,6 +48,19 @@ pub enum Exit {
     SError { esr: Esr },
     /// Anything else: reported to the guest as an undefined instruction.
     Unhandled { esr: Esr },
+}
+
+impl Exit {
+    /// How far the guest's PC must move to step over the trapped instruction when the exit
+    /// completes it: 0 where the exception was taken after the instruction (HVC) or where
+    /// nothing was trapped.
+    pub fn step_len(&self) -> u64 {
+        match *self {
+            Exit::Hypercall { conduit: Conduit::Smc, .. } | Exit::SysReg { .. } => A64_INSTRUCTION,
+            Exit::WaitFor { len, .. } | Exit::Mmio { len, .. } | Exit::CacheMaintenance { len, .. } => len,
+            _ => 0,
+        }
+    }
 }
 
 /// A system register by its encoding (Op0, Op1, CRn, CRm, Op2).
@@ -53,12 +83,15 @@ pub const ICC_SGI0R_EL1: SysRegId = SysRegId { op0: 3, op1: 2, crn: 12, crm: 11,
 
 /// Decodes the ISS of a trapped MSR/MRS (Arm ARM D24.2.40, EC 0x18): Op0 [21:20],
 /// Op2 [19:17], Op1 [16:14], CRn [13:10], Rt [9:5], CRm [4:1], Direction [0] (1 = read).
-fn sysreg(iss: u32) -> Exit {
+fn sysreg(iss: u32, regs: &[u64; 31]) -> Exit {
     let field = |shift: u32, bits: u32| ((iss >> shift) & ((1 << bits) - 1)) as u8;
+    let rt = field(5, 5) as usize;
+    let is_write = iss & 1 == 0;
     Exit::SysReg {
         reg: SysRegId { op0: field(20, 2), op1: field(14, 3), crn: field(10, 4), crm: field(1, 4), op2: field(17, 3) },
-        write: iss & 1 == 0,
-        rt: field(5, 5) as usize,
+        rt,
+        // Rt = 31 is XZR for MSR.
+        write: is_write.then(|| regs.get(rt).copied().unwrap_or(0)),
     }
 }
 
@@ -78,8 +111,8 @@ fn not_a_device_access(syndrome: DataAbort, ipa: u64, va: Option<u64>, len: u64)
     }
 }
 
-/// Classifies a synchronous exception from the guest.
-pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
+/// Classifies a synchronous exception from the guest whose registers are in `frame`.
+pub fn classify_sync(esr: Esr, far: u64, hpfar: u64, frame: &TrapFrame) -> Exit {
     match esr.class() {
         ExceptionClass::Hvc64 => Exit::Hypercall { conduit: Conduit::Hvc, imm: esr.call_immediate() },
         ExceptionClass::Smc64 => Exit::Hypercall { conduit: Conduit::Smc, imm: esr.call_immediate() },
@@ -92,10 +125,13 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
             if syndrome.not_a_device_access() {
                 return not_a_device_access(syndrome, ipa, va, len);
             }
-            Exit::DataAbort { ipa, va, syndrome, len }
+            match MmioAccess::decode(ipa, syndrome, &frame.x) {
+                Some(access) => Exit::Mmio { access, va, len },
+                None => Exit::UndecodableAccess { ipa, va },
+            }
         }
         ExceptionClass::InstructionAbortLower => Exit::InstructionAbort { ipa: ipa_from_hpfar(hpfar, far), va: far },
-        ExceptionClass::SysReg64 => sysreg(esr.iss()),
+        ExceptionClass::SysReg64 => sysreg(esr.iss(), &frame.x),
         _ => Exit::Unhandled { esr },
     }
 }
@@ -104,20 +140,23 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64) -> Exit {
 mod tests {
     use super::*;
 
+    const F: TrapFrame = TrapFrame::ZERO;
+
     #[test]
     fn hvc_and_smc_become_hypercalls() {
-        assert_eq!(classify_sync(Esr(0x5A00_0000), 0, 0), Exit::Hypercall { conduit: Conduit::Hvc, imm: 0 });
-        assert_eq!(classify_sync(Esr(0x5E00_0001), 0, 0), Exit::Hypercall { conduit: Conduit::Smc, imm: 1 });
+        assert_eq!(classify_sync(Esr(0x5A00_0000), 0, 0, &F), Exit::Hypercall { conduit: Conduit::Hvc, imm: 0 });
+        assert_eq!(classify_sync(Esr(0x5E00_0001), 0, 0, &F), Exit::Hypercall { conduit: Conduit::Smc, imm: 1 });
     }
 
     #[test]
     fn data_abort_carries_the_ipa() {
         let esr = Esr((0x24 << 26) | (1 << 25) | (1 << 24));
-        let exit = classify_sync(esr, 0xFFFF_0000_1234_5678, 0x0123_4560);
+        let exit = classify_sync(esr, 0xFFFF_0000_1234_5678, 0x0123_4560, &F);
         match exit {
-            Exit::DataAbort { ipa, va, .. } => {
-                assert_eq!(ipa, 0x1_2345_6678);
+            Exit::Mmio { access, va, len } => {
+                assert_eq!(access.ipa, 0x1_2345_6678);
                 assert_eq!(va, Some(0xFFFF_0000_1234_5678));
+                assert_eq!(len, 4);
             }
             other => panic!("{other:?}"),
         }
@@ -129,11 +168,11 @@ mod tests {
         const S1PTW: u64 = 1 << 7;
         const WNR: u64 = 1 << 6;
         let dc_civac = Esr((0x24 << 26) | (1 << 25) | CM | WNR);
-        let exit = classify_sync(dc_civac, 0x40, 0x0800_0000 >> 8);
+        let exit = classify_sync(dc_civac, 0x40, 0x0800_0000 >> 8, &F);
         assert_eq!(exit, Exit::CacheMaintenance { ipa: 0x0800_0040, len: 4 });
         // Its stage-1 walk faulting is a table-walk fault like any other.
         let walk = Esr(dc_civac.0 | S1PTW);
-        assert!(matches!(classify_sync(walk, 0, 0), Exit::TableWalk { .. }));
+        assert!(matches!(classify_sync(walk, 0, 0, &F), Exit::TableWalk { .. }));
     }
 
     #[test]
@@ -141,26 +180,46 @@ mod tests {
         const S1PTW: u64 = 1 << 7;
         const ISV: u64 = 1 << 24;
         let load = Esr((0x24 << 26) | (1 << 25) | ISV | S1PTW);
-        let exit = classify_sync(load, 0x10, 0x0800_0000 >> 8);
+        let exit = classify_sync(load, 0x10, 0x0800_0000 >> 8, &F);
         assert_eq!(exit, Exit::TableWalk { ipa: 0x0800_0010, va: Some(0x10) });
     }
 
     #[test]
     fn wfe_is_told_from_wfi() {
-        assert_eq!(classify_sync(Esr((0x01 << 26) | (1 << 25) | 1), 0, 0), Exit::WaitFor { wfe: true, len: 4 });
-        assert_eq!(classify_sync(Esr(0x01 << 26), 0, 0), Exit::WaitFor { wfe: false, len: 2 });
+        assert_eq!(classify_sync(Esr((0x01 << 26) | (1 << 25) | 1), 0, 0, &F), Exit::WaitFor { wfe: true, len: 4 });
+        assert_eq!(classify_sync(Esr(0x01 << 26), 0, 0, &F), Exit::WaitFor { wfe: false, len: 2 });
     }
 
     #[test]
     fn decodes_an_icc_sgi1r_write() {
         // msr ICC_SGI1R_EL1, x3: Op0 3, Op2 5, Op1 0, CRn 12, Rt 3, CRm 11, write
         let iss = (3 << 20) | (5 << 17) | (12 << 10) | (3 << 5) | (11 << 1);
-        let exit = classify_sync(Esr((0x18 << 26) | (1 << 25) | iss), 0, 0);
-        assert_eq!(exit, Exit::SysReg { reg: ICC_SGI1R_EL1, write: true, rt: 3 });
+        let mut frame = TrapFrame::ZERO;
+        frame.x[3] = 0x1234;
+        let exit = classify_sync(Esr((0x18 << 26) | (1 << 25) | iss), 0, 0, &frame);
+        assert_eq!(exit, Exit::SysReg { reg: ICC_SGI1R_EL1, rt: 3, write: Some(0x1234) });
+        assert_eq!(exit.step_len(), 4);
+    }
+
+    #[test]
+    fn a_load_without_syndrome_cannot_be_emulated() {
+        let ldp = Esr((0x24 << 26) | (1 << 25));
+        let exit = classify_sync(ldp, 0x10, 0x0800_0000 >> 8, &F);
+        assert_eq!(exit, Exit::UndecodableAccess { ipa: 0x0800_0010, va: Some(0x10) });
+        assert_eq!(exit.step_len(), 0);
+    }
+
+    #[test]
+    fn only_completed_instructions_step_the_pc() {
+        let hvc = classify_sync(Esr(0x5A00_0000), 0, 0, &F);
+        let smc = classify_sync(Esr(0x5E00_0000), 0, 0, &F);
+        assert_eq!((hvc.step_len(), smc.step_len()), (0, 4), "HVC is taken after the instruction, SMC at it");
+        assert_eq!(classify_sync(Esr(0x01 << 26), 0, 0, &F).step_len(), 2);
+        assert_eq!(Exit::Interrupt.step_len(), 0);
     }
 
     #[test]
     fn everything_else_is_unhandled() {
-        assert!(matches!(classify_sync(Esr(0), 0, 0), Exit::Unhandled { .. }));
+        assert!(matches!(classify_sync(Esr(0), 0, 0, &F), Exit::Unhandled { .. }));
     }
 }

@@ -4,7 +4,7 @@
 
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1, VBAR_EL1};
 
-use super::trap::TrapFrame;
+use super::frame::TrapFrame;
 
 /// ESR_ELx.EC values (Arm ARM table D24-2) and IL (bit 25).
 const EC_UNKNOWN: u64 = 0x00;

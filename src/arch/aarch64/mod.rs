@@ -1,8 +1,11 @@
-//! AArch64 at EL2. `esr` and `exit` are pure decoding and build everywhere; the rest
-//! touches system registers and builds only for the bare-metal target.
+//! AArch64 at EL2. `esr`, `exit`, `access` (decoding) and `frame` (the saved guest
+//! registers) are pure and build everywhere; the rest touches system registers and builds
+//! only for the bare-metal target.
 
+pub mod access;
 pub mod esr;
 pub mod exit;
+pub mod frame;
 
 #[cfg(target_os = "none")]
 pub mod boot;

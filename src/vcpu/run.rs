@@ -1,0 +1,352 @@
+//! Each physical CPU's run loop, the one place the flow of a vCPU is decided: it idles
+//! until its vCPU has a start, enters the guest through the arch layer, gets each exit back
+//! as an [`Exit`], asks the policy for an [`Action`] and carries it out. Only this loop
+//! (and powering the machine off) diverges.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use aarch64_cpu::registers::{Readable, Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
+
+use super::action::{Action, Injection, Resume};
+use super::power::{PowerState, Start, Wait};
+use super::selftest::{self, SAVE_RESTORE_SELFTEST};
+use super::{policy, Vcpu, WaitEnd};
+use crate::arch::aarch64::boot::MAX_CPUS;
+use crate::arch::aarch64::exit::{Conduit, Exit};
+use crate::arch::aarch64::frame::TrapFrame;
+use crate::arch::aarch64::{cpu, fastpath, firmware, gic, inject, trap};
+use crate::event::SystemEvent;
+use crate::hyp;
+use crate::psci;
+use crate::smccc::dispatch::{self, Call, Outcome};
+use crate::smccc::{self, vendor};
+use crate::vgic::runtime;
+use crate::vm::{self, Vm};
+
+/// PSTATE for a vCPU entering the guest: EL1h with D, A, I and F masked (booting.rst, and
+/// DEN0022 §6.4 for CPU_ON).
+const PSTATE_EL1H_DAIF_MASKED: u64 = 0x3C5;
+/// SCTLR_EL1 at warm reset: the RES1 bits of ARMv8.0 (29, 28, 23, 22, 20, 11) with the
+/// MMU, caches and alignment checks off.
+const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
+/// SCTLR_EL1.EE: exceptions (and the MMU's table walks) at EL1 are big-endian.
+const SCTLR_EL1_EE: u64 = 1 << 25;
+
+/// The VM whose vCPU runs on each physical CPU: set once, before the CPU's vCPU first
+/// runs, and read by the CPU's loop whenever it looks for a start.
+static CURRENT_VM: [spin::RwLock<Option<Arc<Vm>>>; MAX_CPUS] = [const { spin::RwLock::new(None) }; MAX_CPUS];
+
+/// Whether the guest on this CPU runs big-endian at EL1 (SCTLR_EL1.EE): a CPU_ON caller's
+/// endianness is what its target starts with.
+pub fn caller_big_endian() -> bool {
+    SCTLR_EL1.get() & SCTLR_EL1_EE != 0
+}
+
+/// Makes a vCPU's physical CPU look at it: the kick SGI ends its WFI, whether it idles at
+/// EL2 or runs the guest.
+pub fn wake(vcpu: &Vcpu) {
+    if vcpu.pcpu != cpu::current() {
+        if let Some(g) = gic::get() {
+            g.kick(vcpu.pcpu);
+        }
+    }
+}
+
+/// Hands every physical CPU its vCPU of `vm`, starts the boot vCPU (vCPU 0) and runs this,
+/// the boot CPU's, loop.
+pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
+    for v in &vm.vcpus {
+        let mut slot = CURRENT_VM[v.pcpu].write();
+        if slot.is_none() {
+            *slot = Some(vm.clone());
+        }
+    }
+    // booting.rst: x0 = device tree address, x1-x3 = 0.
+    let _ = vm.vcpus[0].power_on(vm.boot_start(), &vm.halting);
+    // From here the VM has run: its service bitmaps are fixed (fwregs).
+    vm.firmware.lock().mark_run();
+    run_cpu(cpu::current())
+}
+
+/// Physical CPU `pcpu`'s loop: idle (WFI at EL2, so QEMU can give the host core away) until
+/// its vCPU is started, run it until it stops, and again.
+pub fn run_cpu(pcpu: usize) -> ! {
+    loop {
+        runtime::reset_cpu(pcpu);
+        let (vm, index, start) = wait_for_start(pcpu);
+        let vcpu = &vm.vcpus[index];
+        if let Some(gone) = run_vcpu(&vm, vcpu, start) {
+            if gone.last {
+                log::info!("no VM left: powering the machine off");
+                hyp::power_off();
+            }
+        }
+    }
+}
+
+/// Idles until this CPU's vCPU has a start (CPU_ON, a reset); starting it sends the kick
+/// SGI, which ends the WFI.
+fn wait_for_start(pcpu: usize) -> (Arc<Vm>, usize, Start) {
+    loop {
+        // Complete kicks (and park anything routed here) so the next WFI really waits.
+        runtime::take_physical_interrupts(pcpu);
+        let vm = CURRENT_VM[pcpu].read().clone();
+        if let Some(vm) = vm {
+            if let Some(vcpu) = vm.vcpu_on(pcpu) {
+                vcpu.set_parked(true);
+                if let Some(s) = vcpu.take_start() {
+                    let index = vcpu.index;
+                    return (vm, index, s);
+                }
+            }
+        }
+        cpu::wait_for_interrupt();
+    }
+}
+
+/// A VM that ended with this vCPU's system event.
+struct VmGone {
+    last: bool,
+}
+
+/// Runs `vcpu` from `start` until it stops: CPU_OFF, a system event, a stop by another
+/// vCPU's event. Returns the VM's end if this vCPU's event ended it.
+fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
+    let mut frame = enter_state(vm, vcpu, start);
+    // A system event may have stopped this vCPU after it took its start but before it
+    // stopped counting as parked: check again now that the event can see it unparked.
+    // Anything later is caught by the kick, taken before the first guest instruction.
+    if vcpu.state() == PowerState::Stopped {
+        return None;
+    }
+    loop {
+        let exit = trap::run_guest(&mut frame);
+        let action = policy::on_exit(vm, vcpu, &frame, exit);
+        let refill = match carry_out(vm, vcpu, &mut frame, exit, action) {
+            Carried::Resume(refill) => refill,
+            Carried::Left(gone) => return gone,
+        };
+        if vcpu.must_leave_guest() {
+            return None;
+        }
+        if refill {
+            runtime::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
+        }
+        if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
+            selftest::save_restore_round_trip(vm, vcpu, &mut frame);
+        }
+    }
+}
+
+/// How carrying out an action ended.
+enum Carried {
+    /// Back to the guest; whether its list registers need refilling.
+    Resume(bool),
+    /// The vCPU left the guest (and, with a VM-ending event, the VM is gone).
+    Left(Option<VmGone>),
+}
+
+#[inline(always)]
+fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Action) -> Carried {
+    let resume = match action {
+        Action::Resume(r) => r,
+        Action::TakeInterrupts => {
+            runtime::take_physical_interrupts(vcpu.pcpu);
+            return Carried::Resume(true);
+        }
+        Action::Halt { then } => {
+            wait_for_wakeup(vm, vcpu, Wait::Halt);
+            Resume { writes: then, step: true, refill: true }
+        }
+        Action::Suspend { resume, system } => {
+            suspend(vm, vcpu, frame, resume, system);
+            return Carried::Resume(true);
+        }
+        Action::Inject(injection) => {
+            inject_exception(frame, injection);
+            return Carried::Resume(false);
+        }
+        Action::PowerOff => {
+            log::debug!("vm{}: vcpu{} off (PSCI CPU_OFF)", vm.id, vcpu.index);
+            // CPU_OFF never returns (DEN0022 §5.5): even if a CPU_ON lands before this CPU
+            // parks, the loop's wait for a start takes it.
+            vcpu.power_off();
+            return Carried::Left(None);
+        }
+        Action::StopVm(event) => return Carried::Left(stop_vm(vm, vcpu, event)),
+        Action::ResetVm(event) => {
+            system_reset(vm, vcpu, event);
+            return Carried::Left(None);
+        }
+    };
+    // The one place a resumed guest's registers are written and its PC stepped.
+    resume.writes.apply(&mut frame.x);
+    if resume.step {
+        frame.elr = frame.elr.wrapping_add(exit.step_len());
+    }
+    Carried::Resume(resume.refill)
+}
+
+fn inject_exception(frame: &mut TrapFrame, injection: Injection) {
+    match injection {
+        Injection::DataAbort { far } => inject::data_abort(frame, far),
+        Injection::InstructionAbort { far } => inject::instruction_abort(frame, far),
+        Injection::Undefined => inject::undefined_instruction(frame),
+    }
+}
+
+/// Sets this CPU up for its vCPU at `s`, in the architectural entry state, and returns the
+/// frame to enter the guest from.
+fn enter_state(vm: &Vm, vcpu: &Vcpu, s: Start) -> TrapFrame {
+    let mut frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
+    frame.x[0] = s.context;
+    cpu::init_guest_traps(vcpu.mpidr);
+    SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
+    // The EL1 timers come out of reset disabled.
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+    runtime::reset_cpu(vcpu.pcpu);
+    vm.load_stage2();
+    install_fast_calls(vm, vcpu);
+    log::debug!("vm{}: vcpu{} starts at {:#x}", vm.id, vcpu.index, s.entry);
+    vcpu.set_parked(false);
+    frame
+}
+
+/// The calls the hypercall fast path answers (arch::aarch64::fastpath): their answers
+/// depend only on the VM's firmware registers, which are frozen once it has run.
+const FAST_CALL_IDS: [u32; fastpath::FAST_CALLS] = [psci::fid::PSCI_VERSION, smccc::SMCCC_VERSION, vendor::REVISION];
+
+/// Fills this CPU's fast-path table with what the dispatcher answers for
+/// [`FAST_CALL_IDS`] in `vm`, so the fast path and the full one always agree. The
+/// save/restore self-test must see every exit: it empties the table instead.
+fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
+    if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
+        fastpath::clear(vcpu.pcpu);
+        return;
+    }
+    let answers = FAST_CALL_IDS.map(|fid| {
+        let mut x = [0u64; 8];
+        x[0] = u64::from(fid);
+        let call = Call { conduit: Conduit::Hvc, imm: 0, caller_aarch32: false, vcpu: vcpu.index, x };
+        match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
+            Outcome::Return(results) => Some((fid, results)),
+            _ => None,
+        }
+    });
+    let mut table = [(0u32, &[][..]); fastpath::FAST_CALLS];
+    let mut n = 0;
+    for (fid, results) in answers.iter().flatten() {
+        table[n] = (*fid, results.registers());
+        n += 1;
+    }
+    fastpath::install(vcpu.pcpu, &table[..n]);
+}
+
+/// A powerdown state (CPU_SUSPEND powerdown, SYSTEM_SUSPEND): waits SUSPENDED for a wake-up
+/// event, then resumes at the entry point in the state CPU_ON gives (DEN0022 §6.4), but
+/// keeping what this powerdown does not lose: the EL1 timers (the device tree marks the
+/// timer always-on) and the pending interrupt that ended the suspend.
+fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) {
+    if system {
+        vm.record(SystemEvent::Suspend { vcpu: vcpu.index, entry: s.entry });
+    }
+    let woken = wait_for_wakeup(vm, vcpu, Wait::Suspend);
+    if let (true, Wakeup::Interrupt(intid)) = (system, woken) {
+        vm.record(SystemEvent::Wakeup { vcpu: vcpu.index, intid, entry: s.entry });
+    }
+    if woken == Wakeup::Stopped {
+        return; // the loop sees must_leave_guest
+    }
+    *frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
+    frame.x[0] = s.context;
+    SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
+    log::debug!("vm{}: vcpu{} resumes at {:#x}", vm.id, vcpu.index, s.entry);
+}
+
+/// What ended a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wakeup {
+    /// A virtual interrupt is pending for the vCPU (its INTID).
+    Interrupt(u32),
+    /// A wake-up event that is not an interrupt: a CPU_ON aimed at the suspended vCPU.
+    Request,
+    /// The vCPU was stopped (CPU_OFF is not possible here, so: a system event).
+    Stopped,
+}
+
+/// Blocks this vCPU, HALTED (WFI, standby) or SUSPENDED (powerdown) per `how`, its physical
+/// CPU idle in WFI at EL2 meanwhile, until a wake-up event: a virtual interrupt pending
+/// for it (masked or not, as WFI wakes on hardware), a CPU_ON aimed at it while suspended,
+/// or a stop.
+fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
+    let pcpu = vcpu.pcpu;
+    if !vcpu.begin_wait(how) {
+        return Wakeup::Stopped;
+    }
+    if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
+        selftest::mp_state_round_trip(vcpu);
+    }
+    loop {
+        runtime::take_physical_interrupts(pcpu);
+        let pending = runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
+        match vcpu.end_wait_if(|requested| pending.map(Wakeup::Interrupt).or(requested.then_some(Wakeup::Request))) {
+            WaitEnd::Stopped => return Wakeup::Stopped,
+            WaitEnd::Woken(w) => return w,
+            WaitEnd::Waiting => {}
+        }
+        if let Some(g) = gic::get() {
+            g.resample();
+        }
+        cpu::wait_for_interrupt();
+    }
+}
+
+/// Stops every vCPU of `vm` but `me` and waits until each has left the guest, so that no
+/// guest instruction runs anywhere in the VM after a system event's call.
+fn stop_others(vm: &Vm, me: &Vcpu) {
+    vm.halting.store(true, Ordering::SeqCst);
+    for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
+        v.power_off();
+        wake(v);
+    }
+    for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
+        while !v.is_parked() {
+            core::hint::spin_loop();
+        }
+    }
+    me.power_off();
+}
+
+/// SYSTEM_OFF, or a crash: every vCPU of the VM stops, the event is recorded, then the
+/// VM is gone. Another vCPU's event already under way will stop this one: waiting for its
+/// lock would deadlock with it waiting for this vCPU to park, so this vCPU stops at once.
+fn stop_vm(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> Option<VmGone> {
+    let Some(_event) = vm.event_lock.try_lock() else {
+        vcpu.power_off();
+        return None;
+    };
+    stop_others(vm, vcpu);
+    vm.record(event);
+    log::info!("vm{}: {}", vm.id, vm.epitaph());
+    Some(VmGone { last: vm::destroy(vm) == 0 })
+}
+
+/// PSCI SYSTEM_RESET: every vCPU stops; the VM's images, device tree and interrupt state
+/// go back to how they were at creation; the boot vCPU starts again.
+fn system_reset(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) {
+    let Some(_event) = vm.event_lock.try_lock() else {
+        vcpu.power_off();
+        return;
+    };
+    stop_others(vm, vcpu);
+    vm.record(event);
+    runtime::reset_cpu(vcpu.pcpu);
+    vm.reset_vgic();
+    vm.restore_images();
+    let boot = &vm.vcpus[0];
+    boot.restart(vm.boot_start());
+    vm.halting.store(false, Ordering::SeqCst);
+    wake(boot);
+}
