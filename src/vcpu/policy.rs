@@ -97,10 +97,16 @@ fn concerns(changed: VcpuSet, vcpu: &Vcpu) -> bool {
     changed & (1 << vcpu.index) != 0
 }
 
+#[inline(always)]
 fn kick(vm: &Vm, set: VcpuSet, me: usize) {
     if set == 0 {
         return;
     }
+    kick_others(vm, set, me);
+}
+
+#[inline(never)]
+fn kick_others(vm: &Vm, set: VcpuSet, me: usize) {
     for v in vm.vcpus.iter().filter(|v| set & (1 << v.index) != 0 && v.index != me) {
         super::wake(v);
     }

@@ -188,6 +188,8 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
     Carried::Resume(resume.refill)
 }
 
+#[cold]
+#[inline(never)]
 fn inject_exception(frame: &mut TrapFrame, injection: Injection) {
     match injection {
         Injection::DataAbort { far } => inject::data_abort(frame, far),
@@ -198,6 +200,8 @@ fn inject_exception(frame: &mut TrapFrame, injection: Injection) {
 
 /// Sets this CPU up for its vCPU at `s`, in the architectural entry state, and returns the
 /// frame to enter the guest from.
+#[cold]
+#[inline(never)]
 fn enter_state(vm: &Vm, vcpu: &Vcpu, s: Start) -> TrapFrame {
     let mut frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
     frame.x[0] = s.context;
@@ -221,6 +225,8 @@ const FAST_CALL_IDS: [u32; fastpath::FAST_CALLS] = [psci::fid::PSCI_VERSION, smc
 /// Fills this CPU's fast-path table with what the dispatcher answers for
 /// [`FAST_CALL_IDS`] in `vm`, so the fast path and the full one always agree. The
 /// save/restore self-test must see every exit: it empties the table instead.
+#[cold]
+#[inline(never)]
 fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
     if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
         fastpath::clear(vcpu.pcpu);
@@ -248,6 +254,8 @@ fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
 /// event, then resumes at the entry point in the state CPU_ON gives (DEN0022 §6.4), but
 /// keeping what this powerdown does not lose: the EL1 timers (the device tree marks the
 /// timer always-on) and the pending interrupt that ended the suspend.
+#[cold]
+#[inline(never)]
 fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) {
     if system {
         vm.record(SystemEvent::Suspend { vcpu: vcpu.index, entry: s.entry });
@@ -280,6 +288,7 @@ enum Wakeup {
 /// CPU idle in WFI at EL2 meanwhile, until a wake-up event: a virtual interrupt pending
 /// for it (masked or not, as WFI wakes on hardware), a CPU_ON aimed at it while suspended,
 /// or a stop.
+#[inline(never)]
 fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
     let pcpu = vcpu.pcpu;
     if !vcpu.begin_wait(how) {
@@ -322,6 +331,8 @@ fn stop_others(vm: &Vm, me: &Vcpu) {
 /// SYSTEM_OFF, or a crash: every vCPU of the VM stops, the event is recorded, then the
 /// VM is gone. Another vCPU's event already under way will stop this one: waiting for its
 /// lock would deadlock with it waiting for this vCPU to park, so this vCPU stops at once.
+#[cold]
+#[inline(never)]
 fn stop_vm(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> Option<VmGone> {
     let Some(_event) = vm.event_lock.try_lock() else {
         vcpu.power_off();
@@ -335,6 +346,8 @@ fn stop_vm(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> Option<VmGone> {
 
 /// PSCI SYSTEM_RESET: every vCPU stops; the VM's images, device tree and interrupt state
 /// go back to how they were at creation; the boot vCPU starts again.
+#[cold]
+#[inline(never)]
 fn system_reset(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) {
     let Some(_event) = vm.event_lock.try_lock() else {
         vcpu.power_off();

@@ -59,6 +59,8 @@ fn restore_registers(vm: &Vm, frame: &mut TrapFrame, s: &VcpuState) -> Result<()
 }
 
 /// One exit's round trip of the self-test.
+#[cold]
+#[inline(never)]
 pub fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     let saved = save(vm, vcpu, frame);
     let wire = saved.to_registers();
