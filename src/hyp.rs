@@ -11,6 +11,7 @@ use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use buddy_system_allocator::LockedHeap;
 
 use crate::arch::aarch64::esr::Esr;
+use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu};
 use crate::dt::{self, Machine, Module, ModuleKind, PsciMethod};
@@ -320,14 +321,14 @@ pub fn logical_cpus(m: &Machine<'_>) -> Vec<u64> {
 
 fn start_secondaries(m: &Machine<'_>) {
     let cpus = logical_cpus(m);
-    if cpus.len() > boot::MAX_CPUS {
-        log::warn!("{} CPUs in the device tree; Cairn uses the first {}", cpus.len(), boot::MAX_CPUS);
+    if cpus.len() > MAX_CPUS {
+        log::warn!("{} CPUs in the device tree; Cairn uses the first {}", cpus.len(), MAX_CPUS);
     }
     if let Some(method) = m.psci_method {
         let smccc = firmware::probe(method);
         log::debug!("firmware SMCCC version: {smccc:#x} (-1: 1.0, cannot report Spectre workarounds)");
     }
-    for (logical, &mpidr) in cpus.iter().enumerate().take(boot::MAX_CPUS).skip(1) {
+    for (logical, &mpidr) in cpus.iter().enumerate().take(MAX_CPUS).skip(1) {
         let node = m.cpus.iter().find(|c| c.mpidr == mpidr);
         match (node.and_then(|c| c.spin_table_release), m.psci_method) {
             (Some(release), _) => boot::release_from_spin_table(logical, mpidr, release),
@@ -340,7 +341,7 @@ fn start_secondaries(m: &Machine<'_>) {
             (None, None) => log::warn!("MPIDR {mpidr:#x}: no spin table and no PSCI firmware: it stays off"),
         }
     }
-    let expected = cpus.len().min(boot::MAX_CPUS);
+    let expected = cpus.len().min(MAX_CPUS);
     let deadline = CNTPCT_EL0.get() + CNTFRQ_EL0.get() * SECONDARY_TIMEOUT_MS / 1000;
     while CPUS_ONLINE.load(Ordering::Acquire) < expected && CNTPCT_EL0.get() < deadline {
         core::hint::spin_loop();

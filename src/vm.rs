@@ -9,7 +9,8 @@ use core::sync::atomic::AtomicBool;
 
 use crate::arch::aarch64::firmware::MachineFirmware;
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
-use crate::arch::aarch64::{boot, cpu, mmu};
+use crate::arch::aarch64::limits::MAX_CPUS;
+use crate::arch::aarch64::{cpu, mmu};
 use crate::dt::{GicVersion, Machine, Module, ModuleKind};
 use crate::event::{EventLog, SystemEvent};
 use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
@@ -391,7 +392,7 @@ pub fn create_boot_vm(
         copy_raw(i.region.base, pristine + kernel.region.size, i.region.size);
     }
 
-    let vcpus = settings.vcpus.unwrap_or(boot::MAX_CPUS).clamp(1, boot::MAX_CPUS);
+    let vcpus = settings.vcpus.unwrap_or(MAX_CPUS).clamp(1, MAX_CPUS);
     let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(vcpus).collect();
     let layout = guest_gic(m, mpidrs.len())?;
     // The board's devices Cairn keeps for itself are not the guest's (crate::platform).

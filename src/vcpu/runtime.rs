@@ -9,9 +9,10 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
 
-use crate::arch::aarch64::boot::{self, MAX_CPUS};
+use crate::arch::aarch64::boot;
 use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
+use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{context, cpu, fastpath, firmware, inject};
 use crate::event::{Crash, SystemEvent};

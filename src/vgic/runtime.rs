@@ -7,8 +7,8 @@
 //! Every vCPU is pinned to one physical CPU, so the list registers of that CPU belong to
 //! it alone and are never saved or restored.
 
-use crate::arch::aarch64::boot::MAX_CPUS;
 use crate::arch::aarch64::gic::{self, Gic};
+use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::vgic::dist::{Pending, VGic};
 use crate::vgic::lr::{self, ListReg, LrState, Placement};
 use crate::vgic::set_bits;

@@ -4,11 +4,10 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::limits::MAX_CPUS;
 use super::trap::{TrapFrame, FRAME_SIZE};
 use crate::mm::MIB;
 
-/// Physical CPUs Cairn supports (QEMU virt tests go up to -smp 8).
-pub const MAX_CPUS: usize = 16;
 /// EL2 stack per physical CPU.
 pub const STACK_SIZE: usize = 64 * 1024;
 

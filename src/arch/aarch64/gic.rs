@@ -4,9 +4,9 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::boot::MAX_CPUS;
 use super::gicv2::GicV2;
 use super::gicv3::GicV3;
+use super::limits::MAX_CPUS;
 use crate::dt::{GicVersion, Machine};
 use crate::vcpu::saved::VgicCpu;
 use crate::vgic::dist::{HwBacking, Version, PRIVATE_IRQS};

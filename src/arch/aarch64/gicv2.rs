@@ -5,12 +5,12 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use super::boot::MAX_CPUS;
 use super::gicd::{
     self, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICPENDR, GICD_IPRIORITYR, GICD_ISACTIVER, GICD_ISENABLER,
     GICD_ISPENDR,
 };
 use super::gicv3::DEFAULT_PRIORITY;
+use super::limits::MAX_CPUS;
 use super::mmio::{read32, read8, write32, write8};
 
 // Distributor registers GICv2 alone has (IHI 0048B §4.3).

@@ -4,11 +4,11 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use super::boot::MAX_CPUS;
 use super::gicd::{
     self, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICPENDR, GICD_IGROUPR, GICD_IPRIORITYR, GICD_ISACTIVER,
     GICD_ISENABLER, GICD_ISPENDR,
 };
+use super::limits::MAX_CPUS;
 use super::mmio::{read32, read64, write32, write64};
 
 // Distributor registers GICv3 alone has (IHI 0069H §12.9).

@@ -3,6 +3,7 @@
 
 pub mod esr;
 pub mod exit;
+pub mod limits;
 
 #[cfg(target_os = "none")]
 pub mod boot;
