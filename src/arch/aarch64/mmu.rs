@@ -4,7 +4,7 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2, VTCR_EL2, VTTBR_EL2};
 
 use super::cpu::physical_address_bits;
-use crate::mm::pagetable::MAIR_EL2_VALUE;
+use super::memattr::MAIR_EL2_VALUE;
 
 /// Cairn's EL2 virtual address space: 48 bits, identity-mapped.
 pub const EL2_VA_BITS: u32 = 48;

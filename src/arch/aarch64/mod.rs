@@ -1,9 +1,12 @@
-//! AArch64 at EL2. `esr` and `exit` are pure decoding and build everywhere; the rest
-//! touches system registers and builds only for the bare-metal target.
+//! AArch64 at EL2. The modules without a `cfg` are pure (decoding, hardware formats,
+//! architectural constants, machine limits) and build everywhere, so the host tests cover
+//! them and the layers above can use them; the rest touches system registers and builds
+//! only for the bare-metal target.
 
 pub mod esr;
 pub mod exit;
 pub mod limits;
+pub mod memattr;
 
 #[cfg(target_os = "none")]
 pub mod boot;
