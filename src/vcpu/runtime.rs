@@ -616,7 +616,7 @@ fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     // Scramble everything the state covers, so a register the restore missed shows.
     frame.x = [SCRAMBLE; 31];
     frame.elr = SCRAMBLE;
-    context::write_sysregs(&[SCRAMBLE & !1; crate::vcpu::saved::SYSREGS]);
+    context::write_sysregs(&[SCRAMBLE & !1; context::SYSREGS]);
     if let Some(g) = gic::get() {
         g.clear_lrs();
     }

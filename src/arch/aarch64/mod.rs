@@ -3,6 +3,7 @@
 //! them and the layers above can use them; the rest touches system registers and builds
 //! only for the bare-metal target.
 
+pub mod context;
 pub mod esr;
 pub mod exit;
 pub mod limits;
@@ -10,8 +11,6 @@ pub mod memattr;
 
 #[cfg(target_os = "none")]
 pub mod boot;
-#[cfg(target_os = "none")]
-pub mod context;
 #[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
