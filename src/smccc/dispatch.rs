@@ -6,6 +6,7 @@
 //! touches hardware, so every rule is unit-tested on the host.
 
 use super::{ret, trng, vendor, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_VERSION};
+pub use crate::arch::aarch64::exit::Conduit;
 use crate::psci;
 
 /// Arm-architecture calls beyond VERSION and FEATURES (DEN0028 §7.4-7.6): the Spectre
@@ -16,14 +17,6 @@ pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
 pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
 const FIRMWARE_ARCH_CALLS: [u32; 4] =
     [SMCCC_ARCH_SOC_ID, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3];
-
-/// How the guest called: HVC is the conduit Cairn advertises; SMC is trapped by
-/// HCR_EL2.TSC and answered the same way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Conduit {
-    Hvc,
-    Smc,
-}
 
 /// A guest's call as the arch layer saw it.
 #[derive(Clone, Copy, Debug)]

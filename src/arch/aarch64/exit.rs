@@ -2,7 +2,15 @@
 //! the policy in `vcpu` acts on it without looking at syndrome bits again.
 
 use super::esr::{DataAbort, Esr, ExceptionClass};
-use crate::smccc::dispatch::Conduit;
+
+/// The SMCCC conduit (DEN0028 §2): the instruction a call is made with. For a guest's
+/// call, HVC is the conduit Cairn advertises and SMC is trapped by HCR_EL2.TSC and
+/// answered the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    Hvc,
+    Smc,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {

@@ -54,7 +54,7 @@ pub(super) extern "C" fn handle_guest_exception(frame: &mut TrapFrame, kind: u64
             // A trapped SMC leaves ELR_EL2 at the SMC itself (unlike HVC, which is an
             // exception taken after it): step over it first so both conduits look the
             // same to everything that follows (guest-firmware-interfaces.md §0.1).
-            if let Exit::Hypercall { conduit: crate::smccc::dispatch::Conduit::Smc, .. } = exit {
+            if let Exit::Hypercall { conduit: super::exit::Conduit::Smc, .. } = exit {
                 frame.skip_instruction(esr);
             }
             exit
