@@ -624,6 +624,7 @@ fn has_compatible(node: FdtNode<'_, '_>, with: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::aarch64::exit::Conduit;
     use crate::dt;
     use alloc::vec;
 
@@ -883,7 +884,7 @@ mod tests {
         let gic = m.gic.unwrap();
         assert_eq!(gic.version, dt::GicVersion::V3);
         assert_eq!(gic.regions, [V3_DIST, V3_REDIST]);
-        assert_eq!(m.psci_method, Some(dt::PsciMethod::Hvc));
+        assert_eq!(m.psci_method, Some(Conduit::Hvc));
         assert_eq!(m.bootargs, "console=ttyAMA0 earlycon");
         assert!(m.modules.is_empty());
 

@@ -11,10 +11,11 @@ use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use buddy_system_allocator::LockedHeap;
 
 use crate::arch::aarch64::esr::Esr;
+use crate::arch::aarch64::exit::Conduit;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu};
-use crate::dt::{self, Machine, Module, ModuleKind, PsciMethod};
+use crate::dt::{self, Machine, Module, ModuleKind};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
@@ -143,7 +144,7 @@ fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
     Some(root)
 }
 
-fn psci_method() -> Option<PsciMethod> {
+fn psci_method() -> Option<Conduit> {
     MACHINE.get().and_then(|m| m.psci_method)
 }
 
