@@ -13,15 +13,9 @@ use fdt::node::FdtNode;
 use fdt::Fdt;
 
 use crate::arch::aarch64::exit::Conduit;
+use crate::arch::aarch64::gicarch::GicVersion;
 use crate::mm::Region;
 use crate::platform::{self, Board, Role};
-
-/// The interrupt controller the machine has (the GIC node's `compatible`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GicVersion {
-    V2,
-    V3,
-}
 
 const GICV3_COMPATIBLE: &[&str] = &["arm,gic-v3"];
 const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic", "arm,cortex-a7-gic"];

@@ -625,6 +625,7 @@ fn has_compatible(node: FdtNode<'_, '_>, with: &[&str]) -> bool {
 mod tests {
     use super::*;
     use crate::arch::aarch64::exit::Conduit;
+    use crate::arch::aarch64::gicarch::GicVersion;
     use crate::dt;
     use alloc::vec;
 
@@ -882,7 +883,7 @@ mod tests {
         assert_eq!(m.cpus.iter().map(|c| c.mpidr).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(m.uart, Some(Region::new(0x0900_0000, 0x1000)));
         let gic = m.gic.unwrap();
-        assert_eq!(gic.version, dt::GicVersion::V3);
+        assert_eq!(gic.version, GicVersion::V3);
         assert_eq!(gic.regions, [V3_DIST, V3_REDIST]);
         assert_eq!(m.psci_method, Some(Conduit::Hvc));
         assert_eq!(m.bootargs, "console=ttyAMA0 earlycon");

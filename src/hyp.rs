@@ -12,6 +12,7 @@ use buddy_system_allocator::LockedHeap;
 
 use crate::arch::aarch64::esr::Esr;
 use crate::arch::aarch64::exit::Conduit;
+use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu};
@@ -299,8 +300,8 @@ fn run_selftest(args: &str) {
 fn announce(m: &Machine<'_>) {
     let ram: u64 = m.memory.iter().map(|r| r.size).sum();
     let gic = match m.gic.as_ref().map(|g| g.version) {
-        Some(dt::GicVersion::V2) => "GICv2",
-        Some(dt::GicVersion::V3) => "GICv3",
+        Some(GicVersion::V2) => "GICv2",
+        Some(GicVersion::V3) => "GICv3",
         None => "no GIC",
     };
     log::info!(

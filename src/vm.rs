@@ -9,9 +9,10 @@ use core::sync::atomic::AtomicBool;
 
 use crate::arch::aarch64::firmware::MachineFirmware;
 use crate::arch::aarch64::gic::{self, PhysicalBacking};
+use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::{cpu, mmu};
-use crate::dt::{GicVersion, Machine, Module, ModuleKind};
+use crate::dt::{Machine, Module, ModuleKind};
 use crate::event::{EventLog, SystemEvent};
 use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};

@@ -4,12 +4,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::gicarch::{GicVersion, PRIVATE_IRQS};
 use super::gicv2::GicV2;
 use super::gicv3::GicV3;
 use super::limits::MAX_CPUS;
-use crate::dt::{GicVersion, Machine};
+use crate::dt::Machine;
 use crate::vcpu::saved::VgicCpu;
-use crate::vgic::dist::{HwBacking, Version, PRIVATE_IRQS};
+use crate::vgic::dist::HwBacking;
 use crate::vgic::lr::ListReg;
 
 /// Physical SGI Cairn sends to make another CPU leave its guest and look at its pending
@@ -91,10 +92,10 @@ pub fn is_guest_interrupt(intid: u32) -> bool {
 }
 
 impl Gic {
-    pub fn version(&self) -> Version {
+    pub fn version(&self) -> GicVersion {
         match self {
-            Gic::V2(_) => Version::V2,
-            Gic::V3(_) => Version::V3,
+            Gic::V2(_) => GicVersion::V2,
+            Gic::V3(_) => GicVersion::V3,
         }
     }
 

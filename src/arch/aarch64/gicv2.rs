@@ -5,6 +5,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use super::gicarch::MAX_IRQS;
 use super::gicd::{
     self, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICPENDR, GICD_IPRIORITYR, GICD_ISACTIVER, GICD_ISENABLER,
     GICD_ISPENDR,
@@ -56,7 +57,7 @@ static CPU_MASK: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 
 impl GicV2 {
     pub fn new(distributor: usize, cpu_interface: usize, hyp_control: usize) -> Self {
-        GicV2 { distributor, cpu_interface, hyp_control, nr_irqs: gicd::nr_irqs(distributor).min(1020) }
+        GicV2 { distributor, cpu_interface, hyp_control, nr_irqs: gicd::nr_irqs(distributor).min(MAX_IRQS) }
     }
 
     pub fn nr_irqs(&self) -> u32 {

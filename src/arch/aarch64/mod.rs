@@ -6,6 +6,7 @@
 pub mod context;
 pub mod esr;
 pub mod exit;
+pub mod gicarch;
 pub mod limits;
 pub mod memattr;
 
