@@ -12,6 +12,7 @@
 use alloc::vec::Vec;
 
 use crate::arch::aarch64::context::SYSREGS;
+use crate::arch::aarch64::lr::VgicCpu;
 use crate::fwregs::reg::{KVM_REG_ARM64, KVM_REG_ARM_COPROC_SHIFT, KVM_REG_SIZE_U64};
 use crate::vcpu::power::{PowerState, Start};
 
@@ -65,17 +66,6 @@ const MP_CONTEXT: u64 = 2;
 const MP_FLAGS: u64 = 3;
 const MP_FLAG_START: u64 = 1 << 0;
 const MP_FLAG_BIG_ENDIAN: u64 = 1 << 1;
-
-/// The GIC virtual CPU interface as the guest left it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VgicCpu {
-    /// Raw ICH_LR<n>_EL2 / GICH_LR<n> values.
-    pub lrs: Vec<u64>,
-    /// ICH_VMCR_EL2 / GICH_VMCR.
-    pub vmcr: u64,
-    /// ICH_AP0R0_EL2 and ICH_AP1R0_EL2 / GICH_APR (and 0).
-    pub apr: [u64; 2],
-}
 
 /// Everything a vCPU is.
 #[derive(Clone, Debug, PartialEq, Eq)]

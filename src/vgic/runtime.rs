@@ -9,8 +9,9 @@
 
 use crate::arch::aarch64::gic::{self, Gic};
 use crate::arch::aarch64::limits::MAX_CPUS;
+use crate::arch::aarch64::lr::{ListReg, LrState};
 use crate::vgic::dist::{Pending, VGic};
-use crate::vgic::lr::{self, ListReg, LrState, Placement};
+use crate::vgic::lr::{self, Placement};
 use crate::vgic::set_bits;
 
 /// Forwarded interrupts taken at EL2 and not yet in a list register, per physical CPU.

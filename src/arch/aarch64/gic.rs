@@ -8,10 +8,9 @@ use super::gicarch::{GicVersion, PRIVATE_IRQS};
 use super::gicv2::GicV2;
 use super::gicv3::GicV3;
 use super::limits::MAX_CPUS;
+use super::lr::{ListReg, VgicCpu};
 use crate::dt::Machine;
-use crate::vcpu::saved::VgicCpu;
 use crate::vgic::dist::HwBacking;
-use crate::vgic::lr::ListReg;
 
 /// Physical SGI Cairn sends to make another CPU leave its guest and look at its pending
 /// virtual interrupts or power state.

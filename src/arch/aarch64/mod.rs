@@ -8,6 +8,7 @@ pub mod esr;
 pub mod exit;
 pub mod gicarch;
 pub mod limits;
+pub mod lr;
 pub mod memattr;
 
 #[cfg(target_os = "none")]
