@@ -203,7 +203,11 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     console::init_logging(bootargs::log_level(m.bootargs));
     announce(m);
     run_selftest(m.bootargs);
-    if let Err(e) = gic::init(m, &logical_cpus(m)) {
+    let gic_ready = match m.gic.as_ref() {
+        Some(info) => gic::init(info.version, &info.regions, &logical_cpus(m)),
+        None => Err("the device tree has no GIC"),
+    };
+    if let Err(e) = gic_ready {
         log::error!("{e}: Cairn cannot virtualize interrupts on this machine");
         power_off();
     }

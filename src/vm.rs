@@ -8,7 +8,7 @@ use core::fmt;
 use core::sync::atomic::AtomicBool;
 
 use crate::arch::aarch64::firmware::MachineFirmware;
-use crate::arch::aarch64::gic::{self, PhysicalBacking};
+use crate::arch::aarch64::gic;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::{cpu, mmu};
@@ -25,6 +25,7 @@ use crate::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::smccc::dispatch::{Host, VmFirmware};
 use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
+use crate::vgic::physical::PhysicalBacking;
 
 /// Why a VM could not be built.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use aarch64_cpu::registers::{Readable, Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SC
 
 use crate::arch::aarch64::boot;
 use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
-use crate::arch::aarch64::gic::{self, PhysicalBacking};
+use crate::arch::aarch64::gic;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{context, cpu, fastpath, firmware, inject};
@@ -23,6 +23,7 @@ use crate::smccc::{self, vendor};
 use crate::vcpu::power::{Power, PowerState, Start, Wait};
 use crate::vcpu::saved::VcpuState;
 use crate::vgic::dist::VcpuSet;
+use crate::vgic::physical::PhysicalBacking;
 use crate::vgic::runtime;
 use crate::vm::{self, Vm};
 use crate::{console, fwregs, hyp};

@@ -5,6 +5,8 @@
 pub mod dist;
 pub mod lr;
 #[cfg(target_os = "none")]
+pub mod physical;
+#[cfg(target_os = "none")]
 pub mod runtime;
 
 /// The positions of the bits set in `mask`, lowest first: target lists, candidate
