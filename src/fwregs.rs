@@ -26,7 +26,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::psci::{self, Version};
+use crate::smccc::psci::{self, Version};
 
 /// Register IDs (KVM `arch/arm64/include/uapi/asm/kvm.h`; digest §3.2):
 /// `KVM_REG_ARM64 | KVM_REG_SIZE_U64 | coproc << 16 | index`.

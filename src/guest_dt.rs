@@ -28,7 +28,7 @@ use fdt::Fdt;
 use vm_fdt::{FdtReserveEntry, FdtWriter};
 
 use crate::mm::Region;
-use crate::psci::{fid, Version};
+use crate::smccc::psci::{fid, Version};
 
 /// The interrupt controller frames the guest is told about (Linux's arm,gic-v3.yaml and
 /// arm,gic.yaml bindings give the `reg` order).
@@ -55,7 +55,7 @@ pub struct Psci01Ids {
     pub migrate: u32,
 }
 
-/// MIGRATE, SMC64 form (DEN0022 §5.1, table 5-1); `crate::psci::fid` does not list it.
+/// MIGRATE, SMC64 form (DEN0022 §5.1, table 5-1); `crate::smccc::psci::fid` does not list it.
 const MIGRATE_64: u32 = 0xC400_0005;
 
 impl Psci01Ids {

@@ -21,7 +21,8 @@ use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::platform::{PowerOffMethod, Role};
-use crate::{bootargs, bundle, console, fwregs, psci, vcpu, vm};
+use crate::smccc::psci;
+use crate::{bootargs, bundle, console, fwregs, vcpu, vm};
 
 /// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
 /// page tables and VM state: 83 KiB on QEMU virt and 184 KiB on raspi4b once the VM is

@@ -19,7 +19,6 @@ pub mod guest_image;
 pub mod mm;
 pub mod mmio;
 pub mod platform;
-pub mod psci;
 pub mod smccc;
 pub mod vcpu;
 pub mod vgic;

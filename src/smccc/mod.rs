@@ -1,7 +1,11 @@
 //! The SMC Calling Convention (Arm DEN0028): function-ID layout, return codes and the
-//! Arm-architecture calls. Pure logic, tested on the host.
+//! Arm-architecture calls; the types the services share ([`call`]), the one dispatcher
+//! ([`dispatch`]) and the services it routes to: PSCI ([`psci`]), TRNG ([`trng`]) and
+//! Cairn's vendor service ([`vendor`]). Pure logic, tested on the host.
 
+pub mod call;
 pub mod dispatch;
+pub mod psci;
 pub mod trng;
 pub mod vendor;
 

@@ -17,8 +17,9 @@ use crate::arch::aarch64::trap::TrapFrame;
 use crate::arch::aarch64::{context, cpu, fastpath, firmware, inject};
 use crate::event::{Crash, SystemEvent};
 use crate::mmio::Access;
-use crate::psci::{self, ret, Suspend};
-use crate::smccc::dispatch::{self, Call, Outcome};
+use crate::smccc::call::{Call, Conduit, Outcome};
+use crate::smccc::dispatch;
+use crate::smccc::psci::{self, ret, Suspend};
 use crate::smccc::{self, vendor};
 use crate::vcpu::power::{Power, PowerState, Start, Wait};
 use crate::vcpu::saved::VcpuState;
@@ -193,7 +194,7 @@ fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
     let answers = FAST_CALL_IDS.map(|fid| {
         let mut x = [0u64; 8];
         x[0] = u64::from(fid);
-        let call = Call { conduit: dispatch::Conduit::Hvc, imm: 0, caller_aarch32: false, vcpu: vcpu.index, x };
+        let call = Call { conduit: Conduit::Hvc, imm: 0, caller_aarch32: false, vcpu: vcpu.index, x };
         match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
             Outcome::Return(results) => Some((fid, results)),
             _ => None,
@@ -406,7 +407,7 @@ fn sysreg(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, reg: SysRegId, write: boo
 
 /// Makes one SMCCC call; returns whether the vCPU waited for an interrupt in it (so its
 /// list registers need refilling).
-fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: dispatch::Conduit, imm: u16) -> bool {
+fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: Conduit, imm: u16) -> bool {
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), vcpu: vcpu.index, x };

@@ -2,7 +2,7 @@
 //! On QEMU virt with virtualization=on, QEMU itself answers them.
 
 use super::exit::Conduit;
-use crate::psci::fid;
+use crate::smccc::psci::fid;
 
 /// Makes a PSCI call through `method`. SMCCC 1.0 lets the callee clobber x0-x17, so the
 /// asm marks them all as such.
