@@ -7,7 +7,6 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::AtomicBool;
 
-use crate::arch::aarch64::firmware::MachineFirmware;
 use crate::arch::aarch64::gic;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
@@ -23,6 +22,7 @@ use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::smccc::call::VmFirmware;
 use crate::smccc::dispatch::Host;
+use crate::smccc::machine::MachineFirmware;
 use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};

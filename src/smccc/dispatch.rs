@@ -7,14 +7,12 @@
 
 use super::call::{Call, Conduit, Outcome, Results, VmFirmware};
 use super::psci::{self, service};
-use super::{ret, trng, vendor, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_VERSION};
+use super::{
+    ret, trng, vendor, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_ARCH_SOC_ID,
+    SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
+};
 
-/// Arm-architecture calls beyond VERSION and FEATURES (DEN0028 §7.4-7.6): the Spectre
-/// workarounds and SoC identification, which only the machine's firmware can answer.
-pub const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
-pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
-pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
-pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
+/// The Arm-architecture calls only the machine's firmware can answer.
 const FIRMWARE_ARCH_CALLS: [u32; 4] =
     [SMCCC_ARCH_SOC_ID, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3];
 

@@ -14,11 +14,12 @@ use crate::arch::aarch64::exit::{Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, 
 use crate::arch::aarch64::gic;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{context, cpu, fastpath, firmware, inject};
+use crate::arch::aarch64::{context, cpu, fastpath, inject};
 use crate::event::{Crash, SystemEvent};
 use crate::mmio::Access;
 use crate::smccc::call::{Call, Conduit, Outcome};
 use crate::smccc::dispatch;
+use crate::smccc::machine::MachineFirmware;
 use crate::smccc::psci::{self, ret, Suspend};
 use crate::smccc::{self, vendor};
 use crate::vcpu::power::{Power, PowerState, Start, Wait};
@@ -195,7 +196,7 @@ fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
         let mut x = [0u64; 8];
         x[0] = u64::from(fid);
         let call = Call { conduit: Conduit::Hvc, imm: 0, caller_aarch32: false, vcpu: vcpu.index, x };
-        match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
+        match dispatch::dispatch(&call, vm, &MachineFirmware) {
             Outcome::Return(results) => Some((fid, results)),
             _ => None,
         }
@@ -411,7 +412,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, conduit: Conduit, imm:
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), vcpu: vcpu.index, x };
-    match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
+    match dispatch::dispatch(&call, vm, &MachineFirmware) {
         Outcome::Return(results) => {
             // The one place result registers are written back.
             frame.x[..results.registers().len()].copy_from_slice(results.registers());
