@@ -15,12 +15,12 @@ use crate::arch::aarch64::exit::Conduit;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu};
+use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu};
 use crate::dt::{self, Machine, Module, ModuleKind};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
-use crate::platform::{PowerOffMethod, Role};
+use crate::platform::{rpi4, PowerOffMethod, Role};
 use crate::smccc::psci;
 use crate::{bootargs, bundle, console, fwregs, vcpu, vm};
 
@@ -159,24 +159,12 @@ pub fn power_off() -> ! {
     let owned = MACHINE.get().map(|m| m.owned.as_slice()).unwrap_or(&[]);
     for &(role, region) in owned {
         match role {
-            Role::PowerOff(PowerOffMethod::Bcm2835Halt) => bcm2835_halt(region.base as usize),
+            Role::PowerOff(PowerOffMethod::Bcm2835Halt) => rpi4::bcm2835_halt(region.base as usize),
         }
     }
     loop {
         cpu::wait_for_event();
     }
-}
-
-/// Resets the Pi into its firmware's halt partition through the PM watchdog, the way
-/// Linux's bcm2835_wdt powers a Pi off (QEMU's raspi4b resets, which ends it under
-/// -no-reboot).
-fn bcm2835_halt(pm: usize) {
-    use crate::platform::rpi4::*;
-    let rsts = mmio::read32(pm + PM_RSTS);
-    mmio::write32(pm + PM_RSTS, PM_PASSWORD | rsts | PM_RSTS_HALT_PARTITION);
-    mmio::write32(pm + PM_WDOG, PM_PASSWORD | PM_WDOG_TICKS);
-    let rstc = mmio::read32(pm + PM_RSTC) & PM_RSTC_WRCFG_CLR;
-    mmio::write32(pm + PM_RSTC, PM_PASSWORD | rstc | PM_RSTC_WRCFG_FULL_RESET);
 }
 
 /// The boot CPU's Rust entry, called from boot/entry.S at EL2 with the device tree.
