@@ -10,7 +10,7 @@ use core::sync::atomic::AtomicBool;
 use crate::arch::aarch64::gic;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
-use crate::arch::aarch64::{cpu, mmu};
+use crate::arch::aarch64::{copy, cpu, mmu};
 use crate::dt::{Machine, Module, ModuleKind};
 use crate::event::{EventLog, SystemEvent};
 use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
@@ -207,7 +207,7 @@ impl Vm {
             copy_to_guest(initrd.pristine, initrd.at);
         }
         self.install_device_tree();
-        invalidate_instruction_caches();
+        mmu::invalidate_instruction_caches();
     }
 
     /// Writes the guest's device tree into its RAM (and, the first time, the kernel where
@@ -219,7 +219,7 @@ impl Vm {
             copy_to_guest(self.kernel.pristine, self.kernel.at);
         }
         self.install_device_tree();
-        invalidate_instruction_caches();
+        mmu::invalidate_instruction_caches();
     }
 
     fn install_device_tree(&self) {
@@ -234,69 +234,11 @@ impl Vm {
     }
 }
 
-/// Guest code may have changed under the instruction caches.
-fn invalidate_instruction_caches() {
-    // SAFETY: invalidating instruction caches has no effect beyond refetching.
-    unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb") };
-}
-
 fn copy_to_guest(from: u64, to: Region) {
     // SAFETY: `from` holds `to.size` bytes Cairn owns, and `to` lies in guest RAM, which no
     // vCPU runs in while its images are restored.
-    unsafe { copy_bulk(from, to.base, to.size) };
+    unsafe { copy::copy_bulk(from, to.base, to.size) };
     mmu::clean_dcache_range(to.base, to.size);
-}
-
-/// Copies `size` bytes between non-overlapping ranges, 64 bytes a step where both are
-/// 16-byte aligned: guest images are tens of MiB, a generic memcpy costs most of a second
-/// under emulation, and fewer, longer loop iterations halve what is left (QEMU pays per
-/// translated block entered as well as per access).
-///
-/// # Safety
-/// Both ranges must be mapped, `size` bytes long, and not overlap.
-unsafe fn copy_bulk(from: u64, to: u64, size: u64) {
-    const STEP: u64 = 64;
-    const ALIGN: u64 = 16;
-    let aligned = from.is_multiple_of(ALIGN) && to.is_multiple_of(ALIGN);
-    let steps = if aligned { size / STEP } else { 0 };
-    if steps > 0 {
-        // SAFETY: the loop reads and writes exactly `steps * 64` bytes of the ranges the
-        // caller vouches for; both pointers are 16-byte aligned.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldp {a}, {b}, [{src}]",
-                "ldp {c}, {d}, [{src}, #16]",
-                "ldp {e}, {f}, [{src}, #32]",
-                "ldp {g}, {h}, [{src}, #48]",
-                "add {src}, {src}, #64",
-                "stp {a}, {b}, [{dst}]",
-                "stp {c}, {d}, [{dst}, #16]",
-                "stp {e}, {f}, [{dst}, #32]",
-                "stp {g}, {h}, [{dst}, #48]",
-                "add {dst}, {dst}, #64",
-                "subs {n}, {n}, #1",
-                "b.ne 2b",
-                src = inout(reg) from => _,
-                dst = inout(reg) to => _,
-                n = inout(reg) steps => _,
-                a = out(reg) _,
-                b = out(reg) _,
-                c = out(reg) _,
-                d = out(reg) _,
-                e = out(reg) _,
-                f = out(reg) _,
-                g = out(reg) _,
-                h = out(reg) _,
-                options(nostack),
-            )
-        };
-    }
-    let done = steps * STEP;
-    // SAFETY: the tail of the same ranges.
-    unsafe {
-        core::ptr::copy_nonoverlapping((from + done) as *const u8, (to + done) as *mut u8, (size - done) as usize)
-    };
 }
 
 fn module_bytes(module: &Module<'_>) -> &'static [u8] {
@@ -451,7 +393,7 @@ fn memory_use(vm: &Vm, pristine_size: u64) -> MemoryUse {
 fn copy_raw(from: u64, to: u64, size: u64) {
     // SAFETY: both ranges are RAM Cairn maps; `to` is the reserved pristine area, disjoint
     // from the loader's modules.
-    unsafe { copy_bulk(from, to, size) };
+    unsafe { copy::copy_bulk(from, to, size) };
 }
 
 fn build_stage2(ram: &[Region], gicv: Option<(Region, Region)>) -> Result<PageTable<Stage2>, VmError> {
