@@ -12,15 +12,10 @@ use alloc::vec::Vec;
 use fdt::node::FdtNode;
 use fdt::Fdt;
 
+use crate::arch::aarch64::exit::Conduit;
+use crate::arch::aarch64::gicarch::GicVersion;
 use crate::mm::Region;
 use crate::platform::{self, Board, Role};
-
-/// The interrupt controller the machine has (the GIC node's `compatible`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GicVersion {
-    V2,
-    V3,
-}
 
 const GICV3_COMPATIBLE: &[&str] = &["arm,gic-v3"];
 const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic", "arm,cortex-a7-gic"];
@@ -42,13 +37,6 @@ pub enum UartKind {
 pub struct Gic {
     pub version: GicVersion,
     pub regions: Vec<Region>,
-}
-
-/// How to reach the firmware's PSCI: the `/psci` node's `method`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PsciMethod {
-    Smc,
-    Hvc,
 }
 
 /// What a `/chosen/module@...` node carries, by its `compatible` (Xen's multiboot
@@ -84,7 +72,8 @@ pub struct Machine<'a> {
     pub gic: Option<Gic>,
     pub uart: Option<Region>,
     pub uart_kind: UartKind,
-    pub psci_method: Option<PsciMethod>,
+    /// How to reach the firmware's PSCI: the `/psci` node's `method`.
+    pub psci_method: Option<Conduit>,
     pub bootargs: &'a str,
     pub modules: Vec<Module<'a>>,
     /// `/chosen/linux,initrd-start` to `-end`: what the firmware loaded as the initramfs
@@ -492,10 +481,10 @@ fn initrd(fdt: &Fdt<'_>) -> Option<Region> {
     (end > start).then(|| Region::from_bounds(start, end))
 }
 
-fn psci_method(fdt: &Fdt<'_>) -> Option<PsciMethod> {
+fn psci_method(fdt: &Fdt<'_>) -> Option<Conduit> {
     match fdt.find_node("/psci")?.property("method")?.as_str()? {
-        "smc" => Some(PsciMethod::Smc),
-        "hvc" => Some(PsciMethod::Hvc),
+        "smc" => Some(Conduit::Smc),
+        "hvc" => Some(Conduit::Hvc),
         _ => None,
     }
 }
@@ -543,7 +532,7 @@ mod tests {
         assert_eq!(gic.regions[0], Region::new(0x0800_0000, 0x1_0000));
         assert_eq!(gic.regions[1], Region::new(0x080A_0000, 0xF6_0000));
         assert_eq!(m.uart, Some(Region::new(0x0900_0000, 0x1000)));
-        assert_eq!(m.psci_method, Some(PsciMethod::Smc));
+        assert_eq!(m.psci_method, Some(Conduit::Smc));
         assert_eq!(m.bootargs, "loglevel=debug");
         assert_eq!(m.initrd, None);
     }

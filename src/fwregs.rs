@@ -26,7 +26,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::psci::{self, Version};
+use crate::smccc::psci::{self, Version};
 
 /// Register IDs (KVM `arch/arm64/include/uapi/asm/kvm.h`; digest §3.2):
 /// `KVM_REG_ARM64 | KVM_REG_SIZE_U64 | coproc << 16 | index`.
@@ -261,7 +261,7 @@ impl HostWorkarounds {
     /// this PE (NOT_REQUIRED); -2 for WORKAROUND_2 = not required either; anything else =
     /// no mitigation offered (NOT_AVAIL; UNKNOWN for WORKAROUND_2).
     pub fn from_arch_features(feature: impl Fn(u32) -> i64) -> Self {
-        use crate::smccc::dispatch::{SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3};
+        use crate::smccc::{SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3};
         let level = |fid| match feature(fid) {
             0 => WaLevel::Avail,
             1 => WaLevel::NotRequired,
@@ -1009,7 +1009,7 @@ mod tests {
 
     #[test]
     fn host_workarounds_follow_the_firmwares_arch_features_answers() {
-        use crate::smccc::dispatch::{SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3};
+        use crate::smccc::{SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3};
         // QEMU's SMCCC 1.0 firmware cannot tell: every answer is -1.
         let unknown = HostWorkarounds::from_arch_features(|_| -1);
         assert_eq!(unknown, HostWorkarounds { wa1: WaLevel::NotAvail, wa2: Wa2Level::Unknown, wa3: WaLevel::NotAvail });

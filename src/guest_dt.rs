@@ -28,7 +28,7 @@ use fdt::Fdt;
 use vm_fdt::{FdtReserveEntry, FdtWriter};
 
 use crate::mm::Region;
-use crate::psci::{fid, Version};
+use crate::smccc::psci::{fid, Version};
 
 /// The interrupt controller frames the guest is told about (Linux's arm,gic-v3.yaml and
 /// arm,gic.yaml bindings give the `reg` order).
@@ -55,7 +55,7 @@ pub struct Psci01Ids {
     pub migrate: u32,
 }
 
-/// MIGRATE, SMC64 form (DEN0022 §5.1, table 5-1); `crate::psci::fid` does not list it.
+/// MIGRATE, SMC64 form (DEN0022 §5.1, table 5-1); `crate::smccc::psci::fid` does not list it.
 const MIGRATE_64: u32 = 0xC400_0005;
 
 impl Psci01Ids {
@@ -624,6 +624,8 @@ fn has_compatible(node: FdtNode<'_, '_>, with: &[&str]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::aarch64::exit::Conduit;
+    use crate::arch::aarch64::gicarch::GicVersion;
     use crate::dt;
     use alloc::vec;
 
@@ -881,9 +883,9 @@ mod tests {
         assert_eq!(m.cpus.iter().map(|c| c.mpidr).collect::<Vec<_>>(), [0, 1]);
         assert_eq!(m.uart, Some(Region::new(0x0900_0000, 0x1000)));
         let gic = m.gic.unwrap();
-        assert_eq!(gic.version, dt::GicVersion::V3);
+        assert_eq!(gic.version, GicVersion::V3);
         assert_eq!(gic.regions, [V3_DIST, V3_REDIST]);
-        assert_eq!(m.psci_method, Some(dt::PsciMethod::Hvc));
+        assert_eq!(m.psci_method, Some(Conduit::Hvc));
         assert_eq!(m.bootargs, "console=ttyAMA0 earlycon");
         assert!(m.modules.is_empty());
 

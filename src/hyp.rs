@@ -10,14 +10,18 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use buddy_system_allocator::LockedHeap;
 
+use crate::arch::aarch64::exit::Conduit;
 use crate::arch::aarch64::frame::TrapFrame;
-use crate::arch::aarch64::{boot, cpu, firmware, gic, mmio, mmu, trap};
-use crate::dt::{self, Machine, Module, ModuleKind, PsciMethod};
+use crate::arch::aarch64::gicarch::GicVersion;
+use crate::arch::aarch64::limits::MAX_CPUS;
+use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu, trap};
+use crate::dt::{self, Machine, Module, ModuleKind};
 use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
-use crate::platform::{PowerOffMethod, Role};
-use crate::{bootargs, bundle, console, fwregs, psci, vcpu, vm};
+use crate::platform::{rpi4, PowerOffMethod, Role};
+use crate::smccc::psci;
+use crate::{bootargs, bundle, console, fwregs, vcpu, vm};
 
 /// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
 /// page tables and VM state: 83 KiB on QEMU virt and 184 KiB on raspi4b once the VM is
@@ -141,7 +145,7 @@ fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
     Some(root)
 }
 
-fn psci_method() -> Option<PsciMethod> {
+fn psci_method() -> Option<Conduit> {
     MACHINE.get().and_then(|m| m.psci_method)
 }
 
@@ -154,24 +158,12 @@ pub fn power_off() -> ! {
     let owned = MACHINE.get().map(|m| m.owned.as_slice()).unwrap_or(&[]);
     for &(role, region) in owned {
         match role {
-            Role::PowerOff(PowerOffMethod::Bcm2835Halt) => bcm2835_halt(region.base as usize),
+            Role::PowerOff(PowerOffMethod::Bcm2835Halt) => rpi4::bcm2835_halt(region.base as usize),
         }
     }
     loop {
         cpu::wait_for_event();
     }
-}
-
-/// Resets the Pi into its firmware's halt partition through the PM watchdog, the way
-/// Linux's bcm2835_wdt powers a Pi off (QEMU's raspi4b resets, which ends it under
-/// -no-reboot).
-fn bcm2835_halt(pm: usize) {
-    use crate::platform::rpi4::*;
-    let rsts = mmio::read32(pm + PM_RSTS);
-    mmio::write32(pm + PM_RSTS, PM_PASSWORD | rsts | PM_RSTS_HALT_PARTITION);
-    mmio::write32(pm + PM_WDOG, PM_PASSWORD | PM_WDOG_TICKS);
-    let rstc = mmio::read32(pm + PM_RSTC) & PM_RSTC_WRCFG_CLR;
-    mmio::write32(pm + PM_RSTC, PM_PASSWORD | rstc | PM_RSTC_WRCFG_FULL_RESET);
 }
 
 /// The boot CPU's Rust entry, called from boot/entry.S at EL2 with the device tree.
@@ -200,7 +192,11 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
     console::init_logging(bootargs::log_level(m.bootargs));
     announce(m);
     run_selftest(m.bootargs);
-    if let Err(e) = gic::init(m, &logical_cpus(m)) {
+    let gic_ready = match m.gic.as_ref() {
+        Some(info) => gic::init(info.version, &info.regions, &logical_cpus(m)),
+        None => Err("the device tree has no GIC"),
+    };
+    if let Err(e) = gic_ready {
         log::error!("{e}: Cairn cannot virtualize interrupts on this machine");
         power_off();
     }
@@ -297,8 +293,8 @@ fn run_selftest(args: &str) {
 fn announce(m: &Machine<'_>) {
     let ram: u64 = m.memory.iter().map(|r| r.size).sum();
     let gic = match m.gic.as_ref().map(|g| g.version) {
-        Some(dt::GicVersion::V2) => "GICv2",
-        Some(dt::GicVersion::V3) => "GICv3",
+        Some(GicVersion::V2) => "GICv2",
+        Some(GicVersion::V3) => "GICv3",
         None => "no GIC",
     };
     log::info!(
@@ -320,14 +316,14 @@ pub fn logical_cpus(m: &Machine<'_>) -> Vec<u64> {
 
 fn start_secondaries(m: &Machine<'_>) {
     let cpus = logical_cpus(m);
-    if cpus.len() > boot::MAX_CPUS {
-        log::warn!("{} CPUs in the device tree; Cairn uses the first {}", cpus.len(), boot::MAX_CPUS);
+    if cpus.len() > MAX_CPUS {
+        log::warn!("{} CPUs in the device tree; Cairn uses the first {}", cpus.len(), MAX_CPUS);
     }
     if let Some(method) = m.psci_method {
         let smccc = firmware::probe(method);
         log::debug!("firmware SMCCC version: {smccc:#x} (-1: 1.0, cannot report Spectre workarounds)");
     }
-    for (logical, &mpidr) in cpus.iter().enumerate().take(boot::MAX_CPUS).skip(1) {
+    for (logical, &mpidr) in cpus.iter().enumerate().take(MAX_CPUS).skip(1) {
         let node = m.cpus.iter().find(|c| c.mpidr == mpidr);
         match (node.and_then(|c| c.spin_table_release), m.psci_method) {
             (Some(release), _) => boot::release_from_spin_table(logical, mpidr, release),
@@ -340,7 +336,7 @@ fn start_secondaries(m: &Machine<'_>) {
             (None, None) => log::warn!("MPIDR {mpidr:#x}: no spin table and no PSCI firmware: it stays off"),
         }
     }
-    let expected = cpus.len().min(boot::MAX_CPUS);
+    let expected = cpus.len().min(MAX_CPUS);
     let deadline = CNTPCT_EL0.get() + CNTFRQ_EL0.get() * SECONDARY_TIMEOUT_MS / 1000;
     while CPUS_ONLINE.load(Ordering::Acquire) < expected && CNTPCT_EL0.get() < deadline {
         core::hint::spin_loop();

@@ -18,7 +18,6 @@ pub mod guest_dt;
 pub mod guest_image;
 pub mod mm;
 pub mod platform;
-pub mod psci;
 pub mod smccc;
 pub mod vcpu;
 pub mod vgic;

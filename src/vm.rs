@@ -7,10 +7,11 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::AtomicBool;
 
-use crate::arch::aarch64::firmware::MachineFirmware;
-use crate::arch::aarch64::gic::{self, PhysicalBacking};
-use crate::arch::aarch64::{boot, cpu, mmu};
-use crate::dt::{GicVersion, Machine, Module, ModuleKind};
+use crate::arch::aarch64::gic;
+use crate::arch::aarch64::gicarch::GicVersion;
+use crate::arch::aarch64::limits::MAX_CPUS;
+use crate::arch::aarch64::{copy, cpu, mmu};
+use crate::dt::{Machine, Module, ModuleKind};
 use crate::event::{EventLog, SystemEvent};
 use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
@@ -19,10 +20,13 @@ use crate::hyp;
 use crate::mm::pagetable::{MemType, PageTable, Stage2};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
-use crate::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
-use crate::smccc::dispatch::{Host, VmFirmware};
+use crate::smccc::call::VmFirmware;
+use crate::smccc::dispatch::Host;
+use crate::smccc::machine::MachineFirmware;
+use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
+use crate::vgic::physical::PhysicalBacking;
 
 /// Why a VM could not be built.
 #[derive(Debug)]
@@ -203,7 +207,7 @@ impl Vm {
             copy_to_guest(initrd.pristine, initrd.at);
         }
         self.install_device_tree();
-        invalidate_instruction_caches();
+        mmu::invalidate_instruction_caches();
     }
 
     /// Writes the guest's device tree into its RAM (and, the first time, the kernel where
@@ -215,7 +219,7 @@ impl Vm {
             copy_to_guest(self.kernel.pristine, self.kernel.at);
         }
         self.install_device_tree();
-        invalidate_instruction_caches();
+        mmu::invalidate_instruction_caches();
     }
 
     fn install_device_tree(&self) {
@@ -230,69 +234,11 @@ impl Vm {
     }
 }
 
-/// Guest code may have changed under the instruction caches.
-fn invalidate_instruction_caches() {
-    // SAFETY: invalidating instruction caches has no effect beyond refetching.
-    unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb") };
-}
-
 fn copy_to_guest(from: u64, to: Region) {
     // SAFETY: `from` holds `to.size` bytes Cairn owns, and `to` lies in guest RAM, which no
     // vCPU runs in while its images are restored.
-    unsafe { copy_bulk(from, to.base, to.size) };
+    unsafe { copy::copy_bulk(from, to.base, to.size) };
     mmu::clean_dcache_range(to.base, to.size);
-}
-
-/// Copies `size` bytes between non-overlapping ranges, 64 bytes a step where both are
-/// 16-byte aligned: guest images are tens of MiB, a generic memcpy costs most of a second
-/// under emulation, and fewer, longer loop iterations halve what is left (QEMU pays per
-/// translated block entered as well as per access).
-///
-/// # Safety
-/// Both ranges must be mapped, `size` bytes long, and not overlap.
-unsafe fn copy_bulk(from: u64, to: u64, size: u64) {
-    const STEP: u64 = 64;
-    const ALIGN: u64 = 16;
-    let aligned = from.is_multiple_of(ALIGN) && to.is_multiple_of(ALIGN);
-    let steps = if aligned { size / STEP } else { 0 };
-    if steps > 0 {
-        // SAFETY: the loop reads and writes exactly `steps * 64` bytes of the ranges the
-        // caller vouches for; both pointers are 16-byte aligned.
-        unsafe {
-            core::arch::asm!(
-                "2:",
-                "ldp {a}, {b}, [{src}]",
-                "ldp {c}, {d}, [{src}, #16]",
-                "ldp {e}, {f}, [{src}, #32]",
-                "ldp {g}, {h}, [{src}, #48]",
-                "add {src}, {src}, #64",
-                "stp {a}, {b}, [{dst}]",
-                "stp {c}, {d}, [{dst}, #16]",
-                "stp {e}, {f}, [{dst}, #32]",
-                "stp {g}, {h}, [{dst}, #48]",
-                "add {dst}, {dst}, #64",
-                "subs {n}, {n}, #1",
-                "b.ne 2b",
-                src = inout(reg) from => _,
-                dst = inout(reg) to => _,
-                n = inout(reg) steps => _,
-                a = out(reg) _,
-                b = out(reg) _,
-                c = out(reg) _,
-                d = out(reg) _,
-                e = out(reg) _,
-                f = out(reg) _,
-                g = out(reg) _,
-                h = out(reg) _,
-                options(nostack),
-            )
-        };
-    }
-    let done = steps * STEP;
-    // SAFETY: the tail of the same ranges.
-    unsafe {
-        core::ptr::copy_nonoverlapping((from + done) as *const u8, (to + done) as *mut u8, (size - done) as usize)
-    };
 }
 
 fn module_bytes(module: &Module<'_>) -> &'static [u8] {
@@ -391,7 +337,7 @@ pub fn create_boot_vm(
         copy_raw(i.region.base, pristine + kernel.region.size, i.region.size);
     }
 
-    let vcpus = settings.vcpus.unwrap_or(boot::MAX_CPUS).clamp(1, boot::MAX_CPUS);
+    let vcpus = settings.vcpus.unwrap_or(MAX_CPUS).clamp(1, MAX_CPUS);
     let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(vcpus).collect();
     let layout = guest_gic(m, mpidrs.len())?;
     // The board's devices Cairn keeps for itself are not the guest's (crate::platform).
@@ -447,7 +393,7 @@ fn memory_use(vm: &Vm, pristine_size: u64) -> MemoryUse {
 fn copy_raw(from: u64, to: u64, size: u64) {
     // SAFETY: both ranges are RAM Cairn maps; `to` is the reserved pristine area, disjoint
     // from the loader's modules.
-    unsafe { copy_bulk(from, to, size) };
+    unsafe { copy::copy_bulk(from, to, size) };
 }
 
 fn build_stage2(ram: &[Region], gicv: Option<(Region, Region)>) -> Result<PageTable<Stage2>, VmError> {

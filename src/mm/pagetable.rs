@@ -10,6 +10,8 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
+use crate::arch::aarch64::memattr::{MAIR_IDX_DEVICE, MAIR_IDX_NORMAL};
+
 const GRANULE_SHIFT: u32 = 12;
 pub const GRANULE: u64 = 1 << GRANULE_SHIFT;
 const BITS_PER_LEVEL: u32 = 9;
@@ -57,13 +59,6 @@ pub trait Regime {
     fn leaf_attributes(mem: MemType) -> u64;
     fn mem_type_of(descriptor: u64) -> MemType;
 }
-
-/// Indices into MAIR_EL2, which Cairn programs with exactly these two attributes.
-pub const MAIR_IDX_NORMAL: u64 = 0;
-pub const MAIR_IDX_DEVICE: u64 = 1;
-/// MAIR_EL2 value: Attr0 = Normal WB RA/WA inner and outer (0xFF), Attr1 = Device-nGnRE
-/// (0x04) (Arm ARM D24.2.105).
-pub const MAIR_EL2_VALUE: u64 = 0xFF | (0x04 << 8);
 
 /// Cairn's own EL2 stage-1 regime (non-VHE): AttrIndx[4:2] selects a MAIR_EL2 entry,
 /// AP[7:6] = 0 is read/write at EL2, bit 54 is XN.

@@ -1,6 +1,7 @@
 //! Board facts the device tree does not give, one file per board, as data: which board a
 //! tree describes (its root `compatible`), and which devices Cairn keeps for itself
-//! rather than passing to the guest. Everything else (memory, CPUs and how to start them,
+//! rather than passing to the guest, with the few register writes Cairn makes to them
+//! (bare-metal target only). Everything else (memory, CPUs and how to start them,
 //! GIC frames, UART) comes from the device tree; the core never asks which board it is on.
 
 pub mod qemu_virt;

@@ -32,3 +32,16 @@ pub const PM_RSTC_WRCFG_FULL_RESET: u32 = 0x0000_0020;
 pub const PM_RSTS_HALT_PARTITION: u32 = 0x555;
 /// Watchdog ticks (16 us each) before the reset.
 pub const PM_WDOG_TICKS: u32 = 10;
+
+/// Resets the Pi into its firmware's halt partition through the PM watchdog at `pm`, the
+/// way Linux's bcm2835_wdt powers a Pi off (QEMU's raspi4b resets, which ends it under
+/// -no-reboot).
+#[cfg(target_os = "none")]
+pub fn bcm2835_halt(pm: usize) {
+    use crate::arch::aarch64::mmio;
+    let rsts = mmio::read32(pm + PM_RSTS);
+    mmio::write32(pm + PM_RSTS, PM_PASSWORD | rsts | PM_RSTS_HALT_PARTITION);
+    mmio::write32(pm + PM_WDOG, PM_PASSWORD | PM_WDOG_TICKS);
+    let rstc = mmio::read32(pm + PM_RSTC) & PM_RSTC_WRCFG_CLR;
+    mmio::write32(pm + PM_RSTC, PM_PASSWORD | rstc | PM_RSTC_WRCFG_FULL_RESET);
+}

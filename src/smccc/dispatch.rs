@@ -5,123 +5,16 @@
 //! [`Outcome`]; the arch layer writes the result registers back in one place. Nothing here
 //! touches hardware, so every rule is unit-tested on the host.
 
-use super::{ret, trng, vendor, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_VERSION};
-use crate::psci;
+use super::call::{Call, Conduit, Outcome, Results, VmFirmware};
+use super::psci::{self, service};
+use super::{
+    ret, trng, vendor, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_ARCH_SOC_ID,
+    SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
+};
 
-/// Arm-architecture calls beyond VERSION and FEATURES (DEN0028 §7.4-7.6): the Spectre
-/// workarounds and SoC identification, which only the machine's firmware can answer.
-pub const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
-pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
-pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
-pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
+/// The Arm-architecture calls only the machine's firmware can answer.
 const FIRMWARE_ARCH_CALLS: [u32; 4] =
     [SMCCC_ARCH_SOC_ID, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3];
-
-pub use crate::arch::aarch64::exit::Conduit;
-
-/// A guest's call as the arch layer saw it.
-#[derive(Clone, Copy, Debug)]
-pub struct Call {
-    pub conduit: Conduit,
-    /// The instruction's 16-bit immediate (ESR_EL2.ISS[15:0]).
-    pub imm: u16,
-    /// Whether the caller runs in AArch32 state.
-    pub caller_aarch32: bool,
-    /// The calling vCPU's index in its VM.
-    pub vcpu: usize,
-    /// x0-x7 at the time of the call.
-    pub x: [u64; 8],
-}
-
-impl Call {
-    pub fn function_id(&self) -> FunctionId {
-        FunctionId::from_x0(self.x[0])
-    }
-
-    /// Argument `n` (1-7) as the function's convention defines it: a 32-bit function
-    /// uses only W1-W7, so the upper halves are discarded (DEN0028 §2.7).
-    pub fn arg(&self, n: usize) -> u64 {
-        if self.function_id().is_64bit() {
-            self.x[n]
-        } else {
-            self.x[n] & u64::from(u32::MAX)
-        }
-    }
-}
-
-/// The result registers a call writes: x0 and, for some calls, x1-x3. Registers beyond
-/// `len` are left exactly as the guest had them (SMCCC 1.1 preserves x4-x17, and a
-/// function writes only the results it defines).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Results {
-    regs: [u64; 4],
-    len: usize,
-}
-
-impl Results {
-    /// Results in x0 onwards (at most four registers).
-    pub fn new(values: &[u64]) -> Self {
-        let len = values.len().min(4);
-        let mut regs = [0; 4];
-        regs[..len].copy_from_slice(&values[..len]);
-        Results { regs, len }
-    }
-
-    /// A single result in x0. Negative codes are sign-extended to 64 bits (DEN0028 §7.1).
-    pub fn x0(value: i64) -> Self {
-        Results { regs: [value as u64, 0, 0, 0], len: 1 }
-    }
-
-    pub fn not_supported() -> Self {
-        Self::x0(ret::NOT_SUPPORTED)
-    }
-
-    /// The registers to write, x0 first.
-    pub fn registers(&self) -> &[u64] {
-        &self.regs[..self.len]
-    }
-}
-
-/// What a call asks of the hypervisor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Write the results and return to the guest.
-    Return(Results),
-    /// PSCI SYSTEM_OFF: the VM is powered off and never returns from the call.
-    SystemOff,
-    /// PSCI SYSTEM_RESET: the VM restarts from its pristine images.
-    SystemReset,
-    /// PSCI SYSTEM_RESET2 with an accepted reset type.
-    SystemReset2 { reset_type: u32, cookie: u64 },
-    /// PSCI CPU_SUSPEND with a valid power state.
-    CpuSuspend(psci::Suspend),
-    /// PSCI SYSTEM_SUSPEND from the last vCPU on: sleep, then resume at `entry`.
-    SystemSuspend { entry: u64, context: u64 },
-    /// PSCI CPU_OFF: the calling vCPU stops.
-    CpuOff,
-}
-
-/// What the dispatcher needs to know about the calling VM.
-pub trait VmFirmware {
-    /// The PSCI version this VM was given.
-    fn psci_version(&self) -> psci::Version;
-    /// PSCI CPU_ON for the vCPU with affinity `target` (DEN0022 §5.6): a PSCI return code.
-    fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64;
-    /// PSCI AFFINITY_INFO (DEN0022 §5.7): ON (0), OFF (1) or a PSCI error code.
-    fn affinity_info(&self, target: u64, lowest_level: u64) -> i64;
-    /// Whether `addr` is in the VM's RAM (PSCI entry points must be).
-    fn is_guest_ram(&self, addr: u64) -> bool;
-    /// Whether every vCPU but `caller` is off.
-    fn others_off(&self, caller: usize) -> bool;
-    /// Whether the VM's service bitmaps (firmware pseudo-registers) leave TRNG on.
-    fn trng_enabled(&self) -> bool {
-        true
-    }
-    /// Whether they leave Cairn's vendor hypervisor service (UID, revision) on.
-    fn vendor_hyp_enabled(&self) -> bool {
-        true
-    }
-}
 
 /// What the machine itself provides: entropy, and the firmware's answers for the calls
 /// only it can make (Spectre workarounds, SoC ID).
@@ -151,7 +44,7 @@ pub fn dispatch(call: &Call, vm: &dyn VmFirmware, host: &dyn Host) -> Outcome {
     }
     match fid.owner() {
         Owner::Arch => Outcome::Return(arch_call(fid, call, host)),
-        Owner::StandardSecure if psci::FUNCTION_NUMBERS.contains(&fid.number()) => psci::call(fid, call, vm),
+        Owner::StandardSecure if psci::FUNCTION_NUMBERS.contains(&fid.number()) => service::call(fid, call, vm),
         Owner::StandardSecure if trng::FUNCTION_NUMBERS.contains(&fid.number()) && vm.trng_enabled() => {
             Outcome::Return(trng::call(fid.0, call.x[1], host))
         }
@@ -193,7 +86,7 @@ fn arch_feature(queried: u32, host: &dyn Host) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::psci::fid;
+    use crate::smccc::psci::fid;
 
     struct TestVm;
     impl VmFirmware for TestVm {

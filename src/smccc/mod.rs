@@ -1,7 +1,17 @@
 //! The SMC Calling Convention (Arm DEN0028): function-ID layout, return codes and the
-//! Arm-architecture calls. Pure logic, tested on the host.
+//! Arm-architecture calls, here; the types the services share ([`call`]), the one
+//! dispatcher ([`dispatch`]) and the services it routes to: PSCI ([`psci`]), TRNG
+//! ([`trng`]) and Cairn's vendor service ([`vendor`]). Pure logic, tested on the host; the
+//! machine's own firmware behind the dispatcher is [`machine`] (bare-metal target only).
+//!
+//! This file's definitions import nothing, so the arch layer's calls to the machine's
+//! firmware (`arch::aarch64::firmware`) use the same function IDs.
 
+pub mod call;
 pub mod dispatch;
+#[cfg(target_os = "none")]
+pub mod machine;
+pub mod psci;
 pub mod trng;
 pub mod vendor;
 
@@ -27,6 +37,12 @@ pub mod ret {
 /// Arm-architecture calls (owner 0, DEN0028 §7).
 pub const SMCCC_VERSION: u32 = 0x8000_0000;
 pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
+/// Arm-architecture calls beyond VERSION and FEATURES (DEN0028 §7.4-7.6): the Spectre
+/// workarounds and SoC identification, which only the machine's firmware can answer.
+pub const SMCCC_ARCH_SOC_ID: u32 = 0x8000_0002;
+pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
+pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
+pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
 
 /// SMCCC_VERSION encodes `major << 16 | minor` (DEN0028 §7.2).
 pub const fn version(major: u16, minor: u16) -> u32 {

@@ -2,7 +2,7 @@
 //! backed by the host's entropy source. Pure logic over an [`Entropy`] source, tested on
 //! the host.
 
-use super::dispatch::Results;
+use super::call::Results;
 
 /// TRNG function IDs (DEN0098 §2.1), standard secure service numbers 0x50-0x53.
 pub const TRNG_VERSION: u32 = 0x8400_0050;

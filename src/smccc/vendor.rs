@@ -1,7 +1,7 @@
 //! Cairn's vendor-specific hypervisor service (SMCCC owner 6, DEN0028 §6.2): the general
 //! queries that identify the hypervisor to a guest.
 
-use super::dispatch::Results;
+use super::call::Results;
 use super::trng::uuid_registers;
 
 /// Call UID and Revision (DEN0028 §6.2, the per-owner general queries 0xFF01 and 0xFF03).

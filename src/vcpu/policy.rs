@@ -5,14 +5,17 @@
 use crate::arch::aarch64::access::MmioAccess;
 use crate::arch::aarch64::exit::{Conduit, Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
 use crate::arch::aarch64::frame::TrapFrame;
-use crate::arch::aarch64::gic::{self, PhysicalBacking};
-use crate::arch::aarch64::{firmware, inject};
+use crate::arch::aarch64::gic;
+use crate::arch::aarch64::inject;
 use crate::event::{Crash, SystemEvent};
-use crate::psci::{ret, Suspend};
-use crate::smccc::dispatch::{self, Call, Outcome};
+use crate::smccc::call::{Call, Outcome};
+use crate::smccc::dispatch;
+use crate::smccc::machine::MachineFirmware;
+use crate::smccc::psci::{ret, Suspend};
 use crate::vcpu::action::{Action, Injection, Resume, Writes};
 use crate::vcpu::{Start, Vcpu};
 use crate::vgic::dist::VcpuSet;
+use crate::vgic::physical::PhysicalBacking;
 use crate::vm::Vm;
 
 /// Decides what one exit of `vcpu`, whose registers are in `frame`, comes to.
@@ -155,7 +158,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame, conduit: Conduit, imm: u16
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), vcpu: vcpu.index, x };
     let me = vcpu.index;
-    match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
+    match dispatch::dispatch(&call, vm, &MachineFirmware) {
         // The one place result registers are decided; the loop writes them.
         Outcome::Return(results) => {
             Action::Resume(Resume { writes: Writes::from_x0(results.registers()), step: true, refill: false })

@@ -2,7 +2,7 @@
 //! §4): every transition a vCPU's power state can make, in one place. The caller holds the
 //! vCPU's lock around each call; this module only decides.
 
-use crate::psci::ret;
+use crate::smccc::psci::ret;
 
 /// A vCPU's power state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,14 +12,16 @@ use super::action::{Action, Injection, Resume};
 use super::power::{PowerState, Start, Wait};
 use super::selftest::{self, SAVE_RESTORE_SELFTEST};
 use super::{policy, Vcpu, WaitEnd};
-use crate::arch::aarch64::boot::MAX_CPUS;
 use crate::arch::aarch64::exit::{Conduit, Exit};
 use crate::arch::aarch64::frame::TrapFrame;
-use crate::arch::aarch64::{cpu, fastpath, firmware, gic, inject, trap};
+use crate::arch::aarch64::limits::MAX_CPUS;
+use crate::arch::aarch64::{cpu, fastpath, gic, inject, trap};
 use crate::event::SystemEvent;
 use crate::hyp;
-use crate::psci;
-use crate::smccc::dispatch::{self, Call, Outcome};
+use crate::smccc::call::{Call, Outcome};
+use crate::smccc::dispatch;
+use crate::smccc::machine::MachineFirmware;
+use crate::smccc::psci;
 use crate::smccc::{self, vendor};
 use crate::vgic::runtime;
 use crate::vm::{self, Vm};
@@ -236,7 +238,7 @@ fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
         let mut x = [0u64; 8];
         x[0] = u64::from(fid);
         let call = Call { conduit: Conduit::Hvc, imm: 0, caller_aarch32: false, vcpu: vcpu.index, x };
-        match dispatch::dispatch(&call, vm, &firmware::MachineFirmware) {
+        match dispatch::dispatch(&call, vm, &MachineFirmware) {
             Outcome::Return(results) => Some((fid, results)),
             _ => None,
         }

@@ -11,48 +11,10 @@
 
 use alloc::vec::Vec;
 
+use crate::arch::aarch64::context::SYSREGS;
+use crate::arch::aarch64::lr::VgicCpu;
 use crate::fwregs::reg::{KVM_REG_ARM64, KVM_REG_ARM_COPROC_SHIFT, KVM_REG_SIZE_U64};
 use crate::vcpu::power::{PowerState, Start};
-
-/// Calls `$m!` with every EL1/EL0 system register a vCPU owns and its (op0, op1, CRn, CRm,
-/// op2) encoding (Arm ARM DDI 0487 §D23), in restore order: the virtual counter offset
-/// before the timers, each timer's compare value before its control register.
-#[macro_export]
-macro_rules! for_each_saved_sysreg {
-    ($m:ident) => {
-        $m! {
-            SCTLR_EL1 = (3, 0, 1, 0, 0),
-            CPACR_EL1 = (3, 0, 1, 0, 2),
-            TTBR0_EL1 = (3, 0, 2, 0, 0),
-            TTBR1_EL1 = (3, 0, 2, 0, 1),
-            TCR_EL1 = (3, 0, 2, 0, 2),
-            SPSR_EL1 = (3, 0, 4, 0, 0),
-            ELR_EL1 = (3, 0, 4, 0, 1),
-            SP_EL0 = (3, 0, 4, 1, 0),
-            SP_EL1 = (3, 4, 4, 1, 0),
-            AFSR0_EL1 = (3, 0, 5, 1, 0),
-            AFSR1_EL1 = (3, 0, 5, 1, 1),
-            ESR_EL1 = (3, 0, 5, 2, 0),
-            FAR_EL1 = (3, 0, 6, 0, 0),
-            PAR_EL1 = (3, 0, 7, 4, 0),
-            MAIR_EL1 = (3, 0, 10, 2, 0),
-            AMAIR_EL1 = (3, 0, 10, 3, 0),
-            VBAR_EL1 = (3, 0, 12, 0, 0),
-            CONTEXTIDR_EL1 = (3, 0, 13, 0, 1),
-            TPIDR_EL1 = (3, 0, 13, 0, 4),
-            CNTKCTL_EL1 = (3, 0, 14, 1, 0),
-            CSSELR_EL1 = (3, 2, 0, 0, 0),
-            TPIDR_EL0 = (3, 3, 13, 0, 2),
-            TPIDRRO_EL0 = (3, 3, 13, 0, 3),
-            MDSCR_EL1 = (2, 0, 0, 2, 2),
-            CNTVOFF_EL2 = (3, 4, 14, 0, 3),
-            CNTV_CVAL_EL0 = (3, 3, 14, 3, 2),
-            CNTV_CTL_EL0 = (3, 3, 14, 3, 1),
-            CNTP_CVAL_EL0 = (3, 3, 14, 2, 2),
-            CNTP_CTL_EL0 = (3, 3, 14, 2, 1),
-        }
-    };
-}
 
 macro_rules! sysreg_ids {
     ($($name:ident = ($op0:expr, $op1:expr, $crn:expr, $crm:expr, $op2:expr)),* $(,)?) => {
@@ -62,10 +24,8 @@ macro_rules! sysreg_ids {
         pub const SYSREG_NAMES: &[&str] = &[$(stringify!($name)),*];
     };
 }
-for_each_saved_sysreg!(sysreg_ids);
-
-/// How many system registers a saved vCPU holds.
-pub const SYSREGS: usize = SYSREG_IDS.len();
+crate::for_each_saved_sysreg!(sysreg_ids);
+const _: () = assert!(SYSREG_IDS.len() == SYSREGS);
 
 const fn coproc(n: u64) -> u64 {
     KVM_REG_ARM64 | KVM_REG_SIZE_U64 | n << KVM_REG_ARM_COPROC_SHIFT
@@ -106,17 +66,6 @@ const MP_CONTEXT: u64 = 2;
 const MP_FLAGS: u64 = 3;
 const MP_FLAG_START: u64 = 1 << 0;
 const MP_FLAG_BIG_ENDIAN: u64 = 1 << 1;
-
-/// The GIC virtual CPU interface as the guest left it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VgicCpu {
-    /// Raw ICH_LR<n>_EL2 / GICH_LR<n> values.
-    pub lrs: Vec<u64>,
-    /// ICH_VMCR_EL2 / GICH_VMCR.
-    pub vmcr: u64,
-    /// ICH_AP0R0_EL2 and ICH_AP1R0_EL2 / GICH_APR (and 0).
-    pub apr: [u64; 2],
-}
 
 /// Everything a vCPU is.
 #[derive(Clone, Debug, PartialEq, Eq)]

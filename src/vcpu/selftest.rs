@@ -5,8 +5,9 @@
 
 use core::sync::atomic::AtomicBool;
 
-use super::saved::{VcpuState, PRIVATE_ENTRIES, SYSREGS};
+use super::saved::{VcpuState, PRIVATE_ENTRIES};
 use super::Vcpu;
+use crate::arch::aarch64::context::SYSREGS;
 use crate::arch::aarch64::frame::TrapFrame;
 use crate::arch::aarch64::{context, gic};
 use crate::fwregs;

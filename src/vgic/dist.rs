@@ -9,21 +9,11 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::arch::aarch64::gicarch::{GicVersion as Version, MAX_IRQS, PRIVATE_IRQS, SGIS};
 use crate::vcpu::saved::PRIVATE_ENTRIES;
 
-/// INTIDs 0-15 are SGIs, 16-31 PPIs, 32 and up SPIs (IHI 0069H §2.2.1).
-pub const SGIS: u32 = 16;
-pub const PRIVATE_IRQS: u32 = 32;
 /// One bit for each private interrupt.
 const ALL_PRIVATE: u32 = u32::MAX;
-/// The largest SPI INTID plus one a GIC can have (IHI 0069H §2.2.1).
-pub const MAX_IRQS: u32 = 1020;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Version {
-    V2,
-    V3,
-}
 
 /// What the physical GIC does for interrupts that a device or the CPU really raises.
 pub trait HwBacking {

@@ -1,8 +1,11 @@
-//! The virtual GIC: a per-VM distributor model ([`dist`]) and list-register encoding
-//! ([`lr`]), both pure; the runtime glue that feeds list registers lives with the vCPU.
+//! The virtual GIC: a per-VM distributor model ([`dist`]) and the list-register placement
+//! policy ([`lr`]), both pure (the list registers' hardware format is
+//! `arch::aarch64::lr`); the runtime glue that feeds list registers lives with the vCPU.
 
 pub mod dist;
 pub mod lr;
+#[cfg(target_os = "none")]
+pub mod physical;
 #[cfg(target_os = "none")]
 pub mod runtime;
 

@@ -7,10 +7,11 @@
 //! Every vCPU is pinned to one physical CPU, so the list registers of that CPU belong to
 //! it alone and are never saved or restored.
 
-use crate::arch::aarch64::boot::MAX_CPUS;
 use crate::arch::aarch64::gic::{self, Gic};
+use crate::arch::aarch64::limits::MAX_CPUS;
+use crate::arch::aarch64::lr::{ListReg, LrState};
 use crate::vgic::dist::{Pending, VGic};
-use crate::vgic::lr::{self, ListReg, LrState, Placement};
+use crate::vgic::lr::{self, Placement};
 use crate::vgic::set_bits;
 
 /// Forwarded interrupts taken at EL2 and not yet in a list register, per physical CPU.

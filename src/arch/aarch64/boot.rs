@@ -8,10 +8,9 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::frame::{FRAME_SIZE, HOST_SP_OFFSET};
+use super::limits::MAX_CPUS;
 use crate::mm::MIB;
 
-/// Physical CPUs Cairn supports (QEMU virt tests go up to -smp 8).
-pub const MAX_CPUS: usize = 16;
 /// EL2 stack per physical CPU.
 pub const STACK_SIZE: usize = 64 * 1024;
 

@@ -1,6 +1,8 @@
-//! Per-CPU EL2 state: identity, the trap configuration every guest runs under, and idle.
+//! Per-CPU EL2 state: identity, the trap configuration every guest runs under, the CPU's
+//! features Cairn reads (physical address size, random number generator), and idle.
 
 use aarch64_cpu::asm::barrier;
+use aarch64_cpu::asm::random::ArmRng;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1,
     ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, TPIDR_EL2, VMPIDR_EL2,
@@ -123,6 +125,17 @@ pub fn physical_address_bits() -> (u32, u64) {
         _ => 52,
     };
     (bits, parange)
+}
+
+/// Whether the CPU has a random number generator (FEAT_RNG).
+pub fn has_rng() -> bool {
+    ArmRng::new().is_some()
+}
+
+/// RNDRSS: a random number from a freshly reseeded generator (FEAT_RNG); None without
+/// FEAT_RNG or when the generator could not deliver one.
+pub fn random_reseeded() -> Option<u64> {
+    ArmRng::new()?.rndrss()
 }
 
 /// Waits for an event (SEV, or an interrupt) with the CPU idle, so QEMU can give the

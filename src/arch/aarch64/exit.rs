@@ -6,8 +6,10 @@ use super::access::MmioAccess;
 use super::esr::{DataAbort, Esr, ExceptionClass};
 use super::frame::TrapFrame;
 
-/// How the guest called: HVC is the conduit Cairn advertises; SMC is trapped by
-/// HCR_EL2.TSC and answered the same way.
+/// The SMCCC conduit (DEN0028 §2): the instruction a call is made with. For a guest's
+/// call, HVC is the conduit Cairn advertises and SMC is trapped by HCR_EL2.TSC and
+/// answered the same way; for Cairn's own calls to the machine's firmware, it is what the
+/// device tree's `/psci` node names as its `method` (firmware.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conduit {
     Hvc,

@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::boot::MAX_CPUS;
+use super::limits::MAX_CPUS;
 
 /// Calls the fast path knows per CPU.
 pub const FAST_CALLS: usize = 3;

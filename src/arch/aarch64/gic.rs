@@ -1,16 +1,16 @@
 //! The machine's GIC, whichever version the device tree names: one interface over
-//! [`GicV2`] and [`GicV3`] for the rest of Cairn, and the [`HwBacking`] through which the
-//! virtual GIC forwards the guest's settings for interrupts a real device raises.
+//! [`GicV2`] and [`GicV3`] for the rest of Cairn, including the per-interrupt state through
+//! which the virtual GIC forwards the guest's settings for interrupts a real device raises
+//! (`vgic::physical`).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::boot::MAX_CPUS;
+use super::gicarch::{GicVersion, PRIVATE_IRQS};
 use super::gicv2::GicV2;
 use super::gicv3::GicV3;
-use crate::dt::{GicVersion, Machine};
-use crate::vcpu::saved::VgicCpu;
-use crate::vgic::dist::{HwBacking, Version, PRIVATE_IRQS};
-use crate::vgic::lr::ListReg;
+use super::limits::MAX_CPUS;
+use super::lr::{ListReg, VgicCpu};
+use crate::mm::Region;
 
 /// Physical SGI Cairn sends to make another CPU leave its guest and look at its pending
 /// virtual interrupts or power state.
@@ -41,14 +41,15 @@ static GIC: spin::Once<Gic> = spin::Once::new();
 /// Logical CPU -> MPIDR affinity, for GICv3 SGIs and SPI routing.
 static AFFINITY: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Sets up the distributor from the boot CPU. `cpus` are the MPIDRs by logical number.
-pub fn init(m: &Machine<'_>, cpus: &[u64]) -> Result<(), &'static str> {
-    let info = m.gic.as_ref().ok_or("the device tree has no GIC")?;
+/// Sets up the distributor from the boot CPU. `frames` are the GIC's register frames in
+/// its device-tree `reg` order (GICv3: distributor, redistributors; GICv2: distributor,
+/// CPU interface, hypervisor control); `cpus` are the MPIDRs by logical number.
+pub fn init(version: GicVersion, frames: &[Region], cpus: &[u64]) -> Result<(), &'static str> {
     for (i, &mpidr) in cpus.iter().enumerate().take(MAX_CPUS) {
         AFFINITY[i].store(mpidr, Ordering::Release);
     }
-    let region = |n: usize| info.regions.get(n).copied().ok_or("the GIC node lacks a register frame");
-    let gic = match info.version {
+    let region = |n: usize| frames.get(n).copied().ok_or("the GIC node lacks a register frame");
+    let gic = match version {
         GicVersion::V3 => {
             let (d, r) = (region(0)?, region(1)?);
             let gic = GicV3::new(d.base as usize, r.base as usize, r.size as usize);
@@ -91,10 +92,10 @@ pub fn is_guest_interrupt(intid: u32) -> bool {
 }
 
 impl Gic {
-    pub fn version(&self) -> Version {
+    pub fn version(&self) -> GicVersion {
         match self {
-            Gic::V2(_) => Version::V2,
-            Gic::V3(_) => Version::V3,
+            Gic::V2(_) => GicVersion::V2,
+            Gic::V3(_) => GicVersion::V3,
         }
     }
 
@@ -228,83 +229,63 @@ impl Gic {
         }
     }
 
+    /// Enables or disables `intid` (for a private interrupt, logical CPU `cpu`'s).
+    /// Private interrupts are banked: for them this must run on `cpu` itself.
+    pub fn set_enabled(&self, cpu: usize, intid: u32, enabled: bool) {
+        match self {
+            Gic::V2(g) => g.set_enabled(intid, enabled),
+            Gic::V3(g) => g.set_enabled(cpu, intid, enabled),
+        }
+    }
+
+    pub fn set_pending(&self, cpu: usize, intid: u32, pending: bool) {
+        match self {
+            Gic::V2(g) => g.set_pending(intid, pending),
+            Gic::V3(g) => g.set_pending(cpu, intid, pending),
+        }
+    }
+
+    pub fn pending(&self, cpu: usize, intid: u32) -> bool {
+        match self {
+            Gic::V2(g) => g.pending(intid),
+            Gic::V3(g) => g.pending(cpu, intid),
+        }
+    }
+
+    pub fn set_active(&self, cpu: usize, intid: u32, active: bool) {
+        match self {
+            Gic::V2(g) => g.set_active(intid, active),
+            Gic::V3(g) => g.set_active(cpu, intid, active),
+        }
+    }
+
+    pub fn active(&self, cpu: usize, intid: u32) -> bool {
+        match self {
+            Gic::V2(g) => g.active(intid),
+            Gic::V3(g) => g.active(cpu, intid),
+        }
+    }
+
+    pub fn set_edge_triggered(&self, intid: u32, edge: bool) {
+        match self {
+            Gic::V2(g) => g.set_edge_triggered(intid, edge),
+            Gic::V3(g) => g.set_edge_triggered(intid, edge),
+        }
+    }
+
+    /// Routes the SPI `intid` to logical CPU `cpu`.
+    pub fn route(&self, intid: u32, cpu: usize) {
+        match self {
+            Gic::V2(g) => g.route(intid, cpu),
+            Gic::V3(g) => g.route(intid, AFFINITY[cpu.min(MAX_CPUS - 1)].load(Ordering::Acquire)),
+        }
+    }
+
     /// Empties every list register (a vCPU going off or being reset).
     pub fn clear_lrs(&self) {
         for n in 0..self.list_registers() {
             self.write_lr(n, &ListReg::empty());
         }
         self.set_underflow_interrupt(false);
-    }
-}
-
-/// Forwarding for the virtual GIC. vCPU n runs on logical CPU n.
-pub struct PhysicalBacking<'a>(pub &'a Gic);
-
-impl PhysicalBacking<'_> {
-    fn is_this_cpu(vcpu: usize) -> bool {
-        vcpu == super::cpu::current()
-    }
-}
-
-impl HwBacking for PhysicalBacking<'_> {
-    fn is_hw(&self, intid: u32) -> bool {
-        is_guest_interrupt(intid) && intid < self.0.nr_irqs()
-    }
-
-    fn set_enabled(&mut self, vcpu: usize, intid: u32, enabled: bool) {
-        match self.0 {
-            Gic::V2(g) => g.set_enabled(intid, enabled),
-            Gic::V3(g) => g.set_enabled(vcpu, intid, enabled),
-        }
-    }
-
-    fn set_pending(&mut self, vcpu: usize, intid: u32, pending: bool) {
-        match self.0 {
-            Gic::V2(g) => g.set_pending(intid, pending),
-            Gic::V3(g) => g.set_pending(vcpu, intid, pending),
-        }
-    }
-
-    fn pending(&self, vcpu: usize, intid: u32) -> bool {
-        match self.0 {
-            Gic::V2(g) => g.pending(intid),
-            Gic::V3(g) => g.pending(vcpu, intid),
-        }
-    }
-
-    fn set_active(&mut self, vcpu: usize, intid: u32, active: bool) {
-        match self.0 {
-            Gic::V2(g) => g.set_active(intid, active),
-            Gic::V3(g) => g.set_active(vcpu, intid, active),
-        }
-    }
-
-    fn active(&self, vcpu: usize, intid: u32) -> bool {
-        match self.0 {
-            Gic::V2(g) => g.active(intid),
-            Gic::V3(g) => g.active(vcpu, intid),
-        }
-    }
-
-    fn set_edge_triggered(&mut self, intid: u32, edge: bool) {
-        match self.0 {
-            Gic::V2(g) => g.set_edge_triggered(intid, edge),
-            Gic::V3(g) => g.set_edge_triggered(intid, edge),
-        }
-    }
-
-    fn listed(&self, vcpu: usize, intid: u32) -> (bool, bool) {
-        if Self::is_this_cpu(vcpu) {
-            crate::vgic::runtime::listed_state(intid)
-        } else {
-            (false, false)
-        }
-    }
-
-    fn route(&mut self, intid: u32, vcpu: usize) {
-        match self.0 {
-            Gic::V2(g) => g.route(intid, vcpu),
-            Gic::V3(g) => g.route(intid, AFFINITY[vcpu.min(MAX_CPUS - 1)].load(Ordering::Acquire)),
-        }
     }
 }

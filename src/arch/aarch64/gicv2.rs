@@ -5,12 +5,13 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use super::boot::MAX_CPUS;
+use super::gicarch::MAX_IRQS;
 use super::gicd::{
     self, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICPENDR, GICD_IPRIORITYR, GICD_ISACTIVER, GICD_ISENABLER,
     GICD_ISPENDR,
 };
 use super::gicv3::DEFAULT_PRIORITY;
+use super::limits::MAX_CPUS;
 use super::mmio::{read32, read8, write32, write8};
 
 // Distributor registers GICv2 alone has (IHI 0048B §4.3).
@@ -56,7 +57,7 @@ static CPU_MASK: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 
 impl GicV2 {
     pub fn new(distributor: usize, cpu_interface: usize, hyp_control: usize) -> Self {
-        GicV2 { distributor, cpu_interface, hyp_control, nr_irqs: gicd::nr_irqs(distributor).min(1020) }
+        GicV2 { distributor, cpu_interface, hyp_control, nr_irqs: gicd::nr_irqs(distributor).min(MAX_IRQS) }
     }
 
     pub fn nr_irqs(&self) -> u32 {

@@ -4,11 +4,12 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use super::boot::MAX_CPUS;
+use super::gicarch::MAX_IRQS;
 use super::gicd::{
     self, GICD_CTLR, GICD_ICACTIVER, GICD_ICENABLER, GICD_ICPENDR, GICD_IGROUPR, GICD_IPRIORITYR, GICD_ISACTIVER,
     GICD_ISENABLER, GICD_ISPENDR,
 };
+use super::limits::MAX_CPUS;
 use super::mmio::{read32, read64, write32, write64};
 
 // Distributor registers GICv3 alone has (IHI 0069H §12.9).
@@ -83,7 +84,7 @@ macro_rules! sysreg_read {
 
 impl GicV3 {
     pub fn new(distributor: usize, redistributors: usize, redistributors_size: usize) -> Self {
-        GicV3 { distributor, redistributors, redistributors_size, nr_irqs: gicd::nr_irqs(distributor).min(1020) }
+        GicV3 { distributor, redistributors, redistributors_size, nr_irqs: gicd::nr_irqs(distributor).min(MAX_IRQS) }
     }
 
     pub fn nr_irqs(&self) -> u32 {

@@ -1,4 +1,5 @@
-//! Volatile accessors for Cairn's own device registers (the GIC frames it drives).
+//! Volatile accessors for Cairn's own device registers (the GIC frames it drives, a
+//! board's power controller).
 
 macro_rules! accessors {
     ($read:ident, $write:ident, $t:ty) => {

@@ -1,10 +1,11 @@
-//! Cairn's own EL2 stage-1 MMU and the guests' stage-2 translation controls.
+//! Cairn's own EL2 stage-1 MMU and the guests' stage-2 translation controls, and the
+//! cache maintenance that goes with writing memory a guest runs from.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2, VTCR_EL2, VTTBR_EL2};
 
 use super::cpu::physical_address_bits;
-use crate::mm::pagetable::MAIR_EL2_VALUE;
+use super::memattr::MAIR_EL2_VALUE;
 
 /// Cairn's EL2 virtual address space: 48 bits, identity-mapped.
 pub const EL2_VA_BITS: u32 = 48;
@@ -93,4 +94,11 @@ pub fn clean_dcache_range(base: u64, size: u64) {
         addr += LINE;
     }
     barrier::dsb(barrier::SY);
+}
+
+/// Invalidates every instruction cache in the inner shareable domain: guest code may have
+/// changed under them.
+pub fn invalidate_instruction_caches() {
+    // SAFETY: invalidating instruction caches has no effect beyond refetching.
+    unsafe { core::arch::asm!("ic ialluis", "dsb ish", "isb") };
 }
