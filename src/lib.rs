@@ -1,9 +1,10 @@
 //! Cairn: a Type-1 hypervisor for ARM64.
 //!
-//! The crate splits along one line: modules that only compute (SMCCC/PSCI decoding,
-//! ESR decoding, page-table building, device-tree queries, guest placement) build on the
-//! host and carry unit tests; the hardware layer (`arch::aarch64` system-register code,
-//! the boot path, vCPU entry) builds only for the bare-metal target.
+//! The crate splits along one line: the policy (SMCCC/PSCI, the VM and vCPU models, the
+//! exit policy, the virtual GIC, page-table building, device trees, guest placement)
+//! builds on the host and carries unit tests, reaching the machine only through `hw`,
+//! which is a fake there; the hardware layer (`arch::aarch64` system-register code, the
+//! boot path, the run loop that enters guests) builds only for the bare-metal target.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -16,6 +17,8 @@ pub mod event;
 pub mod fwregs;
 pub mod guest_dt;
 pub mod guest_image;
+#[cfg(any(test, target_os = "none"))]
+pub mod hw;
 pub mod mm;
 pub mod platform;
 pub mod smccc;
@@ -26,5 +29,5 @@ pub mod vgic;
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod hyp;
-#[cfg(target_os = "none")]
+#[cfg(any(test, target_os = "none"))]
 pub mod vm;

@@ -95,7 +95,10 @@ pub enum Outcome {
 pub trait VmFirmware {
     /// The PSCI version this VM was given.
     fn psci_version(&self) -> Version;
-    /// PSCI CPU_ON for the vCPU with affinity `target` (DEN0022 §5.6): a PSCI return code.
+    /// Whether the VM has a vCPU with MPIDR affinity `target`.
+    fn has_vcpu(&self, target: u64) -> bool;
+    /// PSCI CPU_ON for the vCPU with affinity `target` (DEN0022 §5.6), whose entry point
+    /// the PSCI service has already checked: SUCCESS, ALREADY_ON or ON_PENDING.
     fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64;
     /// PSCI AFFINITY_INFO (DEN0022 §5.7): ON (0), OFF (1) or a PSCI error code.
     fn affinity_info(&self, target: u64, lowest_level: u64) -> i64;

@@ -93,6 +93,9 @@ mod tests {
         fn psci_version(&self) -> psci::Version {
             psci::Version::V1_1
         }
+        fn has_vcpu(&self, _: u64) -> bool {
+            true
+        }
         fn cpu_on(&self, _: u64, _: u64, _: u64) -> i64 {
             0
         }
@@ -224,6 +227,9 @@ mod tests {
         impl VmFirmware for Off {
             fn psci_version(&self) -> psci::Version {
                 psci::Version::V1_1
+            }
+            fn has_vcpu(&self, _: u64) -> bool {
+                true
             }
             fn cpu_on(&self, _: u64, _: u64, _: u64) -> i64 {
                 0

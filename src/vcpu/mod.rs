@@ -15,7 +15,7 @@ pub mod action;
 pub mod power;
 pub mod saved;
 
-#[cfg(target_os = "none")]
+#[cfg(any(test, target_os = "none"))]
 mod policy;
 #[cfg(target_os = "none")]
 mod run;
@@ -28,7 +28,7 @@ use power::Power;
 pub use power::Wait;
 pub use power::{PowerState, Start};
 #[cfg(target_os = "none")]
-pub use run::{caller_big_endian, run_boot_vcpu, run_cpu, wake};
+pub use run::{run_boot_vcpu, run_cpu};
 #[cfg(target_os = "none")]
 pub use selftest::{restore, save, SAVE_RESTORE_SELFTEST};
 

@@ -6,7 +6,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use aarch64_cpu::registers::{Readable, Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
+use aarch64_cpu::registers::{Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
 
 use super::action::{Action, Injection, Resume};
 use super::power::{PowerState, Start, Wait};
@@ -17,10 +17,10 @@ use crate::arch::aarch64::frame::TrapFrame;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::{cpu, fastpath, gic, inject, trap};
 use crate::event::SystemEvent;
+use crate::hw::{Hardware, Hw};
 use crate::hyp;
 use crate::smccc::call::{Call, Outcome};
 use crate::smccc::dispatch;
-use crate::smccc::machine::MachineFirmware;
 use crate::smccc::psci;
 use crate::smccc::{self, vendor};
 use crate::vgic::runtime;
@@ -38,22 +38,6 @@ const SCTLR_EL1_EE: u64 = 1 << 25;
 /// The VM whose vCPU runs on each physical CPU: set once, before the CPU's vCPU first
 /// runs, and read by the CPU's loop whenever it looks for a start.
 static CURRENT_VM: [spin::RwLock<Option<Arc<Vm>>>; MAX_CPUS] = [const { spin::RwLock::new(None) }; MAX_CPUS];
-
-/// Whether the guest on this CPU runs big-endian at EL1 (SCTLR_EL1.EE): a CPU_ON caller's
-/// endianness is what its target starts with.
-pub fn caller_big_endian() -> bool {
-    SCTLR_EL1.get() & SCTLR_EL1_EE != 0
-}
-
-/// Makes a vCPU's physical CPU look at it: the kick SGI ends its WFI, whether it idles at
-/// EL2 or runs the guest.
-pub fn wake(vcpu: &Vcpu) {
-    if vcpu.pcpu != cpu::current() {
-        if let Some(g) = gic::get() {
-            g.kick(vcpu.pcpu);
-        }
-    }
-}
 
 /// Hands every physical CPU its vCPU of `vm`, starts the boot vCPU (vCPU 0) and runs this,
 /// the boot CPU's, loop.
@@ -238,7 +222,7 @@ fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
         let mut x = [0u64; 8];
         x[0] = u64::from(fid);
         let call = Call { conduit: Conduit::Hvc, imm: 0, caller_aarch32: false, vcpu: vcpu.index, x };
-        match dispatch::dispatch(&call, vm, &MachineFirmware) {
+        match dispatch::dispatch(&call, vm, Hw::firmware()) {
             Outcome::Return(results) => Some((fid, results)),
             _ => None,
         }
@@ -320,7 +304,7 @@ fn stop_others(vm: &Vm, me: &Vcpu) {
     vm.halting.store(true, Ordering::SeqCst);
     for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
         v.power_off();
-        wake(v);
+        vm.wake(v);
     }
     for v in vm.vcpus.iter().filter(|v| v.index != me.index) {
         while !v.is_parked() {
@@ -363,5 +347,5 @@ fn system_reset(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) {
     let boot = &vm.vcpus[0];
     boot.restart(vm.boot_start());
     vm.halting.store(false, Ordering::SeqCst);
-    wake(boot);
+    vm.wake(boot);
 }

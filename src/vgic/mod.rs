@@ -4,6 +4,8 @@
 
 pub mod dist;
 pub mod lr;
+#[cfg(any(test, target_os = "none"))]
+pub mod mmio;
 #[cfg(target_os = "none")]
 pub mod physical;
 #[cfg(target_os = "none")]

@@ -8,9 +8,7 @@ use aarch64_cpu::registers::{
     ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, TPIDR_EL2, VMPIDR_EL2,
 };
 
-/// MPIDR_EL1 affinity fields Aff3[39:32], Aff2[23:16], Aff1[15:8], Aff0[7:0] (Arm ARM
-/// D24.2.101); PSCI identifies CPUs by exactly these bits (DEN0022 §5.1.4).
-pub const MPIDR_AFFINITY_MASK: u64 = 0xFF_00FF_FFFF;
+pub use super::mpidr::MPIDR_AFFINITY_MASK;
 /// VMPIDR_EL2 bit 31 is RES1.
 const MPIDR_RES1: u64 = 1 << 31;
 

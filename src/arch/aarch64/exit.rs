@@ -16,6 +16,9 @@ pub enum Conduit {
     Smc,
 }
 
+/// The size of an exception vector table: 16 entries of 0x80 bytes (Arm ARM D1.10.2).
+pub const VECTOR_TABLE_SIZE: u64 = 0x800;
+
 /// The size of an A64 instruction: MSR/MRS and SMC traps are always A64 from AArch64.
 const A64_INSTRUCTION: u64 = 4;
 

@@ -32,16 +32,6 @@ const VECTOR_LOWER_AARCH32: u64 = 0x600;
 /// SPSR.M[4]: the exception came from AArch32 state (only EL0 can be, under HCR_EL2.RW).
 const MODE_AARCH32: u64 = 1 << 4;
 
-/// The size of an exception vector table: 16 entries of 0x80 bytes (Arm ARM D1.10.2).
-const VECTOR_TABLE_SIZE: u64 = 0x800;
-
-/// VBAR_EL1 if `pc` lies in the guest's exception vector table: a fault there means every
-/// exception the guest takes faults again.
-pub fn in_exception_vectors(pc: u64) -> Option<u64> {
-    let vbar = VBAR_EL1.get();
-    (pc.wrapping_sub(vbar) < VECTOR_TABLE_SIZE).then_some(vbar)
-}
-
 fn from_el0(frame: &TrapFrame) -> bool {
     frame.spsr & MODE_AARCH32 != 0 || frame.spsr & MODE_MASK == MODE_EL0T
 }

@@ -12,6 +12,7 @@ pub mod gicarch;
 pub mod limits;
 pub mod lr;
 pub mod memattr;
+pub mod mpidr;
 
 #[cfg(target_os = "none")]
 pub mod boot;

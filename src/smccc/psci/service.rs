@@ -38,7 +38,7 @@ pub fn call(fid: FunctionId, call: &Call, vm: &dyn VmFirmware) -> Outcome {
     }
     match fid.0 {
         fid::PSCI_VERSION => ret(i64::from(version.encode())),
-        fid::CPU_ON_32 | fid::CPU_ON_64 => ret(vm.cpu_on(call.arg(1), call.arg(2), call.arg(3))),
+        fid::CPU_ON_32 | fid::CPU_ON_64 => ret(cpu_on(call, vm)),
         fid::CPU_OFF => Outcome::CpuOff,
         fid::CPU_SUSPEND_32 | fid::CPU_SUSPEND_64 => cpu_suspend(call, vm, version),
         fid::AFFINITY_INFO_32 | fid::AFFINITY_INFO_64 => ret(vm.affinity_info(call.arg(1), call.arg(2))),
@@ -62,6 +62,30 @@ pub fn call(fid: FunctionId, call: &Call, vm: &dyn VmFirmware) -> Outcome {
     }
 }
 
+/// CPU_ON (DEN0022 §5.6): a target that is no vCPU of the VM is INVALID_PARAMETERS, an
+/// entry point it cannot start at INVALID_ADDRESS (§5.6.2), checked in that order; the VM
+/// decides the rest (SUCCESS, ALREADY_ON, ON_PENDING).
+fn cpu_on(call: &Call, vm: &dyn VmFirmware) -> i64 {
+    let (target, entry, context) = (call.arg(1), call.arg(2), call.arg(3));
+    if !vm.has_vcpu(target) {
+        return ret::INVALID_PARAMETERS;
+    }
+    if !valid_entry_point(vm, entry) {
+        return ret::INVALID_ADDRESS;
+    }
+    vm.cpu_on(target, entry, context)
+}
+
+/// Where a vCPU may be sent by CPU_ON, or resume from CPU_SUSPEND powerdown or
+/// SYSTEM_SUSPEND: an AArch64 entry point is an A64 instruction's address, 4-byte aligned
+/// (a Thumb bit set in it is INVALID_ADDRESS, as TF-A and Xen answer), in the VM's own
+/// memory; anything else is INVALID_ADDRESS (DEN0022 §5.4.2, §5.6.2, §5.19.2;
+/// guest-firmware-interfaces.md §2.2). The one owner of this rule.
+fn valid_entry_point(vm: &dyn VmFirmware, entry: u64) -> bool {
+    const A64_ENTRY_ALIGN: u64 = 4;
+    entry.is_multiple_of(A64_ENTRY_ALIGN) && vm.is_guest_ram(entry)
+}
+
 fn cpu_suspend(call: &Call, vm: &dyn VmFirmware, version: Version) -> Outcome {
     let power_state = call.arg(1);
     let invalid = |code| Outcome::Return(Results::x0(code_for(version, code)));
@@ -72,7 +96,7 @@ fn cpu_suspend(call: &Call, vm: &dyn VmFirmware, version: Version) -> Outcome {
         return Outcome::CpuSuspend(Suspend::Standby);
     }
     let entry = call.arg(2);
-    if !entry.is_multiple_of(4) || !vm.is_guest_ram(entry) {
+    if !valid_entry_point(vm, entry) {
         return invalid(ret::INVALID_ADDRESS);
     }
     Outcome::CpuSuspend(Suspend::Powerdown { entry, context: call.arg(3) })
@@ -84,7 +108,7 @@ fn cpu_suspend(call: &Call, vm: &dyn VmFirmware, version: Version) -> Outcome {
 /// `entry` with x0 = `context`.
 fn system_suspend(call: &Call, vm: &dyn VmFirmware) -> Outcome {
     let entry = call.arg(1);
-    if !entry.is_multiple_of(4) || !vm.is_guest_ram(entry) {
+    if !valid_entry_point(vm, entry) {
         return Outcome::Return(Results::x0(ret::INVALID_ADDRESS));
     }
     if !vm.others_off(call.vcpu) {

@@ -1,60 +1,15 @@
 //! PSCI's table of every function and error path per version, through the one SMCCC
 //! dispatcher as a guest's call goes, and the definitions' own checks.
 
-use core::cell::RefCell;
 use std::vec;
 use std::vec::Vec;
 
 use super::*;
-use crate::smccc::call::{Call, Conduit, Outcome, VmFirmware};
+use crate::smccc::call::{Call, Conduit, Outcome};
 use crate::smccc::dispatch::{dispatch, Host};
 use crate::smccc::trng::Entropy;
-
-/// A VM of four vCPUs (MPIDRs 0-3) whose power states each row sets up.
-struct FakeVm {
-    version: Version,
-    on: RefCell<Vec<bool>>,
-}
-
-const RAM: core::ops::Range<u64> = 0x4000_0000..0x8000_0000;
-
-impl VmFirmware for FakeVm {
-    fn psci_version(&self) -> Version {
-        self.version
-    }
-    fn cpu_on(&self, target: u64, entry: u64, _context: u64) -> i64 {
-        let mut on = self.on.borrow_mut();
-        let valid = target & !0xFF_00FF_FFFF == 0;
-        let Some(slot) = on.get_mut(target as usize).filter(|_| valid) else { return ret::INVALID_PARAMETERS };
-        if !RAM.contains(&entry) {
-            return ret::INVALID_ADDRESS;
-        }
-        if *slot {
-            return ret::ALREADY_ON;
-        }
-        *slot = true;
-        ret::SUCCESS
-    }
-    fn affinity_info(&self, target: u64, level: u64) -> i64 {
-        let Some(mask) = affinity_mask(level) else { return ret::INVALID_PARAMETERS };
-        let on = self.on.borrow();
-        let matching: Vec<bool> =
-            on.iter().enumerate().filter(|(m, _)| *m as u64 & mask == target & mask).map(|(_, o)| *o).collect();
-        if matching.is_empty() {
-            ret::INVALID_PARAMETERS
-        } else if matching.iter().any(|o| *o) {
-            AFFINITY_ON
-        } else {
-            AFFINITY_OFF
-        }
-    }
-    fn is_guest_ram(&self, addr: u64) -> bool {
-        RAM.contains(&addr)
-    }
-    fn others_off(&self, caller: usize) -> bool {
-        self.on.borrow().iter().enumerate().all(|(i, on)| i == caller || !on)
-    }
-}
+use crate::vm::testing::vm_with_on;
+use crate::vm::Vm;
 
 struct NoHost;
 impl Entropy for NoHost {
@@ -173,7 +128,7 @@ fn rows() -> Vec<Row> {
     ]
 }
 
-fn run(vm: &FakeVm, conduit: Conduit, function: u32, args: [u64; 3]) -> Want {
+fn run(vm: &Vm, conduit: Conduit, function: u32, args: [u64; 3]) -> Want {
     let mut x = [0u64; 8];
     x[0] = u64::from(function);
     x[1..4].copy_from_slice(&args);
@@ -188,7 +143,7 @@ fn run(vm: &FakeVm, conduit: Conduit, function: u32, args: [u64; 3]) -> Want {
 fn every_function_and_error_path_per_version() {
     for (n, (version, on, function, args, want)) in rows().into_iter().enumerate() {
         for conduit in [Conduit::Hvc, Conduit::Smc] {
-            let vm = FakeVm { version, on: RefCell::new(on.to_vec()) };
+            let vm = vm_with_on(version, &on);
             let got = run(&vm, conduit, function, args);
             assert_eq!(got, want, "row {n}: {version:?} {conduit:?} fid {function:#x} args {args:x?}");
         }
@@ -197,7 +152,7 @@ fn every_function_and_error_path_per_version() {
 
 #[test]
 fn cpu_on_counts_as_on_at_once() {
-    let vm = FakeVm { version: V11, on: RefCell::new(BOOT_ONLY.to_vec()) };
+    let vm = vm_with_on(V11, &BOOT_ONLY);
     assert_eq!(run(&vm, Conduit::Hvc, fid::CPU_ON_64, [3, ENTRY, 0]), X0(ret::SUCCESS));
     assert_eq!(run(&vm, Conduit::Smc, fid::AFFINITY_INFO_64, [3, 0, 0]), X0(AFFINITY_ON));
     assert_eq!(run(&vm, Conduit::Smc, fid::CPU_ON_64, [3, ENTRY, 0]), X0(ret::ALREADY_ON));

@@ -3,19 +3,18 @@
 //! and kicks the vCPUs an exit concerns, but never enters or leaves the guest itself.
 
 use crate::arch::aarch64::access::MmioAccess;
-use crate::arch::aarch64::exit::{Conduit, Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1};
+use crate::arch::aarch64::exit::{
+    Conduit, Exit, SysRegId, ICC_ASGI1R_EL1, ICC_SGI0R_EL1, ICC_SGI1R_EL1, VECTOR_TABLE_SIZE,
+};
 use crate::arch::aarch64::frame::TrapFrame;
-use crate::arch::aarch64::gic;
-use crate::arch::aarch64::inject;
 use crate::event::{Crash, SystemEvent};
+use crate::hw::{Hardware, Hw};
 use crate::smccc::call::{Call, Outcome};
 use crate::smccc::dispatch;
-use crate::smccc::machine::MachineFirmware;
 use crate::smccc::psci::{ret, Suspend};
 use crate::vcpu::action::{Action, Injection, Resume, Writes};
 use crate::vcpu::{Start, Vcpu};
 use crate::vgic::dist::VcpuSet;
-use crate::vgic::physical::PhysicalBacking;
 use crate::vm::Vm;
 
 /// Decides what one exit of `vcpu`, whose registers are in `frame`, comes to.
@@ -67,7 +66,10 @@ pub fn on_exit(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame, exit: Exit) -> Action {
             Action::Inject(Injection::DataAbort { far: va.unwrap_or(ipa) })
         }
         Exit::InstructionAbort { ipa, va } => {
-            if let Some(vbar) = inject::in_exception_vectors(frame.elr) {
+            // A fetch fault in the guest's own exception vectors would fault again on every
+            // exception it takes: the VM cannot go on.
+            let vbar = Hw::guest_vector_base();
+            if frame.elr.wrapping_sub(vbar) < VECTOR_TABLE_SIZE {
                 let crash = Crash::VectorUnmapped { vbar };
                 return Action::StopVm(SystemEvent::Crash { vcpu: vcpu.index, pc: frame.elr, why: crash });
             }
@@ -111,26 +113,18 @@ fn kick(vm: &Vm, set: VcpuSet, me: usize) {
 #[inline(never)]
 fn kick_others(vm: &Vm, set: VcpuSet, me: usize) {
     for v in vm.vcpus.iter().filter(|v| set & (1 << v.index) != 0 && v.index != me) {
-        super::wake(v);
+        vm.wake(v);
     }
 }
 
-/// MMIO to the emulated GIC frames: None for an address that is no GIC frame.
+/// An access to one of the VM's emulated devices: None where the VM has no device.
+#[inline(always)]
 fn emulate_mmio(vm: &Vm, vcpu: &Vcpu, access: &MmioAccess) -> Option<Resume> {
-    let g = gic::get()?;
-    let mut hw = PhysicalBacking(g);
-    let frames = &vm.gic_frames;
-    let (value, set) = if frames.distributor.contains(access.ipa) {
-        let offset = access.ipa - frames.distributor.base;
-        vm.vgic.lock().dist_access(vcpu.index, offset, access.size, access.write, &mut hw)
-    } else if let Some(r) = frames.redistributors.filter(|r| r.contains(access.ipa)) {
-        vm.vgic.lock().redist_access(access.ipa - r.base, access.size, access.write, &mut hw)
-    } else {
-        return None;
-    };
-    kick(vm, set, vcpu.index);
-    let writes = if access.write.is_some() { Writes::NONE } else { Writes::one(access.load_result(value)) };
-    Some(Resume { writes, step: true, refill: concerns(set, vcpu) })
+    let (offset, device) = vm.devices.find(access.ipa)?;
+    let done = device.access(vcpu.index, offset, access);
+    kick(vm, done.changed, vcpu.index);
+    let writes = if access.write.is_some() { Writes::NONE } else { Writes::one(access.load_result(done.value)) };
+    Some(Resume { writes, step: true, refill: concerns(done.changed, vcpu) })
 }
 
 /// A trapped system-register access: the SGI generation registers; anything else is
@@ -158,7 +152,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame, conduit: Conduit, imm: u16
     x.copy_from_slice(&frame.x[..8]);
     let call = Call { conduit, imm, caller_aarch32: frame.caller_is_aarch32(), vcpu: vcpu.index, x };
     let me = vcpu.index;
-    match dispatch::dispatch(&call, vm, &MachineFirmware) {
+    match dispatch::dispatch(&call, vm, Hw::firmware()) {
         // The one place result registers are decided; the loop writes them.
         Outcome::Return(results) => {
             Action::Resume(Resume { writes: Writes::from_x0(results.registers()), step: true, refill: false })
@@ -181,5 +175,8 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame, conduit: Conduit, imm: u16
 
 /// Where a powerdown state resumes: its entry point, with the caller's endianness.
 fn resume_at(entry: u64, context: u64) -> Start {
-    Start { entry, context, big_endian: super::run::caller_big_endian() }
+    Start { entry, context, big_endian: Hw::caller_big_endian() }
 }
+
+#[cfg(test)]
+mod tests;

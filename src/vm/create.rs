@@ -1,19 +1,18 @@
-//! A virtual machine: its memory (stage 2), its vCPUs and their power states, its virtual
-//! GIC, its firmware settings, and the pristine images it restarts from.
+//! Building the boot VM from the device tree's guest-loader modules (or a guest bundle):
+//! its RAM, stage-2 tables, vCPUs, virtual GIC, device tree and pristine image copies.
+//! Bare-metal target only.
 
-use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::AtomicBool;
 
+use super::{BootImages, GicFrames, Image, Stage2Root, Vm, VmConfig};
 use crate::arch::aarch64::gic;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
-use crate::arch::aarch64::{copy, cpu, mmu};
+use crate::arch::aarch64::{copy, mmu};
 use crate::dt::{Machine, Module, ModuleKind};
-use crate::event::{EventLog, SystemEvent};
-use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
+use crate::fwregs::VmFirmwareState;
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
 use crate::hyp;
@@ -21,12 +20,8 @@ use crate::mm::pagetable::{MemType, PageTable, Stage2};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::smccc::call::VmFirmware;
-use crate::smccc::dispatch::Host;
-use crate::smccc::machine::MachineFirmware;
-use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
-use crate::vcpu::{PowerState, Start, Vcpu};
+use crate::smccc::psci;
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
-use crate::vgic::physical::PhysicalBacking;
 
 /// Why a VM could not be built.
 #[derive(Debug)]
@@ -39,6 +34,7 @@ pub enum VmError {
     NoRoomForImages,
     PsciVersion,
     Stage2,
+    Devices(super::devices::Overlap),
 }
 
 impl fmt::Display for VmError {
@@ -52,194 +48,14 @@ impl fmt::Display for VmError {
             VmError::NoRoomForImages => write!(f, "no room to keep pristine copies of the guest images"),
             VmError::PsciVersion => write!(f, "Cairn does not implement that PSCI version"),
             VmError::Stage2 => write!(f, "could not build the stage-2 tables"),
+            VmError::Devices(o) => write!(f, "emulated device at {:#x} overlaps the {}", o.region.base, o.with),
         }
     }
 }
-
-/// The emulated GIC frames, trapped by leaving them out of stage 2.
-#[derive(Clone, Copy, Debug)]
-pub struct GicFrames {
-    pub distributor: Region,
-    /// GICv3 only: one 128 KiB frame per vCPU.
-    pub redistributors: Option<Region>,
-}
-
-/// A module as the guest sees it, and where Cairn keeps its pristine copy.
-#[derive(Clone, Copy, Debug)]
-struct Image {
-    at: Region,
-    pristine: u64,
-}
-
-pub struct Vm {
-    pub id: usize,
-    pub vmid: u16,
-    /// The firmware pseudo-registers' VM-wide state: PSCI version, service bitmaps.
-    pub firmware: spin::Mutex<VmFirmwareState>,
-    stage2: PageTable<Stage2>,
-    pub ram: Vec<Region>,
-    pub vcpus: Vec<Vcpu>,
-    pub vgic: spin::Mutex<VGic>,
-    pub gic_frames: GicFrames,
-    /// Where the boot vCPU starts, and the device tree it gets in x0.
-    pub entry: u64,
-    pub dtb: u64,
-    kernel: Image,
-    initrd: Option<Image>,
-    guest_dtb: Vec<u8>,
-    /// Serialises system events (reset, off) against each other.
-    pub event_lock: spin::Mutex<()>,
-    /// Set while a system event stops the VM: no vCPU may start meanwhile.
-    pub halting: AtomicBool,
-    /// Every system event of this VM, in order.
-    events: spin::Mutex<EventLog>,
-}
-
-/// VMs alive; the machine powers off when the last one is gone.
-static VMS: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
 
 /// PSCI 0.1 function IDs Cairn publishes in a 0.1 guest's device tree: the SMC64 IDs of
 /// PSCI 0.2, so one dispatcher serves both.
 const PSCI_0_1_IDS: Psci01Ids = Psci01Ids::PSCI_0_2_SMC64;
-
-impl VmFirmware for Vm {
-    fn psci_version(&self) -> psci::Version {
-        self.firmware.lock().psci_version()
-    }
-
-    fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64 {
-        if target & !cpu::MPIDR_AFFINITY_MASK != 0 {
-            return ret::INVALID_PARAMETERS;
-        }
-        let Some(vcpu) = self.vcpus.iter().find(|v| v.mpidr == target) else { return ret::INVALID_PARAMETERS };
-        // An AArch64 entry point must be 4-byte aligned and in the guest's memory
-        // (DEN0022 §5.6.2: INVALID_ADDRESS from PSCI 1.0).
-        if !entry.is_multiple_of(4) || !self.is_guest_ram(entry) {
-            return ret::INVALID_ADDRESS;
-        }
-        let start = Start { entry, context, big_endian: crate::vcpu::caller_big_endian() };
-        let result = vcpu.power_on(start, &self.halting);
-        // A started vCPU's CPU picks up the start; a suspended one takes the call as a
-        // wake-up event (power::Power::power_on). Either way its CPU must look.
-        crate::vcpu::wake(vcpu);
-        match result {
-            Ok(()) => ret::SUCCESS,
-            Err(code) => code,
-        }
-    }
-
-    fn affinity_info(&self, target: u64, lowest_level: u64) -> i64 {
-        let Some(mask) = psci::affinity_mask(lowest_level) else { return ret::INVALID_PARAMETERS };
-        let mut matching = self.vcpus.iter().filter(|v| v.mpidr & mask == target & mask).peekable();
-        if matching.peek().is_none() {
-            return ret::INVALID_PARAMETERS;
-        }
-        if matching.any(|v| v.state().is_on()) {
-            AFFINITY_ON
-        } else {
-            AFFINITY_OFF
-        }
-    }
-
-    fn is_guest_ram(&self, addr: u64) -> bool {
-        self.ram.iter().any(|r| r.contains(addr))
-    }
-
-    fn others_off(&self, caller: usize) -> bool {
-        self.vcpus.iter().filter(|v| v.index != caller).all(|v| v.state() == PowerState::Stopped)
-    }
-
-    fn trng_enabled(&self) -> bool {
-        self.firmware.lock().trng_enabled()
-    }
-
-    fn vendor_hyp_enabled(&self) -> bool {
-        self.firmware.lock().vendor_hyp_enabled()
-    }
-}
-
-impl Vm {
-    /// How the boot vCPU starts: at the kernel entry with the device tree in x0, x1-x3
-    /// zero (booting.rst).
-    pub fn boot_start(&self) -> Start {
-        Start { entry: self.entry, context: self.dtb, big_endian: false }
-    }
-
-    /// The guest's RAM, in bytes.
-    pub fn ram_size(&self) -> u64 {
-        self.ram.iter().map(|r| r.size).sum()
-    }
-
-    /// Records a system event and prints it as one line.
-    pub fn record(&self, event: SystemEvent) {
-        log::info!("vm{}: system event: {event}", self.id);
-        self.events.lock().push(event);
-    }
-
-    /// The VM's epitaph: how many system events it had, and the latest of them.
-    pub fn epitaph(&self) -> String {
-        self.events.lock().to_string()
-    }
-
-    /// Runs `f` on the firmware pseudo-registers as a vCPU of this VM sees them (the VM's
-    /// PSCI version decides the vCPU's PSCI feature, as all vCPUs share it).
-    pub fn firmware_regs<R>(&self, f: impl FnOnce(&mut VcpuFirmwareRegs<'_>) -> R) -> R {
-        let host = HostWorkarounds::from_arch_features(|fid| MachineFirmware.arch_feature(fid));
-        let mut state = self.firmware.lock();
-        let feature = PsciFeature::for_version(state.psci_version());
-        f(&mut state.vcpu(feature, host))
-    }
-
-    /// The vCPU pinned to physical CPU `pcpu`: vCPU n runs on CPU n.
-    pub fn vcpu_on(&self, pcpu: usize) -> Option<&Vcpu> {
-        self.vcpus.get(pcpu).filter(|v| v.pcpu == pcpu)
-    }
-
-    /// Makes this VM's stage-2 tables the current ones on this CPU.
-    pub fn load_stage2(&self) {
-        mmu::load_stage2(self.stage2.root_address(), self.stage2.start_level(), self.vmid);
-    }
-
-    /// Puts the kernel, initrd and device tree back as they were at creation, for a reset.
-    pub fn restore_images(&self) {
-        copy_to_guest(self.kernel.pristine, self.kernel.at);
-        if let Some(initrd) = self.initrd {
-            copy_to_guest(initrd.pristine, initrd.at);
-        }
-        self.install_device_tree();
-        mmu::invalidate_instruction_caches();
-    }
-
-    /// Writes the guest's device tree into its RAM (and, the first time, the kernel where
-    /// the loader did not already put it).
-    fn install_first_boot(&self, kernel_in_place: bool) {
-        // A kernel left in place is exactly what the loader wrote to memory: Cairn only read
-        // it, so no cache holds anything newer and nothing needs cleaning.
-        if !kernel_in_place {
-            copy_to_guest(self.kernel.pristine, self.kernel.at);
-        }
-        self.install_device_tree();
-        mmu::invalidate_instruction_caches();
-    }
-
-    fn install_device_tree(&self) {
-        copy_to_guest(self.guest_dtb.as_ptr() as u64, Region::new(self.dtb, self.guest_dtb.len() as u64));
-    }
-
-    /// Resets the virtual GIC to its power-on state.
-    pub fn reset_vgic(&self) {
-        if let Some(g) = gic::get() {
-            self.vgic.lock().reset(&mut PhysicalBacking(g));
-        }
-    }
-}
-
-fn copy_to_guest(from: u64, to: Region) {
-    // SAFETY: `from` holds `to.size` bytes Cairn owns, and `to` lies in guest RAM, which no
-    // vCPU runs in while its images are restored.
-    unsafe { copy::copy_bulk(from, to.base, to.size) };
-    mmu::clean_dcache_range(to.base, to.size);
-}
 
 fn module_bytes(module: &Module<'_>) -> &'static [u8] {
     // SAFETY: the loader put the module in RAM, which Cairn maps, and nothing writes it
@@ -359,30 +175,23 @@ pub fn create_boot_vm(
 
     let stage2 = build_stage2(&ram, layout.virtual_cpu_interface)?;
     let vgic = gic::get().map(|g| VGic::new(g.version(), g.nr_irqs(), &mpidrs)).ok_or(VmError::NoGic)?;
-    let vcpus =
-        mpidrs.iter().enumerate().map(|(i, &mpidr)| Vcpu::new(i, mpidr & cpu::MPIDR_AFFINITY_MASK, i)).collect();
-    let vm = Arc::new(Vm {
+    let boot = BootImages { entry: placement.entry, dtb, kernel: Some(kernel_image), initrd: initrd_image, guest_dtb };
+    let config = VmConfig {
         id: 0,
         vmid: 1,
-        firmware: spin::Mutex::new(firmware),
-        stage2,
+        firmware,
+        stage2: Stage2Root { root: stage2.root_address(), start_level: stage2.start_level() },
         ram,
-        vcpus,
-        vgic: spin::Mutex::new(vgic),
+        mpidrs,
+        vgic,
         gic_frames: layout.frames,
-        entry: placement.entry,
-        dtb,
-        kernel: kernel_image,
-        initrd: initrd_image,
-        guest_dtb,
-        event_lock: spin::Mutex::new(()),
-        halting: AtomicBool::new(false),
-        events: spin::Mutex::new(EventLog::new()),
-    });
+        boot,
+    };
+    let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
     vm.install_first_boot(placement.in_place);
     log_created(&vm, &placement, kernel.bootargs);
     log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size));
-    VMS.lock().push(vm.clone());
+    vm.publish();
     Ok(vm)
 }
 
@@ -417,9 +226,9 @@ fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>) {
     log::info!(
         "vm{}: kernel at {:#x}{}, device tree at {:#x}, {} vCPUs, {} MiB RAM, PSCI {}.{}",
         vm.id,
-        vm.entry,
+        vm.boot.entry,
         if placement.in_place { " (in place)" } else { " (moved)" },
-        vm.dtb,
+        vm.boot.dtb,
         vm.vcpus.len(),
         vm.ram_size() / MIB,
         vm.psci_version().major,
@@ -428,11 +237,4 @@ fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>) {
     if let Some(args) = bootargs {
         log::debug!("vm{}: bootargs \"{args}\"", vm.id);
     }
-}
-
-/// Removes `vm` from the live set. Returns how many VMs are left.
-pub fn destroy(vm: &Vm) -> usize {
-    let mut vms = VMS.lock();
-    vms.retain(|v| !core::ptr::eq(Arc::as_ptr(v), vm));
-    vms.len()
 }

@@ -1,0 +1,252 @@
+//! A virtual machine: its memory, its vCPUs and their power states, its virtual GIC and
+//! emulated devices, its firmware settings, its system events, and the images it restarts
+//! from.
+//!
+//! - this module: the [`Vm`] type and the VM-side rules of PSCI (CPU_ON, AFFINITY_INFO,
+//!   which vCPUs are off), built and unit-tested on the host against the fake machine
+//!   (`crate::hw`);
+//! - [`devices`]: the table of emulated MMIO regions each VM owns;
+//! - `create`: building the boot VM from the device tree's modules (bare-metal target);
+//! - `images`: the pristine copies of the guest's images and putting them back at a reset
+//!   (bare-metal target).
+
+pub mod devices;
+
+#[cfg(target_os = "none")]
+mod create;
+#[cfg(target_os = "none")]
+mod images;
+#[cfg(test)]
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::AtomicBool;
+
+#[cfg(target_os = "none")]
+pub use create::{create_boot_vm, GuestSettings, VmError};
+use devices::{DeviceTable, Overlap};
+
+use crate::arch::aarch64::mpidr::MPIDR_AFFINITY_MASK;
+use crate::event::{EventLog, SystemEvent};
+use crate::fwregs::{HostWorkarounds, PsciFeature, VcpuFirmwareRegs, VmFirmwareState};
+use crate::hw::{Hardware, Hw};
+use crate::mm::Region;
+use crate::smccc::call::VmFirmware;
+use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
+use crate::vcpu::{PowerState, Start, Vcpu};
+use crate::vgic::dist::VGic;
+use crate::vgic::mmio::{Distributor, Redistributors};
+
+/// The emulated GIC frames, trapped by leaving them out of stage 2.
+#[derive(Clone, Copy, Debug)]
+pub struct GicFrames {
+    pub distributor: Region,
+    /// GICv3 only: one 128 KiB frame per vCPU.
+    pub redistributors: Option<Region>,
+}
+
+/// A VM's stage-2 translation: the root table and the level the walk starts at.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stage2Root {
+    pub root: u64,
+    pub start_level: usize,
+}
+
+/// A module as the guest sees it, and where Cairn keeps its pristine copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Image {
+    pub at: Region,
+    pub pristine: u64,
+}
+
+/// What the boot vCPU starts with, and what a reset puts back.
+#[derive(Debug, Default)]
+pub struct BootImages {
+    /// Where the boot vCPU starts, and the device tree it gets in x0.
+    pub entry: u64,
+    pub dtb: u64,
+    pub kernel: Option<Image>,
+    pub initrd: Option<Image>,
+    pub guest_dtb: Vec<u8>,
+}
+
+/// Everything a VM is made of, for [`Vm::new`].
+pub struct VmConfig {
+    pub id: usize,
+    pub vmid: u16,
+    pub firmware: VmFirmwareState,
+    pub stage2: Stage2Root,
+    pub ram: Vec<Region>,
+    /// The MPIDR affinity of each vCPU; vCPU n runs on physical CPU n.
+    pub mpidrs: Vec<u64>,
+    pub vgic: VGic,
+    pub gic_frames: GicFrames,
+    pub boot: BootImages,
+}
+
+pub struct Vm {
+    pub id: usize,
+    pub vmid: u16,
+    /// The firmware pseudo-registers' VM-wide state: PSCI version, service bitmaps.
+    pub firmware: spin::Mutex<VmFirmwareState>,
+    pub stage2: Stage2Root,
+    pub ram: Vec<Region>,
+    pub vcpus: Vec<Vcpu>,
+    pub vgic: Arc<spin::Mutex<VGic>>,
+    /// The emulated devices, by guest-physical region.
+    pub devices: DeviceTable,
+    pub boot: BootImages,
+    /// Serialises system events (reset, off) against each other.
+    pub event_lock: spin::Mutex<()>,
+    /// Set while a system event stops the VM: no vCPU may start meanwhile.
+    pub halting: AtomicBool,
+    /// Every system event of this VM, in order.
+    events: spin::Mutex<EventLog>,
+}
+
+/// VMs alive; the machine powers off when the last one is gone.
+static VMS: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
+
+impl Vm {
+    /// Builds a VM from its parts and registers its virtual GIC's frames as devices.
+    pub fn new(c: VmConfig) -> Result<Self, Overlap> {
+        let vcpus = c.mpidrs.iter().enumerate().map(|(i, &m)| Vcpu::new(i, m & MPIDR_AFFINITY_MASK, i)).collect();
+        let vgic = Arc::new(spin::Mutex::new(c.vgic));
+        let mut devices = DeviceTable::new();
+        devices.register(c.gic_frames.distributor, Box::new(Distributor(vgic.clone())))?;
+        if let Some(r) = c.gic_frames.redistributors {
+            devices.register(r, Box::new(Redistributors(vgic.clone())))?;
+        }
+        Ok(Vm {
+            id: c.id,
+            vmid: c.vmid,
+            firmware: spin::Mutex::new(c.firmware),
+            stage2: c.stage2,
+            ram: c.ram,
+            vcpus,
+            vgic,
+            devices,
+            boot: c.boot,
+            event_lock: spin::Mutex::new(()),
+            halting: AtomicBool::new(false),
+            events: spin::Mutex::new(EventLog::new()),
+        })
+    }
+
+    /// Adds the VM to the live set.
+    pub fn publish(self: &Arc<Self>) {
+        VMS.lock().push(self.clone());
+    }
+
+    /// How the boot vCPU starts: at the kernel entry with the device tree in x0, x1-x3
+    /// zero (booting.rst).
+    pub fn boot_start(&self) -> Start {
+        Start { entry: self.boot.entry, context: self.boot.dtb, big_endian: false }
+    }
+
+    /// The guest's RAM, in bytes.
+    pub fn ram_size(&self) -> u64 {
+        self.ram.iter().map(|r| r.size).sum()
+    }
+
+    /// Records a system event and prints it as one line.
+    pub fn record(&self, event: SystemEvent) {
+        log::info!("vm{}: system event: {event}", self.id);
+        self.events.lock().push(event);
+    }
+
+    /// The VM's epitaph: how many system events it had, and the latest of them.
+    pub fn epitaph(&self) -> String {
+        self.events.lock().to_string()
+    }
+
+    /// Runs `f` on the firmware pseudo-registers as a vCPU of this VM sees them (the VM's
+    /// PSCI version decides the vCPU's PSCI feature, as all vCPUs share it).
+    pub fn firmware_regs<R>(&self, f: impl FnOnce(&mut VcpuFirmwareRegs<'_>) -> R) -> R {
+        let host = HostWorkarounds::from_arch_features(|fid| Hw::firmware().arch_feature(fid));
+        let mut state = self.firmware.lock();
+        let feature = PsciFeature::for_version(state.psci_version());
+        f(&mut state.vcpu(feature, host))
+    }
+
+    /// The vCPU pinned to physical CPU `pcpu`: vCPU n runs on CPU n.
+    pub fn vcpu_on(&self, pcpu: usize) -> Option<&Vcpu> {
+        self.vcpus.get(pcpu).filter(|v| v.pcpu == pcpu)
+    }
+
+    /// Makes `vcpu`'s physical CPU look at it (a start, a stop, a new pending interrupt).
+    pub fn wake(&self, vcpu: &Vcpu) {
+        Hw::kick(vcpu.pcpu);
+    }
+
+    /// Resets the virtual GIC to its power-on state.
+    pub fn reset_vgic(&self) {
+        Hw::with_gic(|hw| self.vgic.lock().reset(hw));
+    }
+}
+
+/// The VM side of PSCI: which vCPUs exist, are on, may start. The PSCI service
+/// (smccc::psci) checks arguments and entry points before it asks.
+impl VmFirmware for Vm {
+    fn psci_version(&self) -> psci::Version {
+        self.firmware.lock().psci_version()
+    }
+
+    fn has_vcpu(&self, target: u64) -> bool {
+        target & !MPIDR_AFFINITY_MASK == 0 && self.vcpus.iter().any(|v| v.mpidr == target)
+    }
+
+    fn cpu_on(&self, target: u64, entry: u64, context: u64) -> i64 {
+        let Some(vcpu) = self.vcpus.iter().find(|v| v.mpidr == target) else { return ret::INVALID_PARAMETERS };
+        let start = Start { entry, context, big_endian: Hw::caller_big_endian() };
+        let result = vcpu.power_on(start, &self.halting);
+        // A started vCPU's CPU picks up the start; a suspended one takes the call as a
+        // wake-up event (power::Power::power_on). Either way its CPU must look.
+        self.wake(vcpu);
+        match result {
+            Ok(()) => ret::SUCCESS,
+            Err(code) => code,
+        }
+    }
+
+    fn affinity_info(&self, target: u64, lowest_level: u64) -> i64 {
+        let Some(mask) = psci::affinity_mask(lowest_level) else { return ret::INVALID_PARAMETERS };
+        let mut matching = self.vcpus.iter().filter(|v| v.mpidr & mask == target & mask).peekable();
+        if matching.peek().is_none() {
+            return ret::INVALID_PARAMETERS;
+        }
+        if matching.any(|v| v.state().is_on()) {
+            AFFINITY_ON
+        } else {
+            AFFINITY_OFF
+        }
+    }
+
+    fn is_guest_ram(&self, addr: u64) -> bool {
+        self.ram.iter().any(|r| r.contains(addr))
+    }
+
+    fn others_off(&self, caller: usize) -> bool {
+        self.vcpus.iter().filter(|v| v.index != caller).all(|v| v.state() == PowerState::Stopped)
+    }
+
+    fn trng_enabled(&self) -> bool {
+        self.firmware.lock().trng_enabled()
+    }
+
+    fn vendor_hyp_enabled(&self) -> bool {
+        self.firmware.lock().vendor_hyp_enabled()
+    }
+}
+
+/// Removes `vm` from the live set. Returns how many VMs are left.
+pub fn destroy(vm: &Vm) -> usize {
+    let mut vms = VMS.lock();
+    vms.retain(|v| !core::ptr::eq(Arc::as_ptr(v), vm));
+    vms.len()
+}
