@@ -40,12 +40,16 @@ impl Writes {
         self.values[..usize::from(self.len)].iter().enumerate().map(|(i, &v)| (usize::from(self.first) + i, v))
     }
 
-    /// Writes them into the guest's registers.
+    /// Writes them into the guest's registers. Unrolled with constant indices, so the
+    /// compiler keeps a resumed exit's writes in registers rather than in memory.
     #[inline(always)]
     pub fn apply(&self, x: &mut [u64; 31]) {
-        for (reg, value) in self.iter() {
-            if let Some(r) = x.get_mut(reg) {
-                *r = value;
+        let first = usize::from(self.first);
+        for i in 0..self.values.len() {
+            if i < usize::from(self.len) {
+                if let Some(r) = x.get_mut(first + i) {
+                    *r = self.values[i];
+                }
             }
         }
     }

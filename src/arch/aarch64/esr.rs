@@ -9,6 +9,17 @@ const IL_BIT: u64 = 1 << 25;
 /// Bits 24:0: the instruction-specific syndrome.
 const ISS_MASK: u64 = 0x1FF_FFFF;
 
+/// The exception class codes the exit path decodes (Arm ARM table D24-2), for matching the
+/// raw EC without converting it to [`ExceptionClass`] first.
+pub mod ec {
+    pub const WFI_WFE: u8 = 0x01;
+    pub const HVC64: u8 = 0x16;
+    pub const SMC64: u8 = 0x17;
+    pub const SYSREG64: u8 = 0x18;
+    pub const INSTRUCTION_ABORT_LOWER: u8 = 0x20;
+    pub const DATA_ABORT_LOWER: u8 = 0x24;
+}
+
 /// The exception classes Cairn handles or reports by name (Arm ARM table D24-2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExceptionClass {
@@ -36,18 +47,18 @@ impl ExceptionClass {
     pub fn from_code(code: u8) -> Self {
         match code {
             0x00 => Self::Unknown,
-            0x01 => Self::WfiWfe,
+            ec::WFI_WFE => Self::WfiWfe,
             0x07 => Self::SimdFp,
             0x12 => Self::Hvc32,
             0x13 => Self::Smc32,
-            0x16 => Self::Hvc64,
-            0x17 => Self::Smc64,
-            0x18 => Self::SysReg64,
+            ec::HVC64 => Self::Hvc64,
+            ec::SMC64 => Self::Smc64,
+            ec::SYSREG64 => Self::SysReg64,
             0x19 => Self::Sve,
-            0x20 => Self::InstructionAbortLower,
+            ec::INSTRUCTION_ABORT_LOWER => Self::InstructionAbortLower,
             0x21 => Self::InstructionAbortSame,
             0x22 => Self::PcAlignment,
-            0x24 => Self::DataAbortLower,
+            ec::DATA_ABORT_LOWER => Self::DataAbortLower,
             0x25 => Self::DataAbortSame,
             0x26 => Self::SpAlignment,
             0x2F => Self::SError,

@@ -3,7 +3,7 @@
 //! at syndrome bits again.
 
 use super::access::MmioAccess;
-use super::esr::{DataAbort, Esr, ExceptionClass};
+use super::esr::{ec, DataAbort, Esr};
 use super::frame::TrapFrame;
 
 /// The SMCCC conduit (DEN0028 §2): the instruction a call is made with. For a guest's
@@ -117,12 +117,13 @@ fn not_a_device_access(syndrome: DataAbort, ipa: u64, va: Option<u64>, len: u64)
 }
 
 /// Classifies a synchronous exception from the guest whose registers are in `frame`.
+/// Matches the raw class code: every full-path exit goes through here.
 pub fn classify_sync(esr: Esr, far: u64, hpfar: u64, frame: &TrapFrame) -> Exit {
-    match esr.class() {
-        ExceptionClass::Hvc64 => Exit::Hypercall { conduit: Conduit::Hvc, imm: esr.call_immediate() },
-        ExceptionClass::Smc64 => Exit::Hypercall { conduit: Conduit::Smc, imm: esr.call_immediate() },
-        ExceptionClass::WfiWfe => Exit::WaitFor { wfe: esr.iss() & 1 != 0, len: esr.instruction_len() },
-        ExceptionClass::DataAbortLower => {
+    match esr.class_code() {
+        ec::HVC64 => Exit::Hypercall { conduit: Conduit::Hvc, imm: esr.call_immediate() },
+        ec::SMC64 => Exit::Hypercall { conduit: Conduit::Smc, imm: esr.call_immediate() },
+        ec::WFI_WFE => Exit::WaitFor { wfe: esr.iss() & 1 != 0, len: esr.instruction_len() },
+        ec::DATA_ABORT_LOWER => {
             let syndrome = esr.data_abort();
             let ipa = ipa_from_hpfar(hpfar, far);
             let len = esr.instruction_len();
@@ -135,8 +136,8 @@ pub fn classify_sync(esr: Esr, far: u64, hpfar: u64, frame: &TrapFrame) -> Exit 
                 None => Exit::UndecodableAccess { ipa, va },
             }
         }
-        ExceptionClass::InstructionAbortLower => Exit::InstructionAbort { ipa: ipa_from_hpfar(hpfar, far), va: far },
-        ExceptionClass::SysReg64 => sysreg(esr.iss(), &frame.x),
+        ec::INSTRUCTION_ABORT_LOWER => Exit::InstructionAbort { ipa: ipa_from_hpfar(hpfar, far), va: far },
+        ec::SYSREG64 => sysreg(esr.iss(), &frame.x),
         _ => Exit::Unhandled { esr },
     }
 }
