@@ -4,24 +4,21 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use buddy_system_allocator::LockedHeap;
 
-use crate::arch::aarch64::exit::Conduit;
 use crate::arch::aarch64::frame::TrapFrame;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu, trap};
 use crate::dt::{self, Machine, Module, ModuleKind};
-use crate::mm::pagetable::{El2Stage1, MemType, PageTable, Table, TableAlloc};
+use crate::mm::pagetable::{El2Stage1, HeapTables, MemType, PageTable};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
-use crate::platform::{rpi4, PowerOffMethod, Role};
 use crate::smccc::psci;
-use crate::{bootargs, bundle, console, fwregs, vcpu, vm};
+use crate::{bootargs, bundle, console, fwregs, platform, run, vm};
 
 /// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
 /// page tables and VM state: 83 KiB on QEMU virt and 184 KiB on raspi4b once the VM is
@@ -115,19 +112,6 @@ pub fn host_device_tree() -> &'static [u8] {
     HOST_DTB.get().copied().unwrap_or(&[])
 }
 
-/// Page tables for Cairn's own map, from the heap.
-struct HeapTables;
-
-impl TableAlloc for HeapTables {
-    fn alloc_table(&mut self) -> Option<NonNull<Table>> {
-        Some(NonNull::from(Box::leak(Box::new(Table::empty()))))
-    }
-}
-
-pub fn heap_tables() -> impl TableAlloc {
-    HeapTables
-}
-
 fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
     let mut tables = HeapTables;
     let mut map = PageTable::<El2Stage1>::new(&mut tables, mmu::EL2_VA_BITS)?;
@@ -145,25 +129,9 @@ fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
     Some(root)
 }
 
-fn psci_method() -> Option<Conduit> {
-    MACHINE.get().and_then(|m| m.psci_method)
-}
-
-/// Stops the whole machine: PSCI SYSTEM_OFF where firmware offers it, else the board's
-/// power controller (crate::platform), else park.
+/// Stops the whole machine (platform::power_off).
 pub fn power_off() -> ! {
-    if let Some(method) = psci_method() {
-        firmware::system_off(method);
-    }
-    let owned = MACHINE.get().map(|m| m.owned.as_slice()).unwrap_or(&[]);
-    for &(role, region) in owned {
-        match role {
-            Role::PowerOff(PowerOffMethod::Bcm2835Halt) => rpi4::bcm2835_halt(region.base as usize),
-        }
-    }
-    loop {
-        cpu::wait_for_event();
-    }
+    platform::power_off()
 }
 
 /// The boot CPU's Rust entry, called from boot/entry.S at EL2 with the device tree.
@@ -178,6 +146,7 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
         }
     };
     let m = MACHINE.call_once(|| machine);
+    platform::set_power_off(m.psci_method, &m.owned);
     let Some(root) = build_el2_map(m) else {
         loop {
             cpu::wait_for_event()
@@ -215,8 +184,9 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
             power_off()
         }
     };
-    match vm::create_boot_vm(&guest, psci_version, &settings) {
-        Ok(vm) => vcpu::run_boot_vcpu(vm),
+    let host = vm::Host { cairn: cairn_region(), device_tree: host_device_tree(), cpus: logical_cpus(m), own_memory };
+    match vm::create_boot_vm(&host, &guest, psci_version, &settings) {
+        Ok(vm) => run::run_boot_vcpu(vm),
         Err(e) => {
             log::error!("no guest to run: {e}");
             log::error!(
@@ -275,12 +245,12 @@ const UNMAPPED_EL2_ADDRESS: usize = 0x0DEA_D000_0000;
 /// `selftest=el2-fault` makes Cairn fault on purpose, so the tests can see that a fault
 /// at EL2 is reported and stops the machine instead of hanging it. `selftest=save-restore`
 /// round-trips every vCPU's whole state through save, scramble and restore at every exit
-/// (vcpu::SAVE_RESTORE_SELFTEST), so a guest can show it observes nothing of it.
+/// (run::selftest::SAVE_RESTORE_SELFTEST), so a guest can show it observes nothing of it.
 fn run_selftest(args: &str) {
     let selftest = bootargs::value(args, "selftest");
     if selftest == Some("save-restore") {
         log::warn!("selftest: saving and restoring the vCPU at every exit");
-        vcpu::SAVE_RESTORE_SELFTEST.store(true, core::sync::atomic::Ordering::Relaxed);
+        run::selftest::SAVE_RESTORE_SELFTEST.store(true, core::sync::atomic::Ordering::Relaxed);
     }
     if selftest == Some("el2-fault") {
         log::warn!("selftest: faulting at EL2 on purpose");
@@ -358,7 +328,7 @@ pub extern "C" fn cairn_secondary_main(logical: usize) -> ! {
     init_gic_cpu(logical);
     log::info!("cpu{logical} online (MPIDR {:#x})", cpu::mpidr());
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
-    vcpu::run_cpu(logical)
+    run::run_cpu(logical)
 }
 
 fn init_gic_cpu(logical: usize) {
@@ -379,7 +349,8 @@ pub extern "C" fn cairn_refuse_low_el(dtb: usize) -> ! {
         console::print_line(format_args!(
             "cairn: started at EL1, but Cairn is a hypervisor and needs EL2. Under QEMU, add virtualization=on: -M virt,virtualization=on"
         ));
-        MACHINE.call_once(|| m);
+        let m = MACHINE.call_once(|| m);
+        platform::set_power_off(m.psci_method, &m.owned);
     }
     power_off()
 }

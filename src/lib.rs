@@ -21,6 +21,8 @@ pub mod guest_image;
 pub mod hw;
 pub mod mm;
 pub mod platform;
+#[cfg(any(test, target_os = "none"))]
+pub mod policy;
 pub mod smccc;
 pub mod vcpu;
 pub mod vgic;
@@ -29,5 +31,7 @@ pub mod vgic;
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod hyp;
+#[cfg(target_os = "none")]
+pub mod run;
 #[cfg(any(test, target_os = "none"))]
 pub mod vm;

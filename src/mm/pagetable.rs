@@ -45,6 +45,16 @@ pub trait TableAlloc {
     fn alloc_table(&mut self) -> Option<NonNull<Table>>;
 }
 
+/// Tables from Cairn's heap, never freed: a VM's stage 2 and Cairn's own map live as long
+/// as Cairn runs.
+pub struct HeapTables;
+
+impl TableAlloc for HeapTables {
+    fn alloc_table(&mut self) -> Option<NonNull<Table>> {
+        Some(NonNull::from(alloc::boxed::Box::leak(alloc::boxed::Box::new(Table::empty()))))
+    }
+}
+
 /// The memory type of a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemType {

@@ -4,8 +4,13 @@
 //! (bare-metal target only). Everything else (memory, CPUs and how to start them,
 //! GIC frames, UART) comes from the device tree; the core never asks which board it is on.
 
+#[cfg(target_os = "none")]
+mod power;
 pub mod qemu_virt;
 pub mod rpi4;
+
+#[cfg(target_os = "none")]
+pub use power::{power_off, set_power_off};
 
 /// A device Cairn owns on a board: found by `compatible`, kept out of the guest's device
 /// tree and stage 2, mapped at EL2.

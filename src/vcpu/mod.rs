@@ -1,36 +1,18 @@
-//! Virtual CPUs: their power state, the exit policy and the run loop.
-//!
-//! - [`power`]: the power-state machine (pure, host-tested);
-//! - [`saved`]: the saved-state format (pure, host-tested);
-//! - [`action`]: what the policy decides for one exit;
-//! - `policy`: the decision, one [`action::Action`] for each exit;
-//! - `run`: each physical CPU's run loop, which enters the guest, gets the exit back from
-//!   the arch layer and carries out the policy's action;
-//! - `selftest`: saving and restoring a whole vCPU (`selftest=save-restore`).
+//! Virtual CPUs: the [`Vcpu`] type with its power state under its own lock, the
+//! power-state machine ([`power`]) and the saved-state format ([`saved`]), all pure and
+//! host-tested. The exit policy is `crate::policy`, the run loop `crate::run`.
 //!
 //! Every vCPU is pinned 1:1 to a physical CPU. A vCPU's power state changes only under its
 //! own lock, and a vCPU (re)starts only on its own physical CPU.
 
-pub mod action;
 pub mod power;
 pub mod saved;
-
-#[cfg(any(test, target_os = "none"))]
-mod policy;
-#[cfg(target_os = "none")]
-mod run;
-#[cfg(target_os = "none")]
-mod selftest;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use power::Power;
 pub use power::Wait;
 pub use power::{PowerState, Start};
-#[cfg(target_os = "none")]
-pub use run::{run_boot_vcpu, run_cpu};
-#[cfg(target_os = "none")]
-pub use selftest::{restore, save, SAVE_RESTORE_SELFTEST};
 
 /// How a look at a waiting vCPU ended.
 pub enum WaitEnd<W> {
@@ -48,7 +30,7 @@ pub struct Vcpu {
     pub mpidr: u64,
     /// The physical CPU (logical number) it is pinned to.
     pub pcpu: usize,
-    power: spin::Mutex<Power>,
+    pub(crate) power: spin::Mutex<Power>,
     /// `Power::must_leave_guest`, republished after every change under the lock, so the
     /// exit path can read it without taking the lock. A change that sets it is followed
     /// by a kick, which makes the vCPU exit and read it.
@@ -71,7 +53,7 @@ impl Vcpu {
     }
 
     /// Runs `f` on the power state under the lock, then republishes `leave`.
-    fn with_power<R>(&self, f: impl FnOnce(&mut Power) -> R) -> R {
+    pub(crate) fn with_power<R>(&self, f: impl FnOnce(&mut Power) -> R) -> R {
         let mut p = self.power.lock();
         let r = f(&mut p);
         self.leave.store(p.must_leave_guest(), Ordering::SeqCst);

@@ -4,8 +4,6 @@
 
 pub mod dist;
 pub mod lr;
-#[cfg(any(test, target_os = "none"))]
-pub mod mmio;
 #[cfg(target_os = "none")]
 pub mod physical;
 #[cfg(target_os = "none")]

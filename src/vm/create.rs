@@ -15,8 +15,7 @@ use crate::dt::{Machine, Module, ModuleKind};
 use crate::fwregs::VmFirmwareState;
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
-use crate::hyp;
-use crate::mm::pagetable::{MemType, PageTable, Stage2};
+use crate::mm::pagetable::{HeapTables, MemType, PageTable, Stage2};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::smccc::call::VmFirmware;
@@ -77,8 +76,7 @@ fn reserve_top(ram: &mut [Region], size: u64) -> Option<u64> {
 }
 
 /// Guest RAM: all of RAM but Cairn's own region, mapped IPA == PA.
-fn guest_ram(m: &Machine<'_>) -> Vec<Region> {
-    let cairn = hyp::cairn_region();
+fn guest_ram(m: &Machine<'_>, cairn: Region) -> Vec<Region> {
     m.memory.iter().flat_map(|r| r.subtract(&cairn)).flatten().collect()
 }
 
@@ -116,6 +114,19 @@ fn guest_gic(m: &Machine<'_>, vcpus: usize) -> Result<GicLayout, VmError> {
     }
 }
 
+/// What VM creation needs to know of the machine beyond the guest's modules: Cairn's
+/// own memory, the host device tree whose devices pass through, the physical CPUs.
+pub struct Host<'a> {
+    /// Cairn's own region, which no guest gets.
+    pub cairn: Region,
+    /// Cairn's copy of the host device tree.
+    pub device_tree: &'a [u8],
+    /// Each physical CPU's MPIDR, by logical number.
+    pub cpus: Vec<u64>,
+    /// Cairn's side of the memory line, read once the VM is built.
+    pub own_memory: fn() -> MemoryUse,
+}
+
 /// What a guest asks for beyond its images (a guest bundle's vm.conf and device tree).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GuestSettings {
@@ -130,6 +141,7 @@ pub struct GuestSettings {
 /// Builds the VM described by the device tree's guest-loader modules: one vCPU per
 /// physical CPU (or as many as `settings` says), pinned 1:1.
 pub fn create_boot_vm(
+    host: &Host<'_>,
     m: &Machine<'_>,
     psci_version: psci::Version,
     settings: &GuestSettings,
@@ -138,7 +150,7 @@ pub fn create_boot_vm(
     let kernel = m.modules.iter().find(|md| md.kind == ModuleKind::Kernel).ok_or(VmError::NoKernel)?;
     let initrd = m.modules.iter().find(|md| md.kind == ModuleKind::Ramdisk);
     let header = guest_image::parse_header(module_bytes(kernel)).map_err(VmError::BadKernel)?;
-    let mut ram = guest_ram(m);
+    let mut ram = guest_ram(m, host.cairn);
     let pristine_size = kernel.region.size + initrd.map_or(0, |i| i.region.size);
     let pristine = reserve_top(&mut ram, pristine_size).ok_or(VmError::NoRoomForImages)?;
 
@@ -154,7 +166,7 @@ pub fn create_boot_vm(
     }
 
     let vcpus = settings.vcpus.unwrap_or(MAX_CPUS).clamp(1, MAX_CPUS);
-    let mpidrs: Vec<u64> = hyp::logical_cpus(m).into_iter().take(vcpus).collect();
+    let mpidrs: Vec<u64> = host.cpus.iter().copied().take(vcpus).collect();
     let layout = guest_gic(m, mpidrs.len())?;
     // The board's devices Cairn keeps for itself are not the guest's (crate::platform).
     let hidden: Vec<&str> = crate::platform::owned_compatibles(m.board).collect();
@@ -173,7 +185,7 @@ pub fn create_boot_vm(
     avoid.push(placement.footprint);
     let dtb = guest_image::place_dtb(guest_dtb.len() as u64, &ram, &avoid).ok_or(VmError::NoRoomForDeviceTree)?;
 
-    let stage2 = build_stage2(&ram, layout.virtual_cpu_interface)?;
+    let stage2 = build_stage2(&ram, host.device_tree, layout.virtual_cpu_interface)?;
     let vgic = gic::get().map(|g| VGic::new(g.version(), g.nr_irqs(), &mpidrs)).ok_or(VmError::NoGic)?;
     let boot = BootImages { entry: placement.entry, dtb, kernel: Some(kernel_image), initrd: initrd_image, guest_dtb };
     let config = VmConfig {
@@ -190,13 +202,13 @@ pub fn create_boot_vm(
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
     vm.install_first_boot(placement.in_place);
     log_created(&vm, &placement, kernel.bootargs);
-    log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size));
+    log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size, (host.own_memory)()));
     vm.publish();
     Ok(vm)
 }
 
-fn memory_use(vm: &Vm, pristine_size: u64) -> MemoryUse {
-    MemoryUse { guest: vm.ram_size(), pristine: align_up(pristine_size, PRISTINE_ALIGN), ..hyp::own_memory() }
+fn memory_use(vm: &Vm, pristine_size: u64, cairns: MemoryUse) -> MemoryUse {
+    MemoryUse { guest: vm.ram_size(), pristine: align_up(pristine_size, PRISTINE_ALIGN), ..cairns }
 }
 
 fn copy_raw(from: u64, to: u64, size: u64) {
@@ -205,13 +217,17 @@ fn copy_raw(from: u64, to: u64, size: u64) {
     unsafe { copy::copy_bulk(from, to, size) };
 }
 
-fn build_stage2(ram: &[Region], gicv: Option<(Region, Region)>) -> Result<PageTable<Stage2>, VmError> {
-    let mut tables = hyp::heap_tables();
+fn build_stage2(
+    ram: &[Region],
+    host_device_tree: &[u8],
+    gicv: Option<(Region, Region)>,
+) -> Result<PageTable<Stage2>, VmError> {
+    let mut tables = HeapTables;
     let mut stage2 = PageTable::<Stage2>::new(&mut tables, mmu::ipa_bits()).ok_or(VmError::Stage2)?;
     for r in ram {
         stage2.map(&mut tables, r.base, r.base, r.size, MemType::Normal).map_err(|_| VmError::Stage2)?;
     }
-    for dev in crate::dt::passthrough_regions(hyp::host_device_tree()) {
+    for dev in crate::dt::passthrough_regions(host_device_tree) {
         stage2.map(&mut tables, dev.base, dev.base, dev.size, MemType::Device).map_err(|_| VmError::Stage2)?;
     }
     if let Some((guest_cpu_if, virtual_cpu_if)) = gicv {

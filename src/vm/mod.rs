@@ -11,6 +11,7 @@
 //!   (bare-metal target).
 
 pub mod devices;
+pub mod gic;
 
 #[cfg(target_os = "none")]
 mod create;
@@ -28,7 +29,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::AtomicBool;
 
 #[cfg(target_os = "none")]
-pub use create::{create_boot_vm, GuestSettings, VmError};
+pub use create::{create_boot_vm, GuestSettings, Host, VmError};
 use devices::{DeviceTable, Overlap};
 
 use crate::arch::aarch64::mpidr::MPIDR_AFFINITY_MASK;
@@ -40,7 +41,7 @@ use crate::smccc::call::VmFirmware;
 use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::vgic::dist::VGic;
-use crate::vgic::mmio::{Distributor, Redistributors};
+use gic::{Distributor, Redistributors};
 
 /// The emulated GIC frames, trapped by leaving them out of stage 2.
 #[derive(Clone, Copy, Debug)]

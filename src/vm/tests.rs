@@ -3,13 +3,13 @@
 use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
 
+use super::gic::Distributor;
 use super::testing::{self, GICD, GICR_BASE};
 use super::*;
 use crate::hw::fake::Fake;
 use crate::smccc::call::VmFirmware;
 use crate::smccc::psci::Version;
 use crate::vcpu::Wait;
-use crate::vgic::mmio::Distributor;
 
 const ENTRY: u64 = 0x4800_0000;
 

@@ -4,8 +4,8 @@
 //! wait, a powerdown, an exception injected into the guest, the vCPU or the whole VM
 //! stopping or resetting.
 
-use super::power::Start;
 use crate::event::SystemEvent;
+use crate::vcpu::Start;
 
 /// General-purpose registers the resumed guest gets: `len` consecutive ones from `first`
 /// (x0-x3 for an SMCCC call's results, one register for an emulated load).

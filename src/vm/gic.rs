@@ -1,13 +1,13 @@
-//! The virtual GIC's register frames as a VM's emulated devices (vm::devices): the
+//! The virtual GIC's register frames as the VM's emulated devices ([`super::devices`]): the
 //! distributor and, for GICv3, the redistributors, each over the VM's distributor model and
 //! the physical GIC's forwarding ([`Hardware::with_gic`]).
 
 use alloc::sync::Arc;
 
-use super::dist::VGic;
+use super::devices::{MmioDevice, MmioDone};
 use crate::arch::aarch64::access::MmioAccess;
 use crate::hw::{Hardware, Hw};
-use crate::vm::devices::{MmioDevice, MmioDone};
+use crate::vgic::dist::VGic;
 
 /// The distributor frame (GICD).
 pub struct Distributor(pub Arc<spin::Mutex<VGic>>);

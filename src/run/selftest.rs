@@ -5,12 +5,12 @@
 
 use core::sync::atomic::AtomicBool;
 
-use super::saved::{VcpuState, PRIVATE_ENTRIES};
-use super::Vcpu;
 use crate::arch::aarch64::context::SYSREGS;
 use crate::arch::aarch64::frame::TrapFrame;
 use crate::arch::aarch64::{context, gic};
 use crate::fwregs;
+use crate::vcpu::saved::{VcpuState, PRIVATE_ENTRIES};
+use crate::vcpu::Vcpu;
 use crate::vm::Vm;
 
 /// Set by Cairn's bootarg `selftest=save-restore`.

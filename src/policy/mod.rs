@@ -1,6 +1,8 @@
-//! The exit policy: for each [`Exit`] of a vCPU, the one [`Action`] the run loop carries
-//! out. It changes the VM's models (the distributor, power states through the dispatcher)
+//! The exit policy: for each [`Exit`] of a vCPU, the one [`Action`] the run loop
+//! (`crate::run`) carries out. It changes the VM's models (the distributor, power states through the dispatcher)
 //! and kicks the vCPUs an exit concerns, but never enters or leaves the guest itself.
+
+pub mod action;
 
 use crate::arch::aarch64::access::MmioAccess;
 use crate::arch::aarch64::exit::{
@@ -12,10 +14,10 @@ use crate::hw::{Hardware, Hw};
 use crate::smccc::call::{Call, Outcome};
 use crate::smccc::dispatch;
 use crate::smccc::psci::{ret, Suspend};
-use crate::vcpu::action::{Action, Injection, Resume, Writes};
 use crate::vcpu::{Start, Vcpu};
 use crate::vgic::dist::VcpuSet;
 use crate::vm::Vm;
+use action::{Action, Injection, Resume, Writes};
 
 /// Decides what one exit of `vcpu`, whose registers are in `frame`, comes to.
 #[inline(always)]

@@ -3,28 +3,30 @@
 //! as an [`Exit`], asks the policy for an [`Action`] and carries it out. Only this loop
 //! (and powering the machine off) diverges.
 
+pub mod selftest;
+
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use aarch64_cpu::registers::{Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
 
-use super::action::{Action, Injection, Resume};
-use super::power::{PowerState, Start, Wait};
-use super::selftest::{self, SAVE_RESTORE_SELFTEST};
-use super::{policy, Vcpu, WaitEnd};
 use crate::arch::aarch64::exit::{Conduit, Exit};
 use crate::arch::aarch64::frame::TrapFrame;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::{cpu, fastpath, gic, inject, trap};
 use crate::event::SystemEvent;
 use crate::hw::{Hardware, Hw};
-use crate::hyp;
+use crate::platform;
+use crate::policy;
+use crate::policy::action::{Action, Injection, Resume};
 use crate::smccc::call::{Call, Outcome};
 use crate::smccc::dispatch;
 use crate::smccc::psci;
 use crate::smccc::{self, vendor};
+use crate::vcpu::{PowerState, Start, Vcpu, Wait, WaitEnd};
 use crate::vgic::runtime;
 use crate::vm::{self, Vm};
+use selftest::SAVE_RESTORE_SELFTEST;
 
 /// PSTATE for a vCPU entering the guest: EL1h with D, A, I and F masked (booting.rst, and
 /// DEN0022 §6.4 for CPU_ON).
@@ -65,7 +67,7 @@ pub fn run_cpu(pcpu: usize) -> ! {
         if let Some(gone) = run_vcpu(&vm, vcpu, start) {
             if gone.last {
                 log::info!("no VM left: powering the machine off");
-                hyp::power_off();
+                platform::power_off();
             }
         }
     }

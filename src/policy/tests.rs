@@ -1,6 +1,7 @@
 //! Every kind of exit through the real policy, on a real [`Vm`] over the fake machine:
 //! the Action each produces, and what it changed (power states, kicks, the distributor).
 
+use super::action::{Action, Injection, Resume, Writes};
 use super::on_exit;
 use crate::arch::aarch64::access::MmioAccess;
 use crate::arch::aarch64::esr::Esr;
@@ -9,7 +10,6 @@ use crate::arch::aarch64::frame::TrapFrame;
 use crate::event::{Crash, SystemEvent};
 use crate::hw::{fake::Fake, Hardware, Hw};
 use crate::smccc::psci::{fid, ret, Version};
-use crate::vcpu::action::{Action, Injection, Resume, Writes};
 use crate::vcpu::{PowerState, Start};
 use crate::vm::testing::{self, GICD, GICR_BASE, RAM};
 use crate::vm::Vm;
