@@ -22,7 +22,7 @@ use crate::smccc::{self, vendor};
 use crate::vcpu::power::{Power, PowerState, Start, Wait};
 use crate::vcpu::saved::VcpuState;
 use crate::vgic::dist::VcpuSet;
-use crate::vgic::runtime;
+use crate::vgic::gic_cpu;
 use crate::vm::{self, Vm};
 use crate::{console, fwregs, hyp};
 
@@ -162,7 +162,7 @@ fn start(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
     // The EL1 timers come out of reset disabled.
     CNTV_CTL_EL0.set(0);
     CNTP_CTL_EL0.set(0);
-    runtime::reset_cpu(vcpu.pcpu);
+    gic_cpu::reset_cpu(vcpu.pcpu);
     vm.load_stage2();
     install_fast_calls(vm, vcpu);
     log::debug!("vm{}: vcpu{} starts at {:#x}", vm.id, vcpu.index, s.entry);
@@ -214,7 +214,7 @@ fn resume(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
     let mut frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
     frame.x[0] = s.context;
     SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
-    runtime::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
+    gic_cpu::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
     log::debug!("vm{}: vcpu{} resumes at {:#x}", vm.id, vcpu.index, s.entry);
     boot::enter_guest(&frame, vcpu.pcpu)
 }
@@ -223,10 +223,10 @@ fn resume(vm: &Vm, vcpu: &Vcpu, s: Start) -> ! {
 /// away; WFE would spin, as QEMU treats it as a yield) until this CPU's vCPU is started.
 /// Starting it sends the kick SGI, which ends the WFI.
 pub fn idle(pcpu: usize) -> ! {
-    runtime::reset_cpu(pcpu);
+    gic_cpu::reset_cpu(pcpu);
     loop {
         // Complete kicks (and park anything routed here) so the next WFI really waits.
-        runtime::take_physical_interrupts(pcpu);
+        gic_cpu::take_physical_interrupts(pcpu);
         let vm = CURRENT_VM[pcpu].read().clone();
         if let Some(vm) = vm {
             if let Some(vcpu) = vm.vcpu_on(pcpu) {
@@ -316,7 +316,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         Exit::SError { esr } => crash(vm, vcpu, frame.elr, Crash::SError { esr: esr.0 }),
         Exit::SysReg { reg, write, rt } => concerns(sysreg(vm, vcpu, frame, reg, write, rt), vcpu),
         Exit::Interrupt => {
-            runtime::take_physical_interrupts(pcpu);
+            gic_cpu::take_physical_interrupts(pcpu);
             true
         }
         Exit::Unhandled { esr } => {
@@ -336,7 +336,7 @@ pub fn handle_exit(frame: &mut TrapFrame, exit: Exit) {
         idle(pcpu);
     }
     if refill {
-        runtime::flush(&vm.vgic, vcpu.index, pcpu);
+        gic_cpu::flush(&vm.vgic, vcpu.index, pcpu);
     }
     if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
         save_restore_round_trip(vm, vcpu, frame);
@@ -479,8 +479,8 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
         mp_state_round_trip(vcpu);
     }
     loop {
-        runtime::take_physical_interrupts(pcpu);
-        let pending = runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
+        gic_cpu::take_physical_interrupts(pcpu);
+        let pending = gic_cpu::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
         {
             let mut p = vcpu.power.lock();
             // (end_wait leaves must_leave_guest as it was: no republish needed.)
@@ -550,7 +550,7 @@ fn system_reset(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> ! {
         let Some(_event) = vm.event_lock.try_lock() else { yield_to_event(vcpu) };
         stop_others(vm, vcpu);
         vm.record(event);
-        runtime::reset_cpu(vcpu.pcpu);
+        gic_cpu::reset_cpu(vcpu.pcpu);
         vm.reset_vgic();
         vm.restore_images();
         let boot = &vm.vcpus[0];

@@ -1,9 +1,11 @@
-//! The virtual GIC: a per-VM distributor model ([`dist`]) and list-register encoding
-//! ([`lr`]), both pure; the runtime glue that feeds list registers lives with the vCPU.
+//! The virtual GIC: a per-VM distributor model ([`dist`]), list-register encoding
+//! ([`lr`]) and the runtime that feeds a CPU's list registers ([`runtime`]), all pure and
+//! host-tested; [`gic_cpu`] runs the runtime on the machine's GIC.
 
 pub mod dist;
-pub mod lr;
 #[cfg(target_os = "none")]
+pub mod gic_cpu;
+pub mod lr;
 pub mod runtime;
 
 /// The positions of the bits set in `mask`, lowest first: target lists, candidate
