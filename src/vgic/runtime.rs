@@ -80,6 +80,23 @@ impl HwQueue {
     fn is_full(&self) -> bool {
         self.len == HW_QUEUE_LEN
     }
+
+    /// Whether a forwarded entry may be displaced from a list register: only while the
+    /// queue has room to take it back.
+    fn may_take_back(&self) -> bool {
+        !self.is_full()
+    }
+
+    /// After a pass over the first `visited` entries that kept `kept` of them at the front:
+    /// moves the entries pushed meanwhile down behind those.
+    fn close_up(&mut self, kept: usize, visited: usize) {
+        // Rarely any: a loop, not copy_within, whose memmove call costs the common case.
+        let pushed = self.len - visited;
+        for n in 0..pushed {
+            self.ids[kept + n] = self.ids[visited + n];
+        }
+        self.len = kept + pushed;
+    }
 }
 
 impl Default for HwQueue {
@@ -191,32 +208,18 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
     let mut snapshot = [ListReg::empty(); MAX_LRS];
     let mut lrs = ListRegs::read(gic, &mut snapshot);
     let mut leftover = false;
-    // Forwarded interrupts a more urgent one displaced from a register: queued again
-    // after the pass. Each stays active in the physical GIC meanwhile.
-    let mut displaced = [0u32; MAX_LRS];
-    let mut n_displaced = 0;
+    // Forwarded interrupts a more urgent one displaced from a register go back to the
+    // queue, behind the entries this pass visits. Each stays active in the physical GIC
+    // meanwhile.
     let queued = queue.len;
-    // A forwarded entry may be displaced only while the queue has room to take it back.
-    let may_evict_hw = |n_displaced: usize| n_displaced < MAX_LRS && queued + n_displaced < HW_QUEUE_LEN;
-    let mut give_back = |old: ListReg, vgic: &mut VGic, n_displaced: &mut usize| match old.pintid {
-        Some(p) => {
-            displaced[*n_displaced] = p;
-            *n_displaced += 1;
-        }
-        None => {
-            let p = Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source };
-            vgic.requeue(vcpu, &p)
-        }
-    };
-
     let mut kept = 0;
     for i in 0..queued {
         let intid = queue.ids[i];
         let placed = if let Some(p) = vgic.forwarded(vcpu, intid) {
-            match lrs.place(entry(&p, Some(intid)), may_evict_hw(n_displaced)) {
+            match lrs.place(entry(&p, Some(intid)), queue.may_take_back()) {
                 Ok(None) => true,
                 Ok(Some(old)) => {
-                    give_back(old, &mut vgic, &mut n_displaced);
+                    give_back(old, &mut vgic, vcpu, &mut queue);
                     leftover = true;
                     true
                 }
@@ -233,15 +236,15 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
             kept += 1;
         }
     }
-    queue.len = kept;
+    queue.close_up(kept, queued);
 
     let mut from = 0;
     while let Some(p) = software.then(|| vgic.next_pending(vcpu, from)).flatten() {
         from = p.intid + 1;
-        match lrs.place(entry(&p, None), may_evict_hw(n_displaced)) {
-            Ok(displaced_entry) => {
-                if let Some(old) = displaced_entry {
-                    give_back(old, &mut vgic, &mut n_displaced);
+        match lrs.place(entry(&p, None), queue.may_take_back()) {
+            Ok(displaced) => {
+                if let Some(old) = displaced {
+                    give_back(old, &mut vgic, vcpu, &mut queue);
                     leftover = true;
                 }
                 // A GICv2 SGI still pending from another source goes in on a later flush.
@@ -251,10 +254,19 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
         }
     }
 
-    for &intid in &displaced[..n_displaced] {
-        queue.push(intid);
-    }
     gic.set_underflow_interrupt(leftover);
+}
+
+/// Returns an entry a more urgent interrupt displaced from a list register to where it
+/// came from: a forwarded one to the queue, a software one to the distributor model.
+fn give_back(old: ListReg, vgic: &mut VGic, vcpu: usize, queue: &mut HwQueue) {
+    match old.pintid {
+        Some(p) => queue.push(p),
+        None => {
+            let p = Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source };
+            vgic.requeue(vcpu, &p)
+        }
+    }
 }
 
 /// Forgets everything this CPU's list registers and queue hold for its vCPU (CPU_OFF, a
@@ -558,6 +570,21 @@ mod tests {
         assert_eq!(gic.listed(), [software(SGI_1, 0x20, LrState::Pending), software(SGI_3, 0x10, LrState::Active)]);
         assert_eq!(vgic.lock().first_pending(VCPU), Some(SGI_2), "the evicted SGI is pending in the model again");
         assert!(gic.underflow.get());
+    }
+
+    #[test]
+    fn a_displaced_forwarded_entry_is_queued_again_behind_those_still_waiting() {
+        let (gic, vgic, queue) = (FakeCpu::new(2), model(), queue_of(&[SPI_A, TIMER]));
+        enable(&vgic, SPI_A, 0x80);
+        enable(&vgic, TIMER, 0xF0);
+        enable(&vgic, SPI_B, 0xE0);
+        gic.set_lr(0, forwarded(SPI_B, 0xE0, LrState::Pending));
+        gic.set_lr(1, software(SGI_3, 0x10, LrState::Active));
+        flush(&gic, &queue, &vgic, VCPU);
+        assert_eq!(gic.listed(), [forwarded(SPI_A, 0x80, LrState::Pending), software(SGI_3, 0x10, LrState::Active)]);
+        assert_eq!(queued(&queue), [TIMER, SPI_B], "the timer found no room; SPI {SPI_B} was displaced");
+        assert!(gic.underflow.get());
+        assert!(gic.deactivated.borrow().is_empty());
     }
 
     #[test]
