@@ -469,7 +469,8 @@ enum Wakeup {
 /// Blocks this vCPU, HALTED (WFI, standby) or SUSPENDED (powerdown) per `how`, its physical
 /// CPU idle in WFI at EL2 meanwhile, until a wake-up event: a virtual interrupt pending
 /// for it (masked or not, as WFI wakes on hardware), a CPU_ON aimed at it while suspended,
-/// or a stop.
+/// or a stop. A level-sensitive forwarded interrupt whose line dropped before the guest
+/// took it is no longer pending: `pending_interrupt` retires it before answering.
 fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
     let pcpu = vcpu.pcpu;
     if !vcpu.with_power(|p| p.begin_wait(how)) {

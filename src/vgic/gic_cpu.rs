@@ -109,7 +109,8 @@ pub fn listed_state(intid: u32) -> (bool, bool) {
     gic::get().map_or((false, false), |gic| runtime::listed_state(gic, intid))
 }
 
-/// [`runtime::pending_interrupt`] for `vcpu`, which runs on `cpu`, the calling CPU.
+/// [`runtime::pending_interrupt`] for `vcpu`, which runs on `cpu`, the calling CPU,
+/// retiring level-sensitive forwarded interrupts whose line has dropped.
 pub fn pending_interrupt(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) -> Option<u32> {
     let (gic, queue) = on(cpu)?;
     runtime::pending_interrupt(gic, queue, vgic, vcpu)

@@ -97,6 +97,19 @@ impl HwQueue {
         }
         self.len = kept + pushed;
     }
+
+    /// Keeps the entries `keep` says to, in order.
+    fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            let intid = self.ids[i];
+            if keep(intid) {
+                self.ids[kept] = intid;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
 }
 
 impl Default for HwQueue {
@@ -151,7 +164,7 @@ impl<'g, C: CpuInterface> ListRegs<'g, C> {
     /// would be copied on every flush).
     fn read(gic: &'g C, regs: &'g mut [ListReg; MAX_LRS]) -> Self {
         let count = gic.list_registers().min(MAX_LRS);
-        for i in set_bits(!gic.empty_lrs() & ((1 << count) - 1)) {
+        for i in set_bits(in_use(gic, count)) {
             regs[i as usize] = gic.read_lr(i as usize);
         }
         ListRegs { gic, regs, count }
@@ -179,6 +192,11 @@ impl<'g, C: CpuInterface> ListRegs<'g, C> {
             Placement::NoRoom => Err(NoRoom),
         }
     }
+}
+
+/// Bit n set: list register n of the first `count` holds an entry.
+fn in_use<C: CpuInterface>(gic: &C, count: usize) -> u64 {
+    !gic.empty_lrs() & ((1 << count) - 1)
 }
 
 /// `p` as a pending list-register entry; `pintid` for a forwarded interrupt.
@@ -301,23 +319,61 @@ pub fn listed_state<C: CpuInterface>(gic: &C, intid: u32) -> (bool, bool) {
 }
 
 /// A virtual interrupt `vcpu` could take, by INTID: one pending in a list register,
-/// queued from the hardware, or pending in the distributor. Used to emulate WFI, which
-/// wakes on a pending interrupt even when the guest has masked interrupts.
+/// queued from the hardware, or pending in the distributor. Used where a vCPU decides
+/// whether to wait (WFI, CPU_SUSPEND), which ends on a pending interrupt even when the
+/// guest has masked interrupts. Level-sensitive forwarded interrupts whose line has
+/// dropped before the guest took them are retired first ([`lowered`]), so a stale one
+/// does not end the wait; only here, not on every exit, so the exit paths stay short.
+/// That reaches every CPU_SUSPEND, but a WFI only when it traps: with a virtual
+/// interrupt pending (a stale entry too) WFI completes in the guest (Arm ARM,
+/// HCR_EL2.TWI traps only a WFI that would enter a low-power state).
 pub fn pending_interrupt<C: CpuInterface>(
     gic: &C,
     queue: &spin::Mutex<HwQueue>,
     vgic: &spin::Mutex<VGic>,
     vcpu: usize,
 ) -> Option<u32> {
-    let mut snapshot = [ListReg::empty(); MAX_LRS];
-    let lrs = ListRegs::read(gic, &mut snapshot);
-    let in_lr = lrs.all().iter().find(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive));
-    if let Some(lr) = in_lr {
-        return Some(lr.vintid);
+    // The registers in use, each read once: no snapshot, as nothing is placed here.
+    let mut in_lr = None;
+    for index in set_bits(in_use(gic, gic.list_registers().min(MAX_LRS))).map(|i| i as usize) {
+        let lr = gic.read_lr(index);
+        match (lr.state, lr.pintid) {
+            (LrState::Pending, Some(p)) if lowered(gic, &vgic.lock(), vcpu, lr.vintid, p) => {
+                gic.write_lr(index, &ListReg::empty());
+                // Acknowledged at EL2, it is still active: deactivated, it fires again
+                // when the line is next asserted.
+                gic.deactivate_forwarded(p);
+            }
+            (LrState::Pending | LrState::PendingActive, _) => in_lr = in_lr.or(Some(lr.vintid)),
+            _ => {}
+        }
     }
-    let queue = queue.lock();
+    if in_lr.is_some() {
+        return in_lr;
+    }
+    let mut queue = queue.lock();
     let mut vgic = vgic.lock();
+    if queue.len != 0 {
+        queue.retain(|intid| {
+            let stale = lowered(gic, &vgic, vcpu, intid, intid);
+            if stale {
+                gic.deactivate_forwarded(intid); // as for a list register, above
+            }
+            !stale
+        });
+    }
     queue.ids[..queue.len].iter().copied().find(|&i| vgic.hw_deliverable(vcpu, i)).or_else(|| vgic.first_pending(vcpu))
+}
+
+/// Whether the forwarded interrupt `vintid` of `vcpu`, backed by `pintid`, which Cairn
+/// acknowledged and the guest has not, is no longer pending. A level-sensitive interrupt
+/// is pending only while its line is asserted (GICv3: IHI 0069H §4.1; GICv2: IHI 0048B
+/// §1.4.2): a timer re-armed into the future, a device serviced with interrupts masked.
+/// Acknowledging made the physical interrupt active, so its pending bit now follows the
+/// line alone. KVM resamples mapped level interrupts the same way when it folds the list
+/// registers' state. An edge-triggered interrupt stays pending until taken.
+fn lowered<C: CpuInterface>(gic: &C, vgic: &VGic, vcpu: usize, vintid: u32, pintid: u32) -> bool {
+    vgic.level_sensitive(vcpu, vintid) && !gic.line_pending(pintid)
 }
 
 #[cfg(test)]
@@ -350,6 +406,11 @@ mod tests {
     const GICD_IGROUPR: u64 = 0x0080;
     const GICD_ISENABLER: u64 = 0x0100;
     const GICD_IPRIORITYR: u64 = 0x0400;
+    const GICD_ICFGR: u64 = 0x0C00;
+    /// A GICD_ICFGR<n> field's upper bit: edge-triggered (IHI 0069H §12.9.9).
+    const ICFGR_EDGE: u64 = 0b10;
+    const ICFGR_FIELDS_PER_REG: u32 = 16;
+    const ICFGR_FIELD_BITS: u32 = 2;
     const GICR_SGI_BASE: u64 = 0x1_0000;
     const BITS_PER_REG: u32 = 32;
     /// Access sizes, in bytes.
@@ -393,6 +454,12 @@ mod tests {
 
         fn set_lr(&self, n: usize, lr: ListReg) {
             self.lrs.borrow_mut()[n] = lr;
+        }
+
+        /// The device (or timer) behind `intid` asserts its line: the physical
+        /// interrupt reads pending.
+        fn assert_line(&self, intid: u32) {
+            self.lines.borrow_mut().push(intid);
         }
     }
 
@@ -482,6 +549,13 @@ mod tests {
         access(g, intid, GICD_IGROUPR + reg, WORD, Some(groups | bit));
         access(g, intid, GICD_ISENABLER + reg, WORD, Some(bit));
         access(g, intid, GICD_IPRIORITYR + u64::from(intid), BYTE, Some(u64::from(priority)));
+    }
+
+    /// Configures the SPI `intid` edge-triggered.
+    fn make_edge(g: &spin::Mutex<VGic>, intid: u32) {
+        let reg = GICD_ICFGR + u64::from(intid / ICFGR_FIELDS_PER_REG) * WORD as u64;
+        let field = ICFGR_EDGE << (ICFGR_FIELD_BITS * (intid % ICFGR_FIELDS_PER_REG));
+        access(g, intid, reg, WORD, Some(field));
     }
 
     fn queue_of(ids: &[u32]) -> spin::Mutex<HwQueue> {
@@ -590,10 +664,12 @@ mod tests {
     #[test]
     fn an_undeliverable_forwarded_interrupt_waits_in_the_queue() {
         let (gic, vgic, queue) = (FakeCpu::new(4), model(), queue_of(&[SPI_B]));
+        gic.assert_line(SPI_B);
         flush(&gic, &queue, &vgic, VCPU);
         assert!(gic.listed().is_empty(), "SPI {SPI_B} is disabled");
         assert_eq!(queued(&queue), [SPI_B]);
         assert_eq!(pending_interrupt(&gic, &queue, &vgic, VCPU), None, "and does not wake the vCPU");
+        assert_eq!(queued(&queue), [SPI_B], "its line is up: it stays queued");
     }
 
     #[test]
@@ -625,10 +701,95 @@ mod tests {
         enable(&vgic, SGI_2, 0x80);
         gic.set_lr(0, software(SGI_1, 0x40, LrState::Active));
         assert_eq!(pending_interrupt(&gic, &queue_of(&[]), &vgic, VCPU), None, "an active entry does not wake");
+        gic.assert_line(SPI_A);
         assert_eq!(pending_interrupt(&gic, &queue_of(&[SPI_A]), &vgic, VCPU), Some(SPI_A));
         vgic.lock().raise_sgi(VCPU, SGI_2, 0);
         assert_eq!(pending_interrupt(&gic, &queue_of(&[]), &vgic, VCPU), Some(SGI_2));
         gic.set_lr(3, software(SGI_3, 0x40, LrState::PendingActive));
         assert_eq!(pending_interrupt(&gic, &queue_of(&[]), &vgic, VCPU), Some(SGI_3));
+    }
+
+    /// The rule of pending_interrupt's resampling for one forwarded interrupt in a list
+    /// register: whether the entry is still there, what pending_interrupt returned, and
+    /// what was deactivated.
+    fn resample_listed(lr: ListReg, line_up: bool, edge: bool) -> (bool, Option<u32>, Vec<u32>) {
+        let (gic, vgic, queue) = (FakeCpu::new(4), model(), queue_of(&[]));
+        enable(&vgic, lr.vintid, lr.priority);
+        if edge {
+            make_edge(&vgic, lr.vintid);
+        }
+        if line_up {
+            gic.assert_line(lr.vintid);
+        }
+        gic.set_lr(1, lr);
+        let pending = pending_interrupt(&gic, &queue, &vgic, VCPU);
+        let kept = gic.listed() == [lr];
+        let deactivated = gic.deactivated.borrow().clone();
+        (kept, pending, deactivated)
+    }
+
+    #[test]
+    fn a_listed_level_interrupt_whose_line_dropped_is_retired_and_deactivated() {
+        let timer = forwarded(TIMER, 0xA0, LrState::Pending);
+        assert_eq!(resample_listed(timer, false, false), (false, None, alloc::vec![TIMER]));
+    }
+
+    #[test]
+    fn a_listed_level_interrupt_whose_line_is_up_stays() {
+        let timer = forwarded(TIMER, 0xA0, LrState::Pending);
+        assert_eq!(resample_listed(timer, true, false), (true, Some(TIMER), alloc::vec![]));
+    }
+
+    #[test]
+    fn a_listed_edge_interrupt_stays_pending_without_its_line() {
+        let spi = forwarded(SPI_A, 0x80, LrState::Pending);
+        assert_eq!(resample_listed(spi, false, true), (true, Some(SPI_A), alloc::vec![]));
+    }
+
+    #[test]
+    fn an_active_listed_interrupt_is_the_guests_to_complete() {
+        let timer = forwarded(TIMER, 0xA0, LrState::Active);
+        assert_eq!(resample_listed(timer, false, false), (true, None, alloc::vec![]));
+    }
+
+    #[test]
+    fn a_software_entry_is_never_resampled() {
+        let sgi = software(SGI_1, 0x40, LrState::Pending);
+        assert_eq!(resample_listed(sgi, false, false), (true, Some(SGI_1), alloc::vec![]));
+    }
+
+    #[test]
+    fn a_lowered_entry_is_retired_even_when_another_interrupt_ends_the_wait() {
+        let (gic, vgic, queue) = (FakeCpu::new(4), model(), queue_of(&[]));
+        enable(&vgic, TIMER, 0xA0);
+        gic.set_lr(0, software(SGI_1, 0x40, LrState::Pending));
+        gic.set_lr(1, forwarded(TIMER, 0xA0, LrState::Pending));
+        assert_eq!(pending_interrupt(&gic, &queue, &vgic, VCPU), Some(SGI_1));
+        assert_eq!(gic.listed_ids(), [SGI_1]);
+        assert_eq!(*gic.deactivated.borrow(), [TIMER]);
+    }
+
+    #[test]
+    fn a_queued_level_interrupt_whose_line_dropped_is_retired_and_deactivated() {
+        let (gic, vgic) = (FakeCpu::new(4), model());
+        enable(&vgic, TIMER, 0xA0);
+        enable(&vgic, SPI_A, 0x80);
+        make_edge(&vgic, SPI_B);
+        gic.assert_line(SPI_A);
+        // The timer's line dropped; SPI A's is up; SPI B is edge-triggered (and disabled).
+        let queue = queue_of(&[TIMER, SPI_A, SPI_B]);
+        assert_eq!(pending_interrupt(&gic, &queue, &vgic, VCPU), Some(SPI_A));
+        assert_eq!(queued(&queue), [SPI_A, SPI_B]);
+        assert_eq!(*gic.deactivated.borrow(), [TIMER]);
+    }
+
+    #[test]
+    fn a_queued_level_interrupt_whose_line_is_up_ends_the_wait() {
+        let (gic, vgic, queue) = (FakeCpu::new(4), model(), queue_of(&[TIMER]));
+        enable(&vgic, TIMER, 0xA0);
+        gic.assert_line(TIMER);
+        assert_eq!(pending_interrupt(&gic, &queue, &vgic, VCPU), Some(TIMER));
+        assert_eq!(queued(&queue), [TIMER]);
+        assert!(gic.deactivated.borrow().is_empty());
     }
 }
