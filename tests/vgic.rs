@@ -2,7 +2,8 @@
 //! - guests/vgic-sgi: SGIs between vCPUs (one by one, all-but-self) and a WFI with
 //!   PSTATE.I set that an SGI must wake;
 //! - guests/vgic-timer: the virtual timer's PPI, masked, unmasked, disabled at the GIC,
-//!   and waking WFI;
+//!   and waking WFI; expired while masked, then re-armed into the future, it no longer
+//!   ends a CPU_SUSPEND standby (its level-sensitive line dropped);
 //! - guests/vgic-lr: more interrupts pending at once than there are list registers, each
 //!   delivered exactly once and in priority order, including a forwarded one (the timer)
 //!   behind more urgent SGIs.

@@ -24,7 +24,7 @@ use crate::smccc::dispatch;
 use crate::smccc::psci;
 use crate::smccc::{self, vendor};
 use crate::vcpu::{PowerState, Start, Vcpu, Wait, WaitEnd};
-use crate::vgic::runtime;
+use crate::vgic::gic_cpu;
 use crate::vm::{self, Vm};
 use selftest::SAVE_RESTORE_SELFTEST;
 
@@ -61,7 +61,7 @@ pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
 /// its vCPU is started, run it until it stops, and again.
 pub fn run_cpu(pcpu: usize) -> ! {
     loop {
-        runtime::reset_cpu(pcpu);
+        gic_cpu::reset_cpu(pcpu);
         let (vm, index, start) = wait_for_start(pcpu);
         let vcpu = &vm.vcpus[index];
         if let Some(gone) = run_vcpu(&vm, vcpu, start) {
@@ -78,7 +78,7 @@ pub fn run_cpu(pcpu: usize) -> ! {
 fn wait_for_start(pcpu: usize) -> (Arc<Vm>, usize, Start) {
     loop {
         // Complete kicks (and park anything routed here) so the next WFI really waits.
-        runtime::take_physical_interrupts(pcpu);
+        gic_cpu::take_physical_interrupts(pcpu);
         let vm = CURRENT_VM[pcpu].read().clone();
         if let Some(vm) = vm {
             if let Some(vcpu) = vm.vcpu_on(pcpu) {
@@ -119,7 +119,7 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
             return None;
         }
         if refill {
-            runtime::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
+            gic_cpu::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
         }
         if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
             selftest::save_restore_round_trip(vm, vcpu, &mut frame);
@@ -140,7 +140,7 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
     let resume = match action {
         Action::Resume(r) => r,
         Action::TakeInterrupts => {
-            runtime::take_physical_interrupts(vcpu.pcpu);
+            gic_cpu::take_physical_interrupts(vcpu.pcpu);
             return Carried::Resume(true);
         }
         Action::Halt { then } => {
@@ -198,7 +198,7 @@ fn enter_state(vm: &Vm, vcpu: &Vcpu, s: Start) -> TrapFrame {
     // The EL1 timers come out of reset disabled.
     CNTV_CTL_EL0.set(0);
     CNTP_CTL_EL0.set(0);
-    runtime::reset_cpu(vcpu.pcpu);
+    gic_cpu::reset_cpu(vcpu.pcpu);
     vm.load_stage2();
     install_fast_calls(vm, vcpu);
     log::debug!("vm{}: vcpu{} starts at {:#x}", vm.id, vcpu.index, s.entry);
@@ -286,8 +286,8 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
         selftest::mp_state_round_trip(vcpu);
     }
     loop {
-        runtime::take_physical_interrupts(pcpu);
-        let pending = runtime::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
+        gic_cpu::take_physical_interrupts(pcpu);
+        let pending = gic_cpu::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
         match vcpu.end_wait_if(|requested| pending.map(Wakeup::Interrupt).or(requested.then_some(Wakeup::Request))) {
             WaitEnd::Stopped => return Wakeup::Stopped,
             WaitEnd::Woken(w) => return w,
@@ -343,7 +343,7 @@ fn system_reset(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) {
     };
     stop_others(vm, vcpu);
     vm.record(event);
-    runtime::reset_cpu(vcpu.pcpu);
+    gic_cpu::reset_cpu(vcpu.pcpu);
     vm.reset_vgic();
     vm.restore_images();
     let boot = &vm.vcpus[0];

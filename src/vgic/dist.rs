@@ -296,6 +296,14 @@ impl VGic {
         irq.pending && irq.enabled && self.group_enabled(irq.group1)
     }
 
+    /// Whether `intid` is level-sensitive for `vcpu`: the guest's GICD_ICFGR or
+    /// GICR_ICFGR1 setting, which Cairn mirrors to the physical GIC for SPIs. Everything
+    /// but the SGIs, which are always edge-triggered, resets level-sensitive, as the EL1
+    /// timers' and the PMU's PPIs are.
+    pub fn level_sensitive(&self, vcpu: usize, intid: u32) -> bool {
+        self.irq(vcpu, intid).is_some_and(|irq| !irq.edge)
+    }
+
     /// The priority the guest gave `intid` (for list registers of forwarded interrupts).
     pub fn priority(&self, vcpu: usize, intid: u32) -> u8 {
         self.irq(vcpu, intid).map_or(0, |i| i.priority)
@@ -1077,6 +1085,18 @@ mod tests {
         assert_eq!(other.save_private(0), saved);
         assert_eq!(other.priority(0, 20), 0xA0);
         assert_eq!(other.save_private(1), VGic::new(Version::V2, 64, &[0, 1]).save_private(1));
+    }
+
+    #[test]
+    fn trigger_mode_follows_icfgr_and_sgis_stay_edge() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        assert!(g.level_sensitive(0, 27), "PPIs reset level-sensitive");
+        assert!(g.level_sensitive(0, 40), "and so do SPIs");
+        assert!(!g.level_sensitive(0, 3), "SGIs are edge-triggered");
+        // GICD_ICFGR2 holds INTIDs 32-47; field 8 (INTID 40) upper bit = edge.
+        g.dist_access(0, GICD_ICFGR + 8, 4, Some(0b10 << (2 * 8)), &mut hw);
+        assert!(!g.level_sensitive(0, 40));
+        assert!(!g.level_sensitive(0, MAX_IRQS), "no such interrupt");
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! The virtual GIC: a per-VM distributor model ([`dist`]) and the list-register placement
-//! policy ([`lr`]), both pure (the list registers' hardware format is
-//! `arch::aarch64::lr`); the runtime glue that feeds list registers lives with the vCPU.
+//! The virtual GIC: a per-VM distributor model ([`dist`]), the list-register placement
+//! policy ([`lr`]; the list registers' hardware format is `arch::aarch64::lr`) and the
+//! runtime that feeds a CPU's list registers ([`runtime`]), all pure and host-tested;
+//! `gic_cpu` runs the runtime on the machine's GIC and `physical` forwards the model's
+//! settings for real interrupts to it.
 
 pub mod dist;
+#[cfg(target_os = "none")]
+pub mod gic_cpu;
 pub mod lr;
 #[cfg(target_os = "none")]
 pub mod physical;
-#[cfg(target_os = "none")]
 pub mod runtime;
 
 /// The positions of the bits set in `mask`, lowest first: target lists, candidate

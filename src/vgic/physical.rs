@@ -46,7 +46,7 @@ impl HwBacking for PhysicalBacking<'_> {
 
     fn listed(&self, vcpu: usize, intid: u32) -> (bool, bool) {
         if Self::is_this_cpu(vcpu) {
-            crate::vgic::runtime::listed_state(intid)
+            crate::vgic::gic_cpu::listed_state(intid)
         } else {
             (false, false)
         }

@@ -7,12 +7,19 @@
 //! - With the PPI disabled at the GIC (ICENABLER0), an expired timer is not delivered
 //!   even unmasked; enabling it delivers it.
 //! - WFI with the timer armed wakes when it expires.
+//! - With PSTATE.I set, an expired timer ends WFI and PSCI CPU_SUSPEND standby at once;
+//!   re-armed in the future, its level-sensitive line drops and the interrupt is no
+//!   longer pending (IHI 0069H §4.1, IHI 0048B §1.4.2), so a standby lasts until the new
+//!   deadline, and the interrupt is taken once unmasked.
 #![no_std]
 #![no_main]
 
+use core::fmt;
+
 use guestkit::gic::{self, DEFAULT_PRIORITY};
 use guestkit::shared::Slot;
-use guestkit::{cpu, guest_main, irq, time, timer, Checks};
+use guestkit::spec::psci;
+use guestkit::{cpu, guest_main, irq, smccc, time, timer, Checks};
 
 const NAME: &str = "vgic-timer";
 /// How far ahead the timer is armed.
@@ -25,6 +32,9 @@ const SETTLE_US: u64 = 20_000;
 const WFI_DEADLINE_US: u64 = 10_000;
 /// Handler runs the checks before the WFI check expect: after unmasking and re-enabling.
 const DELIVERIES_BEFORE_WFI: u64 = 2;
+/// How far ahead the lowered-line checks re-arm the timer: far enough that a wait ended
+/// by the earlier expiry cannot pass for one ended by the new deadline.
+const REARM_US: u64 = 20_000;
 
 /// The virtual timer's INTID, from the device tree; set before the first interrupt.
 static TIMER_INTID: Slot<u32> = Slot::new(timer::DEFAULT_VIRTUAL_TIMER_INTID);
@@ -129,6 +139,113 @@ fn wfi_wakes_on_timer(t: &mut Checks) {
     );
 }
 
+/// How the guest waits for an interrupt.
+#[derive(Clone, Copy)]
+enum Wait {
+    Wfi,
+    /// PSCI CPU_SUSPEND to a standby state, which returns when an interrupt is pending,
+    /// masked or not, as WFI does (DEN0022 §5.4).
+    Standby,
+}
+
+impl Wait {
+    /// Waits; returns the PSCI status (WFI has none: SUCCESS).
+    fn wait(self) -> i64 {
+        match self {
+            Wait::Wfi => {
+                cpu::wfi();
+                psci::SUCCESS
+            }
+            Wait::Standby => {
+                let fid = u64::from(psci::CPU_SUSPEND_64);
+                smccc::hvc0(fid, psci::POWER_STATE_STANDBY, 0, 0) as i64
+            }
+        }
+    }
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Wait::Wfi => "wfi",
+            Wait::Standby => "cpu-suspend-standby",
+        })
+    }
+}
+
+/// With PSTATE.I set throughout, the timer expires at once: WFI and CPU_SUSPEND standby
+/// each end, as a masked pending interrupt ends a wait. Re-armed `REARM_US` ahead, the
+/// timer's level-sensitive line drops and its interrupt is no longer pending (IHI 0069H
+/// §4.1, IHI 0048B §1.4.2): a standby now lasts until the new deadline, and unmasking
+/// takes the interrupt once.
+///
+/// A WFI in between is only reported. Under Cairn the expiry sits in a list register as
+/// a forwarded interrupt, and a WFI with a virtual interrupt pending completes without
+/// trapping (Arm ARM, HCR_EL2.TWI: only a WFI that would enter a low-power state traps),
+/// so Cairn cannot retire the entry before that WFI ends; it does at the standby, a call
+/// it always sees. Natively the WFI lasts until the deadline as well.
+fn lowered_line_does_not_wake(t: &mut Checks) {
+    cpu::mask_irqs();
+    let before = fired();
+    if !expire_while_masked(t) {
+        return;
+    }
+    t.note(format_args!("waits with the timer expired, then re-armed (a hang here means a wait never ended)"));
+    for how in [Wait::Wfi, Wait::Standby] {
+        let status = how.wait();
+        t.check(
+            format_args!("{how}-ends-for-masked-expired-timer"),
+            status == psci::SUCCESS,
+            format_args!("returned {status}"),
+        );
+    }
+    let deadline = timer::arm_after_us(REARM_US);
+    report_early_wfi(t, deadline);
+    standby_lasts_until(t, deadline);
+    cpu::unmask_irqs();
+    time::wait_until(FIRE_TIMEOUT_US, || fired() > before);
+    time::delay_us(SETTLE_US);
+    cpu::mask_irqs();
+    t.check_eq("rearmed-timer-taken-once", fired() - before, 1);
+    timer::stop();
+}
+
+/// Arms the timer to expire now and waits for its interrupt to pend (ISR_EL1.I): nothing
+/// else can end the waits that follow. Returns false, with a failed check, if it never
+/// does.
+fn expire_while_masked(t: &mut Checks) -> bool {
+    timer::arm_at(time::now());
+    let pending = time::wait_until(FIRE_TIMEOUT_US, cpu::irq_pending);
+    if !pending {
+        t.check("waits-end-for-masked-expired-timer", false, format_args!("skipped: ISR_EL1.I stayed 0"));
+        timer::stop();
+    }
+    pending
+}
+
+/// A WFI before `deadline`: notes how early it ended, if it did.
+fn report_early_wfi(t: &mut Checks, deadline: u64) {
+    Wait::Wfi.wait();
+    let early = deadline.saturating_sub(time::now());
+    if early > 0 {
+        t.note(format_args!("wfi ended {} us before the re-armed deadline, without a trap", time::micros(early)));
+    }
+}
+
+/// A CPU_SUSPEND standby with nothing pending must last until `deadline`.
+fn standby_lasts_until(t: &mut Checks, deadline: u64) {
+    let status = Wait::Standby.wait();
+    let woke_at = time::now();
+    t.check(
+        format_args!("{}-waits-for-rearmed-timer", Wait::Standby),
+        woke_at >= deadline && status == psci::SUCCESS,
+        format_args!(
+            "ended (status {status}) {} us before the new deadline: the lowered interrupt still pending",
+            time::micros(deadline.saturating_sub(woke_at))
+        ),
+    );
+}
+
 fn run(dtb: usize) {
     let mut t = Checks::new(NAME);
     let gic = gic::init(dtb).and_then(|gic| gic::init_cpu().map(|()| gic));
@@ -142,6 +259,7 @@ fn run(dtb: usize) {
     unmask_takes_it_once(&mut t);
     disabled_ppi_is_held_back(&mut t, intid);
     wfi_wakes_on_timer(&mut t);
+    lowered_line_does_not_wake(&mut t);
 
     timer::stop();
     t.check_eq("no-stray-interrupts", u64::from(STRAY.get()), 0);
