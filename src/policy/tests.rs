@@ -182,7 +182,7 @@ fn reading_an_sgi_register_gives_zero_and_other_trapped_registers_are_undefined(
         on_exit(&vm, &vm.vcpus[0], &call(&[]), read),
         Action::Resume(Resume { writes, step: true, refill: false })
     );
-    let other = SysRegId { op0: 3, op1: 0, crn: 1, crm: 0, op2: 0 };
+    let other = SysRegId::new(3, 0, 1, 0, 0);
     let exit = Exit::SysReg { reg: other, rt: 0, write: Some(1) };
     assert_eq!(on_exit(&vm, &vm.vcpus[0], &call(&[]), exit), Action::Inject(Injection::Undefined));
 }

@@ -68,32 +68,71 @@ impl Exit {
     }
 }
 
-/// A system register by its encoding (Op0, Op1, CRn, CRm, Op2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SysRegId {
-    pub op0: u8,
-    pub op1: u8,
-    pub crn: u8,
-    pub crm: u8,
-    pub op2: u8,
+/// A system register by its encoding (Op0, Op1, CRn, CRm, Op2), kept as the trapped
+/// MSR/MRS syndrome's own bits for them (ISS with Rt and the direction cleared), so telling
+/// registers apart costs one comparison.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SysRegId(u32);
+
+/// Where Op0, Op2, Op1, CRn and CRm sit in a trapped MSR/MRS ISS (Arm ARM D24.2.40, EC
+/// 0x18): Op0 [21:20], Op2 [19:17], Op1 [16:14], CRn [13:10], Rt [9:5], CRm [4:1],
+/// Direction [0] (1 = read).
+const ISS_OP0_SHIFT: u32 = 20;
+const ISS_OP2_SHIFT: u32 = 17;
+const ISS_OP1_SHIFT: u32 = 14;
+const ISS_CRN_SHIFT: u32 = 10;
+const ISS_RT_SHIFT: u32 = 5;
+const ISS_CRM_SHIFT: u32 = 1;
+const ISS_RT_MASK: u32 = 0x1F;
+const ISS_READ: u32 = 1;
+/// The ISS bits that name the register.
+const ISS_REGISTER_MASK: u32 = !((ISS_RT_MASK << ISS_RT_SHIFT) | ISS_READ) & ((1 << 22) - 1);
+
+impl SysRegId {
+    pub const fn new(op0: u32, op1: u32, crn: u32, crm: u32, op2: u32) -> Self {
+        SysRegId(
+            op0 << ISS_OP0_SHIFT
+                | op2 << ISS_OP2_SHIFT
+                | op1 << ISS_OP1_SHIFT
+                | crn << ISS_CRN_SHIFT
+                | crm << ISS_CRM_SHIFT,
+        )
+    }
+
+    fn field(self, shift: u32, bits: u32) -> u32 {
+        (self.0 >> shift) & ((1 << bits) - 1)
+    }
+}
+
+/// Shown as the assembler names an unnamed register: S<op0>_<op1>_C<n>_C<m>_<op2>.
+impl core::fmt::Debug for SysRegId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "S{}_{}_C{}_C{}_{}",
+            self.field(ISS_OP0_SHIFT, 2),
+            self.field(ISS_OP1_SHIFT, 3),
+            self.field(ISS_CRN_SHIFT, 4),
+            self.field(ISS_CRM_SHIFT, 4),
+            self.field(ISS_OP2_SHIFT, 3)
+        )
+    }
 }
 
 /// ICC_SGI1R_EL1 (S3_0_C12_C11_5): a GICv3 guest sends group-1 SGIs through it, and it
 /// traps to EL2 while HCR_EL2.IMO is set (IHI 0069H §12.2.23).
-pub const ICC_SGI1R_EL1: SysRegId = SysRegId { op0: 3, op1: 0, crn: 12, crm: 11, op2: 5 };
+pub const ICC_SGI1R_EL1: SysRegId = SysRegId::new(3, 0, 12, 11, 5);
 /// ICC_ASGI1R_EL1 (S3_1_C12_C11_6) and ICC_SGI0R_EL1 (S3_2_C12_C11_7): the other SGI
 /// generation registers, which trap likewise.
-pub const ICC_ASGI1R_EL1: SysRegId = SysRegId { op0: 3, op1: 1, crn: 12, crm: 11, op2: 6 };
-pub const ICC_SGI0R_EL1: SysRegId = SysRegId { op0: 3, op1: 2, crn: 12, crm: 11, op2: 7 };
+pub const ICC_ASGI1R_EL1: SysRegId = SysRegId::new(3, 1, 12, 11, 6);
+pub const ICC_SGI0R_EL1: SysRegId = SysRegId::new(3, 2, 12, 11, 7);
 
-/// Decodes the ISS of a trapped MSR/MRS (Arm ARM D24.2.40, EC 0x18): Op0 [21:20],
-/// Op2 [19:17], Op1 [16:14], CRn [13:10], Rt [9:5], CRm [4:1], Direction [0] (1 = read).
+/// Decodes the ISS of a trapped MSR/MRS (the layout above).
 fn sysreg(iss: u32, regs: &[u64; 31]) -> Exit {
-    let field = |shift: u32, bits: u32| ((iss >> shift) & ((1 << bits) - 1)) as u8;
-    let rt = field(5, 5) as usize;
-    let is_write = iss & 1 == 0;
+    let rt = ((iss >> ISS_RT_SHIFT) & ISS_RT_MASK) as usize;
+    let is_write = iss & ISS_READ == 0;
     Exit::SysReg {
-        reg: SysRegId { op0: field(20, 2), op1: field(14, 3), crn: field(10, 4), crm: field(1, 4), op2: field(17, 3) },
+        reg: SysRegId(iss & ISS_REGISTER_MASK),
         rt,
         // Rt = 31 is XZR for MSR.
         write: is_write.then(|| regs.get(rt).copied().unwrap_or(0)),
@@ -205,6 +244,7 @@ mod tests {
         let exit = classify_sync(Esr((0x18 << 26) | (1 << 25) | iss), 0, 0, &frame);
         assert_eq!(exit, Exit::SysReg { reg: ICC_SGI1R_EL1, rt: 3, write: Some(0x1234) });
         assert_eq!(exit.step_len(), 4);
+        assert_eq!(alloc::format!("{ICC_SGI1R_EL1:?}"), "S3_0_C12_C11_5");
     }
 
     #[test]
