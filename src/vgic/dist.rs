@@ -27,8 +27,8 @@ pub trait HwBacking {
     fn set_edge_triggered(&mut self, intid: u32, edge: bool);
     /// Routes the SPI `intid` to the physical CPU that runs `vcpu`.
     fn route(&mut self, intid: u32, vcpu: usize);
-    /// (pending, active) of a software interrupt of `vcpu` that sits in a list register.
-    /// Only the CPU running `vcpu` can tell; elsewhere (false, false).
+    /// (pending, active) of an interrupt of `vcpu` that sits in a list register. Only the
+    /// CPU running `vcpu` can tell; elsewhere (false, false).
     fn listed(&self, _vcpu: usize, _intid: u32) -> (bool, bool) {
         (false, false)
     }
@@ -630,10 +630,11 @@ impl VGic {
                             }
                         }
                         BitReg::SetActive | BitReg::ClearActive => {
+                            let (listed_pending, listed_active) = hw.listed(vcpu, intid);
                             if is_hw {
-                                hw.active(vcpu, intid)
+                                forwarded_active(listed_pending, listed_active, || hw.active(vcpu, intid))
                             } else {
-                                irq.active || hw.listed(vcpu, intid).1
+                                irq.active || listed_active
                             }
                         }
                     };
@@ -837,6 +838,18 @@ impl VGic {
     }
 }
 
+/// The active state the guest sees of a forwarded interrupt, from what the list registers
+/// say of it and, if they do not list it, the physical GIC's active bit. Cairn's own
+/// acknowledge makes the physical interrupt active while it still waits, pending, for
+/// the guest: that is not the guest's active state. A guest that saves and restores its
+/// active bits across a CPU_SUSPEND (Linux's GICv2 driver does) would otherwise make
+/// physically active again an interrupt Cairn has meanwhile deactivated without the
+/// guest (one whose level dropped before the guest took it), and no guest EOI would
+/// ever deactivate it: that CPU would never see the interrupt again.
+fn forwarded_active(listed_pending: bool, listed_active: bool, physical: impl FnOnce() -> bool) -> bool {
+    listed_active || (!listed_pending && physical())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BitReg {
     Group,
@@ -857,6 +870,9 @@ mod tests {
     struct FakeHw {
         enabled: Vec<(usize, u32, bool)>,
         routes: Vec<(u32, usize)>,
+        /// What the physical active bits and the list registers say of every interrupt.
+        active: bool,
+        listed: (bool, bool),
     }
 
     impl HwBacking for FakeHw {
@@ -872,11 +888,14 @@ mod tests {
         }
         fn set_active(&mut self, _: usize, _: u32, _: bool) {}
         fn active(&self, _: usize, _: u32) -> bool {
-            false
+            self.active
         }
         fn set_edge_triggered(&mut self, _: u32, _: bool) {}
         fn route(&mut self, intid: u32, vcpu: usize) {
             self.routes.push((intid, vcpu));
+        }
+        fn listed(&self, _: usize, _: u32) -> (bool, bool) {
+            self.listed
         }
     }
 
@@ -1085,6 +1104,22 @@ mod tests {
         assert_eq!(other.save_private(0), saved);
         assert_eq!(other.priority(0, 20), 0xA0);
         assert_eq!(other.save_private(1), VGic::new(Version::V2, 64, &[0, 1]).save_private(1));
+    }
+
+    #[test]
+    fn a_forwarded_interrupt_waiting_for_the_guest_does_not_read_active() {
+        let mut g = VGic::new(Version::V2, 64, &[0]);
+        // PPI 27 is forwarded; Cairn's acknowledge left it physically active.
+        let mut hw = FakeHw { active: true, ..FakeHw::default() };
+        let timer_bit = |g: &mut VGic, hw: &mut FakeHw| g.dist_access(0, GICD_ISACTIVER, 4, None, hw).0 >> 27 & 1;
+        hw.listed = (true, false);
+        assert_eq!(timer_bit(&mut g, &mut hw), 0, "pending in a list register: not yet the guest's");
+        hw.listed = (false, true);
+        assert_eq!(timer_bit(&mut g, &mut hw), 1, "active in a list register");
+        hw.listed = (false, false);
+        assert_eq!(timer_bit(&mut g, &mut hw), 1, "not listed here: the physical state");
+        hw.active = false;
+        assert_eq!(timer_bit(&mut g, &mut hw), 0);
     }
 
     #[test]
