@@ -5,29 +5,11 @@ use std::vec;
 use std::vec::Vec;
 
 use super::*;
+use crate::hw::{Hardware, Hw};
 use crate::smccc::call::{Call, Conduit, Outcome};
-use crate::smccc::dispatch::{dispatch, Host};
-use crate::smccc::trng::Entropy;
+use crate::smccc::dispatch::dispatch;
 use crate::vm::testing::vm_with_on;
 use crate::vm::Vm;
-
-struct NoHost;
-impl Entropy for NoHost {
-    fn available(&self) -> bool {
-        false
-    }
-    fn next_u64(&self) -> Option<u64> {
-        None
-    }
-}
-impl Host for NoHost {
-    fn arch_feature(&self, _: u32) -> i64 {
-        ret::NOT_SUPPORTED
-    }
-    fn forward(&self, _: u32, _: u64) -> [u64; 4] {
-        [u64::MAX, 0, 0, 0]
-    }
-}
 
 /// What a row expects: a value in x0, or an action.
 #[derive(Debug, PartialEq)]
@@ -133,7 +115,7 @@ fn run(vm: &Vm, conduit: Conduit, function: u32, args: [u64; 3]) -> Want {
     x[0] = u64::from(function);
     x[1..4].copy_from_slice(&args);
     let call = Call { conduit, imm: 0, caller_aarch32: false, vcpu: 0, x };
-    match dispatch(&call, vm, &NoHost) {
+    match dispatch(&call, vm, Hw::firmware()) {
         Outcome::Return(res) => X0(res.registers()[0] as i64),
         other => Is(other),
     }
