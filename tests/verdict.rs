@@ -1,0 +1,155 @@
+//! CI verdicts (README, "CI verdicts"): with Cairn's `exit=semihosting` and QEMU's
+//! semihosting on, QEMU's exit status tells how the VM ended, through guests/verdict (one
+//! scenario per boot, `scenario=` in its bootargs): 0 for SYSTEM_OFF, the guest's own
+//! EXIT_STATUS (5), nothing recorded for 64 (answered INVALID_PARAMETERS), 64 for a crash,
+//! 66 for a spin past `cairn.timeout`, 65 for a reset with `cairn.on-reset=fail` and 0 with
+//! `stop`, 70 when Cairn itself fails. Without the bootarg, or without semihosting in QEMU,
+//! QEMU ends with 0 as it always has (with a warning line in the second case). Serial logs:
+//! target/test-logs/verdict-*.log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Boot, Run};
+
+const GUEST: &str = "verdict";
+/// QEMU's semihosting, answered on the host (what a CI job adds).
+const SEMIHOSTING: [&str; 2] = ["-semihosting-config", "enable=on,target=native"];
+/// Cairn's bootarg for the exit status.
+const EXIT_ARG: &str = "exit=semihosting";
+/// The line Cairn prints just before a semihosting exit starts with this.
+const EXIT_LINE: &str = "cairn: exit ";
+/// Cairn's warnings at boot: semihosting on (the price), or asked for but missing.
+const PRICE_WARNING: &str = "every guest can reach QEMU's semihosting too";
+const MISSING_WARNING: &str =
+    "exit=semihosting: QEMU has no semihosting, so its exit status stays 0: add -semihosting-config enable=on,target=native";
+/// Today's end of the machine, without a status.
+const POWER_OFF_LINE: &str = "no VM left: powering the machine off";
+/// The timeout the spinning guest gets, and how late past it the machine may end on a
+/// loaded host (boot included).
+const TIMEOUT: Duration = Duration::from_secs(5);
+const TIMEOUT_SLACK: Duration = Duration::from_secs(15);
+
+/// Runs guests/verdict's `scenario` (with extra guest words) under Cairn's `append`,
+/// with QEMU's semihosting when `semihosting`.
+fn run(name: &str, scenario: &str, words: &str, append: &str, semihosting: bool) -> Run {
+    let mut boot = Boot::new(&format!("verdict-{name}"))
+        .smp(2)
+        .gic(3)
+        .guest(GUEST)
+        .append(append)
+        .bootargs(&format!("scenario={scenario} {words}"));
+    if semihosting {
+        boot = boot.qemu_args(&SEMIHOSTING);
+    }
+    let run = boot.run();
+    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.log_path.display());
+    run
+}
+
+/// With semihosting and `exit=semihosting`: asserts QEMU's status and Cairn's exit line.
+fn verdict(name: &str, scenario: &str, words: &str, status: i32, line: &str) -> Run {
+    let run = run(name, scenario, words, EXIT_ARG, true);
+    run.assert_contains(PRICE_WARNING);
+    run.assert_contains(&format!("{EXIT_LINE}{status}: vm0 {line}"));
+    assert_eq!(run.status, Some(status), "QEMU's exit status (serial log: {})", run.log_path.display());
+    run
+}
+
+#[test]
+fn verdict_power_off_gives_0() {
+    verdict("off", "off", "", 0, "powered off: shutdown (PSCI SYSTEM_OFF)");
+}
+
+#[test]
+fn verdict_exit_status_5_then_power_off_gives_5() {
+    let run = verdict("status5", "status5", "", 5, "powered off (its EXIT_STATUS): shutdown");
+    run.assert_contains("EXIT_STATUS(5) answered 0");
+}
+
+#[test]
+fn verdict_exit_status_64_is_refused_and_the_end_is_0() {
+    let run = verdict("status64", "status64", "", 0, "powered off: shutdown");
+    run.assert_contains("EXIT_STATUS(64) answered -2: ok");
+}
+
+#[test]
+fn verdict_crash_gives_64() {
+    verdict(
+        "crash",
+        "crash",
+        "",
+        64,
+        "crashed: crash (exception vector at VBAR_EL1 0x2000000000 is outside guest memory",
+    );
+}
+
+/// The guest spins with its interrupts masked: only Cairn's own timer can end its run.
+#[test]
+fn verdict_spin_past_the_timeout_gives_66_soon_after_it() {
+    let run = verdict("timeout", "spin", "cairn.timeout=5s", 66, "ran past its cairn.timeout");
+    run.assert_contains("vm0: system event: timeout (ran past cairn.timeout=5s)");
+    assert!(run.elapsed >= TIMEOUT, "ended after {:?}, before the timeout", run.elapsed);
+    assert!(run.elapsed < TIMEOUT + TIMEOUT_SLACK, "ended {:?} after the start", run.elapsed);
+}
+
+#[test]
+fn verdict_reset_with_on_reset_fail_gives_65_without_a_restart() {
+    let run = verdict("reset-fail", "reset", "cairn.on-reset=fail", 65, "reset with cairn.on-reset=fail");
+    assert_eq!(
+        run.count("CAIRN-TEST verdict start"),
+        1,
+        "the VM was restarted (serial log: {})",
+        run.log_path.display()
+    );
+    // Cairn's words are its own: the guest never sees them.
+    run.assert_contains("CAIRN-TEST verdict bootargs: \"scenario=reset\"");
+}
+
+#[test]
+fn verdict_reset_with_on_reset_stop_gives_0_after_one_reset() {
+    let run = verdict("reset-stop", "reset", "cairn.on-reset=stop", 0, "reset with cairn.on-reset=stop");
+    assert_eq!(run.count("vm0: system event: reset"), 1, "one reset (serial log: {})", run.log_path.display());
+    assert_eq!(
+        run.count("CAIRN-TEST verdict start"),
+        1,
+        "the VM was restarted (serial log: {})",
+        run.log_path.display()
+    );
+}
+
+#[test]
+fn verdict_cairn_failing_at_el2_gives_70() {
+    let run = run("el2-fault", "off", "", &format!("{EXIT_ARG} selftest=el2-fault"), true);
+    run.assert_contains("FATAL: synchronous exception at EL2");
+    run.assert_contains("cairn: exit 70: Cairn failed: an exception at EL2");
+    assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.log_path.display());
+}
+
+/// Without `exit=semihosting`, semihosting in QEMU changes nothing: every end is 0 and
+/// the machine powers off as it always has.
+#[test]
+fn verdict_without_the_bootarg_every_end_is_0_as_today() {
+    for (name, scenario) in [("plain-status5", "status5"), ("plain-crash", "crash")] {
+        let run = run(name, scenario, "", "", true);
+        run.assert_lacks(EXIT_LINE);
+        run.assert_lacks("exit=semihosting");
+        run.assert_contains(POWER_OFF_LINE);
+        run.assert_clean_exit();
+    }
+}
+
+/// `exit=semihosting` without semihosting in QEMU: one warning line naming the option to
+/// add, no fault while finding out, and today's power-off.
+#[test]
+fn verdict_bootarg_without_semihosting_warns_and_powers_off_as_today() {
+    for (name, scenario) in [("nosemi-status5", "status5"), ("nosemi-crash", "crash")] {
+        let run = run(name, scenario, "", EXIT_ARG, false);
+        assert_eq!(run.count(MISSING_WARNING), 1, "one warning line (serial log: {})", run.log_path.display());
+        run.assert_lacks("FATAL");
+        run.assert_lacks(EXIT_LINE);
+        run.assert_contains(POWER_OFF_LINE);
+        run.assert_clean_exit();
+    }
+}
