@@ -4,13 +4,15 @@
 //! EXIT_STATUS (5), nothing recorded for 64 (answered INVALID_PARAMETERS), 64 for a crash,
 //! 66 for a spin past `cairn.timeout`, 65 for a reset with `cairn.on-reset=fail` and 0 with
 //! `stop`, 70 when Cairn itself fails. Without the bootarg, or without semihosting in QEMU,
-//! QEMU ends with 0 as it always has (with a warning line in the second case). Serial logs:
-//! target/test-logs/verdict-*.log.
+//! QEMU ends with 0 as it always has (with a warning line in the second case). Debian's
+//! Linux with `panic=-1` and `cairn.on-reset=fail`, crashed through /proc/sysrq-trigger,
+//! gives 65 and is not restarted. Serial logs: target/test-logs/verdict-*.log.
 
 mod common;
 
 use std::time::Duration;
 
+use common::linux::{marker, wait_for_linux};
 use common::{Boot, Run};
 
 const GUEST: &str = "verdict";
@@ -152,4 +154,26 @@ fn verdict_bootarg_without_semihosting_warns_and_powers_off_as_today() {
         run.assert_contains(POWER_OFF_LINE);
         run.assert_clean_exit();
     }
+}
+
+/// The usual CI setting: a kernel panic reboots (`panic=-1`), and `cairn.on-reset=fail`
+/// turns that reset into status 65 instead of a boot loop.
+#[test]
+fn verdict_linux_panic_with_on_reset_fail_gives_65_and_no_restart() {
+    let mut s = Boot::new("verdict-linux-sysrq-crash")
+        .linux()
+        .smp(2)
+        .gic(3)
+        .append(EXIT_ARG)
+        .bootargs("panic=-1 cairn.on-reset=fail")
+        .qemu_args(&SEMIHOSTING)
+        .spawn();
+    wait_for_linux(&mut s);
+    s.send_line("echo c > /proc/sysrq-trigger");
+    s.expect_exit(65);
+    let log = s.log();
+    assert!(log.contains("cairn: exit 65: vm0 reset with cairn.on-reset=fail"), "the exit line{}", s.context());
+    let cmdline = log.lines().find(|l| l.contains("Kernel command line:")).unwrap_or("");
+    assert!(cmdline.contains("panic=-1") && !cmdline.contains("cairn."), "the guest sees {cmdline:?}{}", s.context());
+    assert_eq!(marker().matching_lines(&log).len(), 1, "Linux came up once, not again after the panic{}", s.context());
 }
