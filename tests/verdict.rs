@@ -96,6 +96,24 @@ fn verdict_spin_past_the_timeout_gives_66_soon_after_it() {
     assert!(run.elapsed < TIMEOUT + TIMEOUT_SLACK, "ended {:?} after the start", run.elapsed);
 }
 
+/// The guest waits in WFI with its interrupts masked: Cairn waits for it, and its timer
+/// must end that wait too.
+#[test]
+fn verdict_idle_past_the_timeout_gives_66() {
+    let run = verdict("timeout-idle", "idle", "cairn.timeout=5s", 66, "ran past its cairn.timeout");
+    assert!(run.elapsed >= TIMEOUT, "ended after {:?}, before the timeout", run.elapsed);
+    assert!(run.elapsed < TIMEOUT + TIMEOUT_SLACK, "ended {:?} after the start", run.elapsed);
+}
+
+/// The boot vCPU, whose CPU has Cairn's timer, is off; the other spins masked.
+#[test]
+fn verdict_spin_past_the_timeout_with_the_boot_vcpu_off_gives_66() {
+    let run = verdict("timeout-boot-off", "spin-off", "cairn.timeout=5s", 66, "ran past its cairn.timeout");
+    // (The two CPUs' lines may interleave: only the absence of a failure is checked.)
+    run.assert_lacks(": FAIL");
+    assert!(run.elapsed < TIMEOUT + TIMEOUT_SLACK, "ended {:?} after the start", run.elapsed);
+}
+
 #[test]
 fn verdict_reset_with_on_reset_fail_gives_65_without_a_restart() {
     let run = verdict("reset-fail", "reset", "cairn.on-reset=fail", 65, "reset with cairn.on-reset=fail");

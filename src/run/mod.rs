@@ -104,9 +104,24 @@ fn wait_for_start(pcpu: usize) -> (Arc<Vm>, usize, Start) {
                     let index = vcpu.index;
                     return (vm, index, s);
                 }
+                // Cairn's timer wakes the boot vCPU's CPU at the deadline even when that
+                // vCPU is off; a VM already stopping (or stopped) is left to its event.
+                if vm.timed_out(cpu::counter()) && !vm.halting.load(Ordering::SeqCst) {
+                    time_out_while_off(&vm, vcpu);
+                }
             }
         }
         cpu::wait_for_interrupt();
+    }
+}
+
+/// Stops `vm`, past its timeout, from the CPU of `vcpu`, which is off.
+#[cold]
+#[inline(never)]
+fn time_out_while_off(vm: &Vm, vcpu: &Vcpu) {
+    let event = timeout_event(vm, vcpu);
+    if stop_vm(vm, vcpu, event).is_some_and(|gone| gone.last) {
+        platform::end_with_verdict();
     }
 }
 

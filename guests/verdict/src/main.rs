@@ -6,14 +6,17 @@
 //!   (status 0: nothing was recorded);
 //! - `crash`: points VBAR_EL1 outside its memory and takes an exception (status 64);
 //! - `spin`: spins forever with interrupts masked (status 66 with `cairn.timeout`);
+//! - `idle`: waits in WFI with interrupts masked, forever (status 66 with `cairn.timeout`);
+//! - `spin-off`: CPU 1 spins forever with interrupts masked while the boot CPU turns itself
+//!   off (status 66 with `cairn.timeout`: Cairn's timer is on the boot vCPU's CPU);
 //! - `reset`: SYSTEM_RESET (status 65 with `cairn.on-reset=fail`, 0 with `stop`; with the
 //!   default `restart` it resets on every boot, so the tests never run it so).
 #![no_std]
 #![no_main]
 
-use guestkit::spec::psci::SYSTEM_RESET;
+use guestkit::spec::psci::{CPU_OFF, SYSTEM_RESET};
 use guestkit::spec::smccc::VENDOR_HYP_EXIT_STATUS;
-use guestkit::{guest_main, println, smccc};
+use guestkit::{guest_main, println, smccc, smp};
 
 guest_main!(run);
 
@@ -28,7 +31,9 @@ const STATUS_TOO_LARGE: u64 = 64;
 /// fault at its own vector.
 const UNMAPPED_VBAR: u64 = 0x20_0000_0000;
 /// The scenarios, by name.
-const SCENARIOS: [&str; 6] = ["off", "status5", "status64", "crash", "spin", "reset"];
+const SCENARIOS: [&str; 8] = ["off", "status5", "status64", "crash", "spin", "spin-off", "idle", "reset"];
+/// The CPU the `spin-off` scenario leaves spinning.
+const SPINNER: usize = 1;
 
 /// The scenario `scenario=` names in the bootargs (/chosen/bootargs); `off` by default.
 fn scenario(dtb: usize) -> &'static str {
@@ -60,6 +65,8 @@ fn run(dtb: usize) {
         }
         "crash" => crash(),
         "spin" => spin(),
+        "idle" => idle(),
+        "spin-off" => spin_elsewhere_and_turn_off(dtb),
         "reset" => reset(),
         _ => {}
     }
@@ -83,6 +90,30 @@ fn spin() -> ! {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Waits for an interrupt that never comes, forever: only Cairn's timer can end this.
+fn idle() -> ! {
+    println!("CAIRN-TEST {NAME} idling in WFI with interrupts masked");
+    // SAFETY: masking the guest's own interrupts affects nothing else.
+    unsafe { core::arch::asm!("msr daifset, #0xf") };
+    loop {
+        // SAFETY: WFI only waits.
+        unsafe { core::arch::asm!("wfi") };
+    }
+}
+
+/// Leaves CPU 1 spinning with its interrupts masked and turns the boot CPU off.
+fn spin_elsewhere_and_turn_off(dtb: usize) {
+    let cpus = smp::cpus(dtb);
+    if cpus.count() <= SPINNER {
+        println!("CAIRN-TEST {NAME} spin-off needs 2 CPUs: FAIL");
+        return;
+    }
+    let r = smp::start(SPINNER, cpus.mpidr(SPINNER), |_| spin());
+    println!("CAIRN-TEST {NAME} CPU_ON answered {r}; the boot CPU turns itself off");
+    smccc::hvc0(u64::from(CPU_OFF), 0, 0, 0);
+    println!("CAIRN-TEST {NAME} CPU_OFF returned: FAIL");
 }
 
 /// SYSTEM_RESET, which must not return.
