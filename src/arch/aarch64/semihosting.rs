@@ -6,19 +6,20 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// SYS_ERRNO (semihosting §6.6): harmless, returns the host's last errno.
+/// SYS_ERRNO (operation 0x13 of the semihosting specification): harmless, returns the
+/// host's last errno.
 const SYS_ERRNO: u64 = 0x13;
-/// SYS_EXIT (semihosting §6.7): x1 points at the parameter block on AArch64.
+/// SYS_EXIT (operation 0x18): on AArch64, x1 points at a two-word parameter block.
 const SYS_EXIT: u64 = 0x18;
-/// ADP_Stopped_ApplicationExit (semihosting §6.7, table 6-6): an exit with a status,
-/// which AArch64 gives as the block's second word (the subcode).
+/// ADP_Stopped_ApplicationExit, a SYS_EXIT reason code: an exit with a status, which
+/// AArch64 gives as the block's second word (the subcode).
 const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x2_0026;
 /// What the probe returns when the HLT was undefined: no errno is ever this.
 const PROBE_UNDEFINED: u64 = u64::MAX;
 /// The A64 instruction size: the handler steps over the probe's HLT.
 const A64_INSTRUCTION: u64 = 4;
 
-// The probe: SYS_ERRNO through `HLT #0xF000` (semihosting §4.2, the A64 trap). The label
+// The probe: SYS_ERRNO through `HLT #0xF000` (the specification's A64 semihosting trap). The label
 // on the HLT lets the EL2 exception handler recognise it (probe_fault).
 global_asm!(
     ".section .text.semihosting, \"ax\"",
