@@ -106,7 +106,7 @@ fn wait_for_start(pcpu: usize) -> (Arc<Vm>, usize, Start) {
                 }
                 // Cairn's timer wakes the boot vCPU's CPU at the deadline even when that
                 // vCPU is off; a VM already stopping (or stopped) is left to its event.
-                if vm.timed_out(cpu::counter()) && !vm.halting.load(Ordering::SeqCst) {
+                if vm.timed_out(cpu::counter) && !vm.halting.load(Ordering::SeqCst) {
                     time_out_while_off(&vm, vcpu);
                 }
             }
@@ -145,7 +145,7 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
         let action = match exit {
             // Only an interrupt can end a run at the deadline (Cairn's timer's, if nothing
             // else), so only then is the clock read.
-            Exit::Interrupt if vm.timed_out(cpu::counter()) => Action::StopVm(timeout_event(vm, vcpu)),
+            Exit::Interrupt if vm.timed_out(cpu::counter) => Action::StopVm(timeout_event(vm, vcpu)),
             _ => policy::on_exit(vm, vcpu, &frame, exit),
         };
         let refill = match carry_out(vm, vcpu, &mut frame, exit, action) {
@@ -332,7 +332,7 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
     loop {
         gic_cpu::take_physical_interrupts(pcpu);
         // Cairn's timer wakes the boot vCPU's CPU at the VM's deadline.
-        let timed_out = vm.timed_out(cpu::counter()).then_some(Wakeup::TimedOut);
+        let timed_out = vm.timed_out(cpu::counter).then_some(Wakeup::TimedOut);
         let pending = gic_cpu::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
         let woken =
             |requested: bool| timed_out.or(pending.map(Wakeup::Interrupt)).or(requested.then_some(Wakeup::Request));

@@ -163,9 +163,11 @@ impl Vm {
         Some(deadline)
     }
 
-    /// Whether the VM has run past its timeout at counter value `now`.
-    pub fn timed_out(&self, now: u64) -> bool {
-        now >= self.deadline.load(Ordering::Relaxed)
+    /// Whether the VM has run past its timeout at counter value `now()`, read only when
+    /// the VM has one: interrupt exits ask, and most VMs have none.
+    pub fn timed_out(&self, now: impl FnOnce() -> u64) -> bool {
+        let deadline = self.deadline.load(Ordering::Relaxed);
+        deadline != NO_DEADLINE && now() >= deadline
     }
 
     /// The status the guest set with EXIT_STATUS.
