@@ -147,6 +147,16 @@ fn verdict_cairn_failing_at_el2_gives_70() {
     assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.log_path.display());
 }
 
+/// An internal error (no guest to run) is Cairn's failure too.
+#[test]
+fn verdict_no_guest_to_run_gives_70() {
+    let run = Boot::new("verdict-no-guest").append(EXIT_ARG).qemu_args(&SEMIHOSTING).run();
+    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.log_path.display());
+    run.assert_contains("no guest to run");
+    run.assert_contains("cairn: exit 70: Cairn failed: no guest to run");
+    assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.log_path.display());
+}
+
 /// Without `exit=semihosting`, semihosting in QEMU changes nothing: every end is 0 and
 /// the machine powers off as it always has.
 #[test]
