@@ -147,6 +147,35 @@ fn verdict_cairn_failing_at_el2_gives_70() {
     assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.log_path.display());
 }
 
+/// On QEMU's raspi4b the guest comes in a bundle whose vm.conf gives the VM's settings
+/// (`on-reset=`, `timeout=`), as on the Pi.
+fn raspi4b(name: &str, scenario: &str, vm_conf: &[&str]) -> Run {
+    let run = Boot::new(&format!("verdict-rpi4-{name}"))
+        .raspi4b()
+        .guest(GUEST)
+        .append(EXIT_ARG)
+        .bootargs(&format!("scenario={scenario}"))
+        .bundle_args(vm_conf)
+        .qemu_args(&SEMIHOSTING)
+        .run();
+    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.log_path.display());
+    run
+}
+
+#[test]
+fn verdict_rpi4_vm_conf_on_reset_fail_gives_65() {
+    let run = raspi4b("reset-fail", "reset", &["--on-reset", "fail"]);
+    run.assert_contains("cairn: exit 65: vm0 reset with cairn.on-reset=fail");
+    assert_eq!(run.status, Some(65), "QEMU's exit status (serial log: {})", run.log_path.display());
+}
+
+#[test]
+fn verdict_rpi4_vm_conf_timeout_gives_66() {
+    let run = raspi4b("timeout", "spin", &["--timeout", "5s"]);
+    run.assert_contains("cairn: exit 66: vm0 ran past its cairn.timeout");
+    assert_eq!(run.status, Some(66), "QEMU's exit status (serial log: {})", run.log_path.display());
+}
+
 /// An internal error (no guest to run) is Cairn's failure too.
 #[test]
 fn verdict_no_guest_to_run_gives_70() {
