@@ -194,7 +194,8 @@ exception_return:
 hyp_exception:
     SAVE_REST
     mov     x0, sp
-    bl      cairn_hyp_exception    // reports the fault and never returns
+    bl      cairn_hyp_exception    // reports the fault and stops the machine, but
+    b       exception_return       // returns for the semihosting probe's undefined HLT
 
 // cairn_run_guest(frame: *mut TrapFrame) -> u64: enters the guest from `frame` (16-byte
 // aligned, on the caller's stack) and returns the kind of the exception that ended its run,

@@ -29,6 +29,9 @@ pub enum SystemEvent {
     Wakeup { vcpu: usize, intid: u32, entry: u64 },
     /// A guest fault Cairn cannot handle: the VM is stopped.
     Crash { vcpu: usize, pc: u64, why: Crash },
+    /// The VM ran past its `cairn.timeout` (`secs`): it is stopped. `vcpu` is the one
+    /// whose exit noticed.
+    Timeout { vcpu: usize, secs: u64 },
 }
 
 impl SystemEvent {
@@ -41,6 +44,7 @@ impl SystemEvent {
             SystemEvent::Suspend { .. } => "suspend",
             SystemEvent::Wakeup { .. } => "wakeup",
             SystemEvent::Crash { .. } => "crash",
+            SystemEvent::Timeout { .. } => "timeout",
         }
     }
 }
@@ -72,6 +76,7 @@ impl fmt::Display for SystemEvent {
                 write!(f, "by interrupt {intid} (vcpu{vcpu} resumes at {entry:#x})")
             }
             SystemEvent::Crash { vcpu, pc, why } => write!(f, "({why}, PC {pc:#x}) from vcpu{vcpu}"),
+            SystemEvent::Timeout { vcpu, secs } => write!(f, "(ran past cairn.timeout={secs}s) seen by vcpu{vcpu}"),
         }
     }
 }
@@ -155,6 +160,7 @@ mod tests {
                 SystemEvent::Crash { vcpu: 2, pc: 0x20_0000_0200, why: Crash::VectorUnmapped { vbar: 0x20_0000_0000 } },
                 "crash (exception vector at VBAR_EL1 0x2000000000 is outside guest memory, PC 0x2000000200) from vcpu2",
             ),
+            (SystemEvent::Timeout { vcpu: 0, secs: 5 }, "timeout (ran past cairn.timeout=5s) seen by vcpu0"),
         ];
         for (event, line) in lines {
             assert_eq!(event.to_string(), line);

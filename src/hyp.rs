@@ -12,13 +12,13 @@ use buddy_system_allocator::LockedHeap;
 use crate::arch::aarch64::frame::TrapFrame;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
-use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu, trap};
+use crate::arch::aarch64::{boot, cpu, firmware, gic, mmu, semihosting, trap};
 use crate::dt::{self, Machine, Module, ModuleKind};
 use crate::mm::pagetable::{El2Stage1, HeapTables, MemType, PageTable};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::smccc::psci;
-use crate::{bootargs, bundle, console, fwregs, platform, run, vm};
+use crate::{bootargs, bundle, console, fwregs, platform, run, verdict, vm};
 
 /// Cairn's heap, taken from RAM right after its image. It holds the device-tree copy,
 /// page tables and VM state: 83 KiB on QEMU virt and 184 KiB on raspi4b once the VM is
@@ -160,6 +160,7 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
     }
     console::init_logging(bootargs::log_level(m.bootargs));
     announce(m);
+    choose_exit(m.bootargs);
     run_selftest(m.bootargs);
     let gic_ready = match m.gic.as_ref() {
         Some(info) => gic::init(info.version, &info.regions, &logical_cpus(m)),
@@ -167,7 +168,7 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
     };
     if let Err(e) = gic_ready {
         log::error!("{e}: Cairn cannot virtualize interrupts on this machine");
-        power_off();
+        platform::fail("no usable GIC");
     }
     init_gic_cpu(0);
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
@@ -181,7 +182,7 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
         Some(Ok(v)) => v,
         Some(Err(e)) => {
             log::error!("bad PSCI version for the guest: {e}");
-            power_off()
+            platform::fail("bad PSCI version for the guest")
         }
     };
     let host = vm::Host { cairn: cairn_region(), device_tree: host_device_tree(), cpus: logical_cpus(m), own_memory };
@@ -192,7 +193,7 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
             log::error!(
                 "hand Cairn a guest with: -device guest-loader,addr=0x48000000,kernel=<Image>,bootargs=\"...\""
             );
-            power_off()
+            platform::fail("no guest to run")
         }
     }
 }
@@ -225,6 +226,7 @@ fn guest_machine(m: &Machine<'static>) -> (Machine<'static>, vm::GuestSettings) 
     let conf = b.vm_conf.unwrap_or("");
     settings.vcpus = bundle::setting(conf, "vcpus").and_then(|n| n.parse().ok());
     settings.psci = bundle::setting(conf, "psci");
+    settings.actions = vm_conf_actions(conf);
     if let Some(dtb) = b.dtb {
         settings.base_dtb = dtb.data;
     }
@@ -237,6 +239,40 @@ fn guest_machine(m: &Machine<'static>) -> (Machine<'static>, vm::GuestSettings) 
         settings.vcpus.map(|n| alloc::format!(", {n} vCPUs")).unwrap_or_default()
     );
     (guest, settings)
+}
+
+/// vm.conf's `on-reset` and `timeout` (crate::verdict), as the kernel's `cairn.*` words
+/// would give them.
+fn vm_conf_actions(conf: &str) -> verdict::VmActions {
+    let mut actions = verdict::VmActions::default();
+    for key in [verdict::ON_RESET_KEY, verdict::TIMEOUT_KEY] {
+        if let Some(value) = bundle::setting(conf, key) {
+            if let Err(e) = actions.set(key, value) {
+                log::warn!("vm.conf: {e}");
+            }
+        }
+    }
+    actions
+}
+
+/// `exit=semihosting`: the machine's end tells the VMs' verdict through semihosting
+/// (crate::verdict), if QEMU has it; finding out cannot fault (semihosting::available).
+fn choose_exit(args: &str) {
+    if !verdict::wants_semihosting_exit(args) {
+        return;
+    }
+    if semihosting::available() {
+        platform::use_semihosting_exit();
+        log::warn!(
+            "exit=semihosting: QEMU's exit status tells the verdict; every guest can reach QEMU's semihosting \
+             too (HLT #0xF000 at EL1): use it for CI with trusted guests only"
+        );
+    } else {
+        log::warn!(
+            "exit=semihosting: QEMU has no semihosting, so its exit status stays 0: add \
+             -semihosting-config enable=on,target=native"
+        );
+    }
 }
 
 /// An address nothing maps at EL2.
@@ -332,6 +368,8 @@ pub extern "C" fn cairn_secondary_main(logical: usize) -> ! {
 }
 
 fn init_gic_cpu(logical: usize) {
+    // Cairn's timer is off until a VM with a timeout starts (its reset value is UNKNOWN).
+    cpu::disarm_hyp_timer();
     if !gic::init_cpu(logical) {
         log::error!("cpu{logical}: no GIC redistributor for MPIDR {:#x}", cpu::mpidr());
     }
@@ -355,10 +393,21 @@ pub extern "C" fn cairn_refuse_low_el(dtb: usize) -> ! {
     power_off()
 }
 
+/// The exception kind boot/vectors.S passes for a synchronous exception.
+const KIND_SYNC: u64 = 0;
+
 /// An exception taken at EL2 is a bug in Cairn: report it decoded and stop the machine.
-/// Called by boot/vectors.S with the frame it saved and the exception kind.
+/// Called by boot/vectors.S with the frame it saved and the exception kind. The one
+/// exception it returns from (to `frame`) is the semihosting probe's undefined HLT.
 #[no_mangle]
-pub extern "C" fn cairn_hyp_exception(frame: &TrapFrame, kind: u64) -> ! {
+pub extern "C" fn cairn_hyp_exception(frame: &mut TrapFrame, kind: u64) {
+    if kind == KIND_SYNC {
+        if let Some((resume, x0)) = semihosting::probe_fault(frame.elr) {
+            frame.elr = resume;
+            frame.x[0] = x0;
+            return;
+        }
+    }
     let (esr, far) = trap::fault_syndrome();
     const KINDS: [&str; 4] = ["synchronous exception", "IRQ", "FIQ", "SError"];
     let what = KINDS.get(kind as usize).copied().unwrap_or("exception");
@@ -373,12 +422,12 @@ pub extern "C" fn cairn_hyp_exception(frame: &TrapFrame, kind: u64) -> ! {
         frame.spsr
     ));
     console::print_line_unlocked(format_args!("cairn: stopping the machine"));
-    power_off()
+    platform::fail("an exception at EL2")
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     console::print_line_unlocked(format_args!("cairn[cpu{}] PANIC: {info}", cpu::current()));
     console::print_line_unlocked(format_args!("cairn: stopping the machine"));
-    power_off()
+    platform::fail("a panic")
 }

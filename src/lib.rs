@@ -25,6 +25,7 @@ pub mod platform;
 pub mod policy;
 pub mod smccc;
 pub mod vcpu;
+pub mod verdict;
 pub mod vgic;
 
 #[cfg(target_os = "none")]

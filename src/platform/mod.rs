@@ -10,7 +10,7 @@ pub mod qemu_virt;
 pub mod rpi4;
 
 #[cfg(target_os = "none")]
-pub use power::{power_off, set_power_off};
+pub use power::{end_with_verdict, fail, power_off, set_power_off, use_semihosting_exit};
 
 /// A device Cairn owns on a board: found by `compatible`, kept out of the guest's device
 /// tree and stage 2, mapped at EL2.

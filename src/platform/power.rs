@@ -4,11 +4,14 @@
 //! loop when the last VM is gone and by Cairn's own fault paths. Bare-metal target only.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{rpi4, PowerOffMethod, Role};
 use crate::arch::aarch64::exit::Conduit;
-use crate::arch::aarch64::{cpu, firmware};
+use crate::arch::aarch64::{cpu, firmware, semihosting};
+use crate::console;
 use crate::mm::Region;
+use crate::verdict::{status, VERDICT};
 
 /// How this machine powers off.
 struct PowerOff {
@@ -22,6 +25,41 @@ static HOW: spin::Once<PowerOff> = spin::Once::new();
 /// devices Cairn owns (those with a power-off role are used).
 pub fn set_power_off(psci: Option<Conduit>, owned: &[(Role, Region)]) {
     HOW.call_once(|| PowerOff { psci, controllers: owned.to_vec() });
+}
+
+/// Set when `exit=semihosting` is on and QEMU answers semihosting: the machine ends with
+/// a status (crate::verdict) instead of powering off.
+static SEMIHOSTING_EXIT: AtomicBool = AtomicBool::new(false);
+
+/// Makes the machine's end a semihosting exit with a status.
+pub fn use_semihosting_exit() {
+    SEMIHOSTING_EXIT.store(true, Ordering::SeqCst);
+}
+
+/// The last VM is gone: ends the machine with the VMs' verdict (with `exit=semihosting`),
+/// else powers it off as always.
+pub fn end_with_verdict() -> ! {
+    if SEMIHOSTING_EXIT.load(Ordering::SeqCst) {
+        let (code, line) = {
+            let v = VERDICT.lock();
+            (v.status(), alloc::string::String::from(v.line()))
+        };
+        console::print_line(format_args!("cairn: {line}"));
+        semihosting::exit(code);
+    }
+    log::info!("no VM left: powering the machine off");
+    power_off()
+}
+
+/// Cairn itself failed (`what`, already reported): ends the machine with status 70
+/// (with `exit=semihosting`), else powers it off as always. Safe from fault paths: it
+/// takes no lock.
+pub fn fail(what: &str) -> ! {
+    if SEMIHOSTING_EXIT.load(Ordering::SeqCst) {
+        console::print_line_unlocked(format_args!("cairn: exit {}: Cairn failed: {what}", status::CAIRN_FAILED));
+        semihosting::exit(status::CAIRN_FAILED);
+    }
+    power_off()
 }
 
 /// Stops the whole machine.

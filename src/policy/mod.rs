@@ -15,6 +15,7 @@ use crate::smccc::call::{Call, Outcome};
 use crate::smccc::dispatch;
 use crate::smccc::psci::{ret, Suspend};
 use crate::vcpu::{Start, Vcpu};
+use crate::verdict::OnReset;
 use crate::vgic::dist::VcpuSet;
 use crate::vm::Vm;
 use action::{Action, Injection, Resume, Writes};
@@ -168,10 +169,19 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame, conduit: Conduit, imm: u16
             Action::Suspend { resume: resume_at(entry, context), system: true }
         }
         Outcome::SystemOff => Action::StopVm(SystemEvent::Shutdown { vcpu: me }),
-        Outcome::SystemReset => Action::ResetVm(SystemEvent::Reset { vcpu: me }),
+        Outcome::SystemReset => on_reset(vm, SystemEvent::Reset { vcpu: me }),
         Outcome::SystemReset2 { reset_type, cookie } => {
-            Action::ResetVm(SystemEvent::Reset2 { vcpu: me, reset_type, cookie })
+            on_reset(vm, SystemEvent::Reset2 { vcpu: me, reset_type, cookie })
         }
+    }
+}
+
+/// A reset restarts the VM unless its `cairn.on-reset` makes it the VM's end (`stop`: a
+/// clean one, like QEMU's `-no-reboot`; `fail`: status 65, crate::verdict).
+fn on_reset(vm: &Vm, event: SystemEvent) -> Action {
+    match vm.actions.on_reset {
+        OnReset::Restart => Action::ResetVm(event),
+        OnReset::Stop | OnReset::Fail => Action::StopVm(event),
     }
 }
 

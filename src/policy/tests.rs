@@ -11,6 +11,7 @@ use crate::event::{Crash, SystemEvent};
 use crate::hw::{fake::Fake, Hardware, Hw};
 use crate::smccc::psci::{fid, ret, Version};
 use crate::vcpu::{PowerState, Start};
+use crate::verdict::OnReset;
 use crate::vm::testing::{self, GICD, GICR_BASE, RAM};
 use crate::vm::Vm;
 
@@ -113,6 +114,23 @@ fn power_calls_become_their_actions() {
     assert_eq!(hvc(&vm, &[fid::SYSTEM_RESET.into()]), Action::ResetVm(SystemEvent::Reset { vcpu: 0 }));
     let reset2 = SystemEvent::Reset2 { vcpu: 0, reset_type: 0x8000_0000, cookie: 5 };
     assert_eq!(hvc(&vm, &[fid::SYSTEM_RESET2_64.into(), 0x8000_0000, 5]), Action::ResetVm(reset2));
+}
+
+#[test]
+fn on_reset_stop_or_fail_makes_a_reset_the_vms_end() {
+    for (on_reset, restarts) in [(OnReset::Restart, true), (OnReset::Stop, false), (OnReset::Fail, false)] {
+        let mut vm = two_vcpus();
+        vm.actions.on_reset = on_reset;
+        let reset = SystemEvent::Reset { vcpu: 0 };
+        let reset2 = SystemEvent::Reset2 { vcpu: 0, reset_type: 0, cookie: 0 };
+        let (a, b) = (hvc(&vm, &[fid::SYSTEM_RESET.into()]), hvc(&vm, &[fid::SYSTEM_RESET2_64.into(), 0, 0]));
+        if restarts {
+            assert_eq!((a, b), (Action::ResetVm(reset), Action::ResetVm(reset2)));
+        } else {
+            assert_eq!((a, b), (Action::StopVm(reset), Action::StopVm(reset2)), "{on_reset:?}");
+        }
+        assert_eq!(hvc(&vm, &[fid::SYSTEM_OFF.into()]), Action::StopVm(SystemEvent::Shutdown { vcpu: 0 }));
+    }
 }
 
 #[test]

@@ -54,7 +54,25 @@ pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
     let _ = vm.vcpus[0].power_on(vm.boot_start(), &vm.halting);
     // From here the VM has run: its service bitmaps are fixed (fwregs).
     vm.firmware.lock().mark_run();
+    start_clock(&vm);
     run_cpu(cpu::current())
+}
+
+/// Starts the VM's `cairn.timeout` clock and, on this CPU (the boot vCPU's), Cairn's timer
+/// for its deadline, so even a vCPU spinning with its interrupts masked exits then.
+fn start_clock(vm: &Vm) {
+    if let Some(deadline) = vm.start_clock(cpu::counter(), cpu::counter_frequency()) {
+        cpu::arm_hyp_timer(deadline);
+    }
+}
+
+/// The system event of a VM that ran past its `cairn.timeout`, noticed by `vcpu`. Its
+/// timer stays asserted past the deadline: turn it off.
+#[cold]
+#[inline(never)]
+fn timeout_event(vm: &Vm, vcpu: &Vcpu) -> SystemEvent {
+    cpu::disarm_hyp_timer();
+    SystemEvent::Timeout { vcpu: vcpu.index, secs: vm.actions.timeout_secs.unwrap_or(0) }
 }
 
 /// Physical CPU `pcpu`'s loop: idle (WFI at EL2, so QEMU can give the host core away) until
@@ -66,8 +84,7 @@ pub fn run_cpu(pcpu: usize) -> ! {
         let vcpu = &vm.vcpus[index];
         if let Some(gone) = run_vcpu(&vm, vcpu, start) {
             if gone.last {
-                log::info!("no VM left: powering the machine off");
-                platform::power_off();
+                platform::end_with_verdict();
             }
         }
     }
@@ -87,9 +104,24 @@ fn wait_for_start(pcpu: usize) -> (Arc<Vm>, usize, Start) {
                     let index = vcpu.index;
                     return (vm, index, s);
                 }
+                // Cairn's timer wakes the boot vCPU's CPU at the deadline even when that
+                // vCPU is off; a VM already stopping (or stopped) is left to its event.
+                if vm.timed_out(cpu::counter) && !vm.halting.load(Ordering::SeqCst) {
+                    time_out_while_off(&vm, vcpu);
+                }
             }
         }
         cpu::wait_for_interrupt();
+    }
+}
+
+/// Stops `vm`, past its timeout, from the CPU of `vcpu`, which is off.
+#[cold]
+#[inline(never)]
+fn time_out_while_off(vm: &Vm, vcpu: &Vcpu) {
+    let event = timeout_event(vm, vcpu);
+    if stop_vm(vm, vcpu, event).is_some_and(|gone| gone.last) {
+        platform::end_with_verdict();
     }
 }
 
@@ -110,7 +142,12 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
     }
     loop {
         let exit = trap::run_guest(&mut frame);
-        let action = policy::on_exit(vm, vcpu, &frame, exit);
+        let action = match exit {
+            // Only an interrupt can end a run at the deadline (Cairn's timer's, if nothing
+            // else), so only then is the clock read.
+            Exit::Interrupt if vm.timed_out(cpu::counter) => Action::StopVm(timeout_event(vm, vcpu)),
+            _ => policy::on_exit(vm, vcpu, &frame, exit),
+        };
         let refill = match carry_out(vm, vcpu, &mut frame, exit, action) {
             Carried::Resume(refill) => refill,
             Carried::Left(gone) => return gone,
@@ -144,11 +181,15 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
             return Carried::Resume(true);
         }
         Action::Halt { then } => {
-            wait_for_wakeup(vm, vcpu, Wait::Halt);
+            if wait_for_wakeup(vm, vcpu, Wait::Halt) == Wakeup::TimedOut {
+                return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
+            }
             Resume { writes: then, step: true, refill: true }
         }
         Action::Suspend { resume, system } => {
-            suspend(vm, vcpu, frame, resume, system);
+            if suspend(vm, vcpu, frame, resume, system) == Wakeup::TimedOut {
+                return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
+            }
             return Carried::Resume(true);
         }
         Action::Inject(injection) => {
@@ -244,7 +285,7 @@ fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
 /// timer always-on) and the pending interrupt that ended the suspend.
 #[cold]
 #[inline(never)]
-fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) {
+fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) -> Wakeup {
     if system {
         vm.record(SystemEvent::Suspend { vcpu: vcpu.index, entry: s.entry });
     }
@@ -252,13 +293,14 @@ fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) 
     if let (true, Wakeup::Interrupt(intid)) = (system, woken) {
         vm.record(SystemEvent::Wakeup { vcpu: vcpu.index, intid, entry: s.entry });
     }
-    if woken == Wakeup::Stopped {
-        return; // the loop sees must_leave_guest
+    if matches!(woken, Wakeup::Stopped | Wakeup::TimedOut) {
+        return woken; // the loop sees must_leave_guest; a timeout stops the VM
     }
     *frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
     frame.x[0] = s.context;
     SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
     log::debug!("vm{}: vcpu{} resumes at {:#x}", vm.id, vcpu.index, s.entry);
+    woken
 }
 
 /// What ended a wait.
@@ -270,6 +312,8 @@ enum Wakeup {
     Request,
     /// The vCPU was stopped (CPU_OFF is not possible here, so: a system event).
     Stopped,
+    /// The VM ran past its `cairn.timeout` while the vCPU waited.
+    TimedOut,
 }
 
 /// Blocks this vCPU, HALTED (WFI, standby) or SUSPENDED (powerdown) per `how`, its physical
@@ -287,8 +331,12 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
     }
     loop {
         gic_cpu::take_physical_interrupts(pcpu);
+        // Cairn's timer wakes the boot vCPU's CPU at the VM's deadline.
+        let timed_out = vm.timed_out(cpu::counter).then_some(Wakeup::TimedOut);
         let pending = gic_cpu::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
-        match vcpu.end_wait_if(|requested| pending.map(Wakeup::Interrupt).or(requested.then_some(Wakeup::Request))) {
+        let woken =
+            |requested: bool| timed_out.or(pending.map(Wakeup::Interrupt)).or(requested.then_some(Wakeup::Request));
+        match vcpu.end_wait_if(woken) {
             WaitEnd::Stopped => return Wakeup::Stopped,
             WaitEnd::Woken(w) => return w,
             WaitEnd::Waiting => {}
@@ -328,6 +376,7 @@ fn stop_vm(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> Option<VmGone> {
     };
     stop_others(vm, vcpu);
     vm.record(event);
+    vm.record_end(&event);
     log::info!("vm{}: {}", vm.id, vm.epitaph());
     Some(VmGone { last: vm::destroy(vm) == 0 })
 }

@@ -114,4 +114,7 @@ pub trait VmFirmware {
     fn vendor_hyp_enabled(&self) -> bool {
         true
     }
+    /// Records the status (0-63, already checked) the guest asks its VM to end with
+    /// (Cairn's vendor EXIT_STATUS call).
+    fn set_exit_status(&self, status: u8);
 }

@@ -48,7 +48,7 @@ pub fn dispatch(call: &Call, vm: &dyn VmFirmware, host: &dyn Host) -> Outcome {
         Owner::StandardSecure if trng::FUNCTION_NUMBERS.contains(&fid.number()) && vm.trng_enabled() => {
             Outcome::Return(trng::call(fid.0, call.x[1], host))
         }
-        Owner::VendorHypervisor if vm.vendor_hyp_enabled() => Outcome::Return(vendor::call(fid.0)),
+        Owner::VendorHypervisor if vm.vendor_hyp_enabled() => Outcome::Return(vendor::call(fid.0, call.arg(1), vm)),
         _ => Outcome::Return(Results::not_supported()),
     }
 }
@@ -108,6 +108,7 @@ mod tests {
         fn others_off(&self, _: usize) -> bool {
             true
         }
+        fn set_exit_status(&self, _: u8) {}
     }
 
     struct TestHost;
@@ -243,6 +244,7 @@ mod tests {
             fn others_off(&self, _: usize) -> bool {
                 false
             }
+            fn set_exit_status(&self, _: u8) {}
             fn trng_enabled(&self) -> bool {
                 false
             }

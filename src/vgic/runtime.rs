@@ -58,6 +58,10 @@ pub trait CpuInterface {
     /// tells whether the line is still asserted: acknowledging made it active, and it is
     /// pending as well only while the line stays up (IHI 0069H §4.1, IHI 0048B §1.4.2).
     fn line_pending(&self, intid: u32) -> bool;
+    /// Cairn took `intid`, one of its own interrupts, and will deactivate it. A
+    /// level-sensitive one whose source stays asserted (Cairn's timer past its deadline)
+    /// must be silenced here, or it is taken again at once, forever.
+    fn silence_own(&self, _intid: u32) {}
 }
 
 /// Forwarded interrupts taken at EL2 and not yet in a list register, for one physical
@@ -144,7 +148,8 @@ pub fn take_physical_interrupts<C: CpuInterface>(gic: &C, queue: &spin::Mutex<Hw
             gic.set_underflow_interrupt(false);
         }
         // Kick SGIs and the maintenance interrupt need nothing more: the flush on the way
-        // back to the guest does the work.
+        // back to the guest does the work. Cairn's timer is read by whoever waits on it.
+        gic.silence_own(intid);
         gic.deactivate(acked);
     }
 }
@@ -427,6 +432,7 @@ mod tests {
         lines: RefCell<Vec<u32>>,
         eoied: RefCell<Vec<u32>>,
         deactivated: RefCell<Vec<u32>>,
+        silenced: RefCell<Vec<u32>>,
         underflow: Cell<bool>,
     }
 
@@ -438,6 +444,7 @@ mod tests {
                 lines: RefCell::default(),
                 eoied: RefCell::default(),
                 deactivated: RefCell::default(),
+                silenced: RefCell::default(),
                 underflow: Cell::new(false),
             }
         }
@@ -467,6 +474,10 @@ mod tests {
 
     impl CpuInterface for FakeCpu {
         const MAINTENANCE_IRQ: u32 = MAINTENANCE;
+
+        fn silence_own(&self, intid: u32) {
+            self.silenced.borrow_mut().push(intid);
+        }
 
         fn list_registers(&self) -> usize {
             self.lrs.borrow().len()
@@ -590,6 +601,7 @@ mod tests {
         assert_eq!(queued(&queue), [TIMER, SPI_A]);
         assert_eq!(*gic.eoied.borrow(), [TIMER, KICK, SPI_A, MAINTENANCE], "every one's priority dropped");
         assert_eq!(*gic.deactivated.borrow(), [KICK, MAINTENANCE], "the guest's stay active");
+        assert_eq!(*gic.silenced.borrow(), [KICK, MAINTENANCE], "Cairn's own are silenced first");
         assert!(!gic.underflow.get(), "the maintenance interrupt turns underflow off");
     }
 

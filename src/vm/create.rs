@@ -2,6 +2,7 @@
 //! its RAM, stage-2 tables, vCPUs, virtual GIC, device tree and pristine image copies.
 //! Bare-metal target only.
 
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
@@ -20,6 +21,7 @@ use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
 use crate::smccc::call::VmFirmware;
 use crate::smccc::psci;
+use crate::verdict::{self, VmActions};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
 
 /// Why a VM could not be built.
@@ -136,6 +138,9 @@ pub struct GuestSettings {
     pub psci: Option<&'static str>,
     /// The device tree the guest's is derived from: the host's, or the bundle's.
     pub base_dtb: &'static [u8],
+    /// What a reset does and how long the VM may run (vm.conf's `on-reset`, `timeout`);
+    /// the kernel's `cairn.*` bootargs words override them.
+    pub actions: VmActions,
 }
 
 /// Builds the VM described by the device tree's guest-loader modules: one vCPU per
@@ -170,12 +175,13 @@ pub fn create_boot_vm(
     let layout = guest_gic(m, mpidrs.len())?;
     // The board's devices Cairn keeps for itself are not the guest's (crate::platform).
     let hidden: Vec<&str> = crate::platform::owned_compatibles(m.board).collect();
+    let (actions, guest_args) = vm_words(settings.actions, kernel.bootargs);
     let cfg = GuestDtConfig {
         memory: &ram,
         vcpu_mpidrs: &mpidrs,
         psci_version,
         psci_0_1_ids: PSCI_0_1_IDS,
-        bootargs: kernel.bootargs,
+        bootargs: kernel.bootargs.map(|_| guest_args.as_str()),
         initrd: initrd.map(|i| i.region),
         gic: Some(layout.dt),
         hidden: &hidden,
@@ -198,13 +204,24 @@ pub fn create_boot_vm(
         vgic,
         gic_frames: layout.frames,
         boot,
+        actions,
     };
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
     vm.install_first_boot(placement.in_place);
-    log_created(&vm, &placement, kernel.bootargs);
+    log_created(&vm, &placement, kernel.bootargs.map(|_| guest_args.as_str()));
     log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size, (host.own_memory)()));
     vm.publish();
     Ok(vm)
+}
+
+/// The VM's `cairn.*` words taken out of its kernel's bootargs (over vm.conf's `actions`),
+/// and what is left for the guest.
+fn vm_words(conf: VmActions, bootargs: Option<&str>) -> (VmActions, String) {
+    let (actions, guest_args, bad) = verdict::take_vm_words(conf, bootargs.unwrap_or(""));
+    for word in bad {
+        log::warn!("{word}");
+    }
+    (actions, guest_args)
 }
 
 fn memory_use(vm: &Vm, pristine_size: u64, cairns: MemoryUse) -> MemoryUse {

@@ -26,7 +26,7 @@ use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 #[cfg(target_os = "none")]
 pub use create::{create_boot_vm, GuestSettings, Host, VmError};
@@ -40,6 +40,7 @@ use crate::mm::Region;
 use crate::smccc::call::VmFirmware;
 use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
 use crate::vcpu::{PowerState, Start, Vcpu};
+use crate::verdict::{End, VmActions, VERDICT};
 use crate::vgic::dist::VGic;
 use gic::{Distributor, Redistributors};
 
@@ -88,7 +89,12 @@ pub struct VmConfig {
     pub vgic: VGic,
     pub gic_frames: GicFrames,
     pub boot: BootImages,
+    /// What a reset does, and how long the VM may run (its `cairn.*` words).
+    pub actions: VmActions,
 }
+
+/// No deadline: the VM runs until it ends.
+const NO_DEADLINE: u64 = u64::MAX;
 
 pub struct Vm {
     pub id: usize,
@@ -108,6 +114,12 @@ pub struct Vm {
     pub halting: AtomicBool,
     /// Every system event of this VM, in order.
     events: spin::Mutex<EventLog>,
+    /// What a reset does, and how long the VM may run.
+    pub actions: VmActions,
+    /// The status the guest set with EXIT_STATUS (0 until it does).
+    exit_status: AtomicU8,
+    /// The counter value (CNTPCT) past which the VM has run too long.
+    deadline: AtomicU64,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
@@ -136,7 +148,37 @@ impl Vm {
             event_lock: spin::Mutex::new(()),
             halting: AtomicBool::new(false),
             events: spin::Mutex::new(EventLog::new()),
+            actions: c.actions,
+            exit_status: AtomicU8::new(0),
+            deadline: AtomicU64::new(NO_DEADLINE),
         })
+    }
+
+    /// Starts the VM's clock at counter value `now` (ticking at `frequency` Hz) and
+    /// returns its deadline, if it has a timeout.
+    pub fn start_clock(&self, now: u64, frequency: u64) -> Option<u64> {
+        let secs = self.actions.timeout_secs?;
+        let deadline = now.saturating_add(secs.saturating_mul(frequency));
+        self.deadline.store(deadline, Ordering::Relaxed);
+        Some(deadline)
+    }
+
+    /// Whether the VM has run past its timeout at counter value `now()`, read only when
+    /// the VM has one: interrupt exits ask, and most VMs have none.
+    pub fn timed_out(&self, now: impl FnOnce() -> u64) -> bool {
+        let deadline = self.deadline.load(Ordering::Relaxed);
+        deadline != NO_DEADLINE && now() >= deadline
+    }
+
+    /// The status the guest set with EXIT_STATUS.
+    pub fn exit_status(&self) -> u8 {
+        self.exit_status.load(Ordering::Relaxed)
+    }
+
+    /// Records the VM's end, for the machine's verdict, from the event that ended it.
+    pub fn record_end(&self, event: &SystemEvent) {
+        let end = End::of(event, self.actions.on_reset);
+        VERDICT.lock().record(self.id, end, self.exit_status(), event);
     }
 
     /// Adds the VM to the live set.
@@ -242,6 +284,10 @@ impl VmFirmware for Vm {
 
     fn vendor_hyp_enabled(&self) -> bool {
         self.firmware.lock().vendor_hyp_enabled()
+    }
+
+    fn set_exit_status(&self, status: u8) {
+        self.exit_status.store(status, Ordering::Relaxed);
     }
 }
 

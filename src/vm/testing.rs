@@ -9,6 +9,7 @@ use crate::fwregs::VmFirmwareState;
 use crate::mm::Region;
 use crate::smccc::psci;
 use crate::vcpu::Start;
+use crate::verdict::VmActions;
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
 
 /// The test VM's RAM: 1 GiB at 0x4000_0000, as on QEMU virt.
@@ -35,6 +36,7 @@ pub fn vm(version: psci::Version, vcpus: usize) -> Vm {
         mpidrs,
         gic_frames: GicFrames { distributor: GICD, redistributors: Some(gicr) },
         boot: BootImages { entry: BOOT_ENTRY, ..BootImages::default() },
+        actions: VmActions::default(),
     };
     Vm::new(config).expect("the GIC frames do not overlap")
 }

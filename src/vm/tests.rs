@@ -69,3 +69,22 @@ fn system_events_are_recorded_in_order() {
     vm.record(SystemEvent::Shutdown { vcpu: 0 });
     assert!(vm.epitaph().contains("2 system events"), "{}", vm.epitaph());
 }
+
+#[test]
+fn the_timeout_counts_from_the_start_and_only_with_one_set() {
+    let mut vm = testing::vm(Version::V1_1, 1);
+    assert_eq!(vm.start_clock(100, 10), None);
+    assert!(!vm.timed_out(|| panic!("the counter is not read without a timeout")), "no timeout: never");
+    vm.actions.timeout_secs = Some(5);
+    assert_eq!(vm.start_clock(100, 10), Some(150));
+    assert!(!vm.timed_out(|| 149));
+    assert!(vm.timed_out(|| 150));
+}
+
+#[test]
+fn the_guest_status_is_the_vms() {
+    let vm = testing::vm(Version::V1_1, 1);
+    assert_eq!(vm.exit_status(), 0);
+    vm.set_exit_status(5);
+    assert_eq!(vm.exit_status(), 5);
+}

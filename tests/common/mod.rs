@@ -117,6 +117,8 @@ pub struct Boot {
     /// QEMU's raspi4b (Raspberry Pi 4: 4 CPUs, 2 GiB, GIC-400) instead of virt; the guest
     /// goes in a guest bundle loaded as the initrd, as the Pi's firmware would.
     pub raspi4b: bool,
+    /// Extra scripts/guest-bundle options (raspi4b), e.g. `--on-reset fail` for vm.conf.
+    pub bundle_args: Vec<String>,
 }
 
 impl Boot {
@@ -136,7 +138,14 @@ impl Boot {
             qemu_args: Vec::new(),
             wait_timeout: default_wait_timeout(),
             raspi4b: false,
+            bundle_args: Vec::new(),
         }
+    }
+
+    /// Extra scripts/guest-bundle options for the raspi4b bundle (vm.conf settings).
+    pub fn bundle_args(mut self, args: &[&str]) -> Self {
+        self.bundle_args.extend(args.iter().map(|a| a.to_string()));
+        self
     }
 
     /// Boots on QEMU's raspi4b with the Pi 4 device tree of scripts/qemu-raspi4b-dtb; the
@@ -316,6 +325,7 @@ impl Boot {
             None => cmd.args(["--initrd", "none"]),
         };
         cmd.args(["--append", self.guest_args.as_deref().unwrap_or("")]);
+        cmd.args(&self.bundle_args);
         let status = cmd.stdout(Stdio::null()).status().expect("scripts/guest-bundle runs");
         assert!(status.success(), "scripts/guest-bundle failed");
         out

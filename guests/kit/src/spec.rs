@@ -37,6 +37,9 @@ pub mod smccc {
     /// Vendor-specific hypervisor service (owner 6) general queries (DEN0028 §6.2).
     pub const VENDOR_HYP_CALL_UID: u32 = 0x8600_FF01;
     pub const VENDOR_HYP_REVISION: u32 = 0x8600_FF03;
+    /// Cairn's own vendor call EXIT_STATUS(x1 = status 0-63): fast, SMC32, owner 6,
+    /// function 1 (Cairn's README, "CI verdicts").
+    pub const VENDOR_HYP_EXIT_STATUS: u32 = 0x8600_0001;
 }
 
 /// PSCI function IDs (DEN0022 §5.1, table 5-1): 0x8400_00nn in the SMC32 convention,

@@ -4,8 +4,8 @@
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::asm::random::ArmRng;
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1,
-    ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, TPIDR_EL2, VMPIDR_EL2,
+    Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0, CNTVOFF_EL2, CPTR_EL2, HCR_EL2,
+    ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, TPIDR_EL2, VMPIDR_EL2,
 };
 
 pub use super::mpidr::MPIDR_AFFINITY_MASK;
@@ -145,4 +145,29 @@ pub fn wait_for_event() {
 /// Waits for an interrupt with the CPU idle. Wakes even with interrupts masked at EL2.
 pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
+}
+
+/// The physical counter (CNTPCT_EL0), which keeps counting while the guest runs.
+pub fn counter() -> u64 {
+    CNTPCT_EL0.get()
+}
+
+/// The counter's frequency in Hz (CNTFRQ_EL0, set by the firmware).
+pub fn counter_frequency() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// Arms this CPU's EL2 physical timer (CNTHP, Arm ARM D11.2.4) to interrupt at counter
+/// value `deadline`: a guest spinning with its interrupts masked still exits then, since
+/// physical interrupts go to EL2 (HCR_EL2.IMO).
+pub fn arm_hyp_timer(deadline: u64) {
+    // SAFETY: CNTHP_CVAL_EL2 is Cairn's own timer's compare value; nothing else uses it.
+    unsafe { core::arch::asm!("msr cnthp_cval_el2, {}", "isb", in(reg) deadline, options(nostack)) };
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+}
+
+/// Turns this CPU's EL2 physical timer off (its interrupt is level: it stays asserted
+/// while the timer is on and past its deadline).
+pub fn disarm_hyp_timer() {
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::SET);
 }

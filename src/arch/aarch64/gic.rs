@@ -18,6 +18,9 @@ pub const SGI_KICK: u32 = 0;
 /// The GIC maintenance interrupt: PPI 9, INTID 25, as the Arm Base System Architecture
 /// recommends and QEMU virt and the Raspberry Pi 4 wire it.
 pub const MAINTENANCE_IRQ: u32 = 25;
+/// The EL2 physical timer's interrupt (PPI 10, INTID 26, per the Arm Base System
+/// Architecture), with which Cairn ends a VM's run at its `cairn.timeout`.
+pub const HYP_TIMER_IRQ: u32 = 26;
 /// Private interrupts a guest owns: the PMU (PPI 7, INTID 23), the EL1 virtual timer
 /// (PPI 11, INTID 27) and the EL1 physical timer (PPI 14, INTID 30), per the Arm Base
 /// System Architecture's PPI assignments.
@@ -71,10 +74,10 @@ pub fn get() -> Option<&'static Gic> {
     GIC.get()
 }
 
-/// Sets up this CPU's interface to the GIC; Cairn takes the kick SGI and the maintenance
-/// interrupt itself.
+/// Sets up this CPU's interface to the GIC; Cairn takes the kick SGI, the maintenance
+/// interrupt and its own timer's interrupt itself.
 pub fn init_cpu(cpu: usize) -> bool {
-    let private = [SGI_KICK, MAINTENANCE_IRQ];
+    let private = [SGI_KICK, MAINTENANCE_IRQ, HYP_TIMER_IRQ];
     match get() {
         Some(Gic::V3(g)) => g.init_cpu(cpu, AFFINITY[cpu].load(Ordering::Acquire), &private),
         Some(Gic::V2(g)) => {

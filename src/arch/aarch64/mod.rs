@@ -39,4 +39,6 @@ pub mod mmio;
 #[cfg(target_os = "none")]
 pub mod mmu;
 #[cfg(target_os = "none")]
+pub mod semihosting;
+#[cfg(target_os = "none")]
 pub mod trap;
