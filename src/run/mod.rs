@@ -142,12 +142,7 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
     }
     loop {
         let exit = trap::run_guest(&mut frame);
-        let action = match exit {
-            // Only an interrupt can end a run at the deadline (Cairn's timer's, if nothing
-            // else), so only then is the clock read.
-            Exit::Interrupt if vm.timed_out(cpu::counter) => Action::StopVm(timeout_event(vm, vcpu)),
-            _ => policy::on_exit(vm, vcpu, &frame, exit),
-        };
+        let action = policy::on_exit(vm, vcpu, &frame, exit);
         let refill = match carry_out(vm, vcpu, &mut frame, exit, action) {
             Carried::Resume(refill) => refill,
             Carried::Left(gone) => return gone,
@@ -178,6 +173,11 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
         Action::Resume(r) => r,
         Action::TakeInterrupts => {
             gic_cpu::take_physical_interrupts(vcpu.pcpu);
+            // Only an interrupt can end a run at the deadline (Cairn's timer's, if nothing
+            // else), so only then is the clock read.
+            if vm.timed_out(cpu::counter) {
+                return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
+            }
             return Carried::Resume(true);
         }
         Action::Halt { then } => {
