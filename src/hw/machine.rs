@@ -1,7 +1,7 @@
 //! The real machine behind [`Hardware`]: the arch layer's GIC, system registers and
 //! firmware calls.
 
-use aarch64_cpu::registers::{Readable, SCTLR_EL1, VBAR_EL1};
+use aarch64_cpu::registers::{Readable, VBAR_EL1};
 
 use super::Hardware;
 use crate::arch::aarch64::{cpu, gic};
@@ -9,9 +9,6 @@ use crate::smccc::dispatch::Host;
 use crate::smccc::machine::MachineFirmware;
 use crate::vgic::dist::HwBacking;
 use crate::vgic::physical::PhysicalBacking;
-
-/// SCTLR_EL1.EE: exceptions (and the MMU's table walks) at EL1 are big-endian.
-const SCTLR_EL1_EE: u64 = 1 << 25;
 
 pub struct Machine;
 
@@ -26,7 +23,7 @@ impl Hardware for Machine {
     }
 
     fn caller_big_endian() -> bool {
-        SCTLR_EL1.get() & SCTLR_EL1_EE != 0
+        cpu::el1_big_endian()
     }
 
     fn guest_vector_base() -> u64 {

@@ -8,8 +8,6 @@ pub mod selftest;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use aarch64_cpu::registers::{Writeable, CNTP_CTL_EL0, CNTV_CTL_EL0, SCTLR_EL1};
-
 use crate::arch::aarch64::exit::{Conduit, Exit};
 use crate::arch::aarch64::frame::TrapFrame;
 use crate::arch::aarch64::limits::MAX_CPUS;
@@ -31,11 +29,6 @@ use selftest::SAVE_RESTORE_SELFTEST;
 /// PSTATE for a vCPU entering the guest: EL1h with D, A, I and F masked (booting.rst, and
 /// DEN0022 §6.4 for CPU_ON).
 const PSTATE_EL1H_DAIF_MASKED: u64 = 0x3C5;
-/// SCTLR_EL1 at warm reset: the RES1 bits of ARMv8.0 (29, 28, 23, 22, 20, 11) with the
-/// MMU, caches and alignment checks off.
-const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
-/// SCTLR_EL1.EE: exceptions (and the MMU's table walks) at EL1 are big-endian.
-const SCTLR_EL1_EE: u64 = 1 << 25;
 
 /// The VM whose vCPU runs on each physical CPU: set once, before the CPU's vCPU first
 /// runs, and read by the CPU's loop whenever it looks for a start.
@@ -232,18 +225,22 @@ fn inject_exception(frame: &mut TrapFrame, injection: Injection) {
 #[cold]
 #[inline(never)]
 fn enter_state(vm: &Vm, vcpu: &Vcpu, s: Start) -> TrapFrame {
-    let mut frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
-    frame.x[0] = s.context;
     cpu::init_guest_traps(vcpu.mpidr);
-    SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
-    // The EL1 timers come out of reset disabled.
-    CNTV_CTL_EL0.set(0);
-    CNTP_CTL_EL0.set(0);
+    cpu::reset_el1_control(s.big_endian);
+    cpu::disable_el1_timers();
     gic_cpu::reset_cpu(vcpu.pcpu);
     vm.load_stage2();
     install_fast_calls(vm, vcpu);
     log::debug!("vm{}: vcpu{} starts at {:#x}", vm.id, vcpu.index, s.entry);
     vcpu.set_parked(false);
+    entry_frame(s)
+}
+
+/// The registers a vCPU starts or resumes from a powerdown with: PC at the entry point, x0
+/// the context, EL1h with every exception masked (DEN0022 §6.4; booting.rst).
+fn entry_frame(s: Start) -> TrapFrame {
+    let mut frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
+    frame.x[0] = s.context;
     frame
 }
 
@@ -296,9 +293,8 @@ fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) 
     if matches!(woken, Wakeup::Stopped | Wakeup::TimedOut) {
         return woken; // the loop sees must_leave_guest; a timeout stops the VM
     }
-    *frame = TrapFrame::new(s.entry, PSTATE_EL1H_DAIF_MASKED);
-    frame.x[0] = s.context;
-    SCTLR_EL1.set(SCTLR_EL1_RESET | if s.big_endian { SCTLR_EL1_EE } else { 0 });
+    *frame = entry_frame(s);
+    cpu::reset_el1_control(s.big_endian);
     log::debug!("vm{}: vcpu{} resumes at {:#x}", vm.id, vcpu.index, s.entry);
     woken
 }

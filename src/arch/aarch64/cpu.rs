@@ -4,8 +4,9 @@
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::asm::random::ArmRng;
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0, CNTVOFF_EL2, CPTR_EL2, HCR_EL2,
-    ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, TPIDR_EL2, VMPIDR_EL2,
+    Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0, CNTP_CTL_EL0, CNTVOFF_EL2, CNTV_CTL_EL0,
+    CPTR_EL2, HCR_EL2, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, SCTLR_EL1,
+    TPIDR_EL2, VMPIDR_EL2,
 };
 
 pub use super::mpidr::MPIDR_AFFINITY_MASK;
@@ -80,6 +81,29 @@ fn pmcr_n() -> u64 {
     // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr) };
     (pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK
+}
+
+/// SCTLR_EL1 at warm reset: the RES1 bits of ARMv8.0 (29, 28, 23, 22, 20, 11) with the
+/// MMU, caches and alignment checks off.
+const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
+/// SCTLR_EL1.EE: exceptions (and the MMU's table walks) at EL1 are big-endian.
+const SCTLR_EL1_EE: u64 = 1 << 25;
+
+/// Puts the guest's EL1 system control in its warm-reset state, big- or little-endian (a
+/// vCPU's start, or its resume from a powerdown state).
+pub fn reset_el1_control(big_endian: bool) {
+    SCTLR_EL1.set(SCTLR_EL1_RESET | if big_endian { SCTLR_EL1_EE } else { 0 });
+}
+
+/// The guest's EL1 virtual and physical timers as they come out of reset: disabled.
+pub fn disable_el1_timers() {
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+}
+
+/// Whether the guest on this CPU runs big-endian at EL1 (SCTLR_EL1.EE).
+pub fn el1_big_endian() -> bool {
+    SCTLR_EL1.get() & SCTLR_EL1_EE != 0
 }
 
 /// Configures this CPU's EL2 controls for running a guest vCPU with affinity `vmpidr`.
