@@ -129,11 +129,6 @@ fn build_el2_map(m: &Machine<'_>) -> Option<u64> {
     Some(root)
 }
 
-/// Stops the whole machine (platform::power_off).
-pub fn power_off() -> ! {
-    platform::power_off()
-}
-
 /// The boot CPU's Rust entry, called from boot/entry.S at EL2 with the device tree.
 #[no_mangle]
 pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
@@ -390,7 +385,7 @@ pub extern "C" fn cairn_refuse_low_el(dtb: usize) -> ! {
         let m = MACHINE.call_once(|| m);
         platform::set_power_off(m.psci_method, &m.owned);
     }
-    power_off()
+    platform::power_off()
 }
 
 /// The exception kind boot/vectors.S passes for a synchronous exception.
