@@ -1,21 +1,32 @@
 //! Cairn's console: the UART the device tree's stdout-path names, a PL011 or the BCM2835
-//! mini UART (the Pi 4's GPIO 14/15 console), else the first PL011; shared with the
-//! guest, which drives it directly. And the `log` backend that prefixes every line with
-//! the CPU.
+//! mini UART (the Pi 4's GPIO 14/15 console), else the first PL011. A PL011 console is
+//! Cairn's alone: each VM gets a virtual UART (`vm::uart`), whose output comes out here
+//! and which receives what is typed, taken from the PL011's receive interrupt at EL2.
+//! The mini UART is still shared with the guest, which drives it directly. And the `log`
+//! backend that prefixes every line with the CPU.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::arch::aarch64::cpu;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::arch::aarch64::{cpu, gic};
 use crate::dt::UartKind;
+use crate::vm::uart::SerialPort;
 
 /// PL011 registers (Arm PrimeCell UART PL011 TRM, §3.2): data and flags.
 const UARTDR: usize = 0x000;
 const UARTFR: usize = 0x018;
-/// UARTFR.TXFF: transmit FIFO full.
+/// UARTFR.TXFF: transmit FIFO full; UARTFR.RXFE: receive FIFO empty.
 const UARTFR_TXFF: u32 = 1 << 5;
+const UARTFR_RXFE: u32 = 1 << 4;
+/// UARTIMSC (§3.3.10): the receive and receive-timeout interrupt masks (set = enabled).
+const UARTIMSC: usize = 0x038;
+const UARTIMSC_RXIM: u32 = 1 << 4;
+const UARTIMSC_RTIM: u32 = 1 << 6;
 
 /// BCM2835 mini UART (BCM2711 ARM Peripherals §2.2.2), from its I/O register, which is
 /// where its device-tree node points: AUX_MU_IO_REG, and AUX_MU_LSR_REG's
@@ -49,6 +60,32 @@ impl Uart {
             while !ready(core::ptr::read_volatile((self.base + status) as *const u32)) {}
             core::ptr::write_volatile((self.base + data) as *mut u32, u32::from(byte));
         }
+    }
+}
+
+impl Uart {
+    fn read_reg(&self, offset: usize) -> u32 {
+        // SAFETY: a PL011 register of the console's frame, mapped as device memory at EL2.
+        unsafe { core::ptr::read_volatile((self.base + offset) as *const u32) }
+    }
+
+    fn write_reg(&self, offset: usize, value: u32) {
+        // SAFETY: as read_reg; the registers written are UARTIMSC's, Cairn's alone.
+        unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
+    }
+
+    /// The next received byte, if the PL011's receive FIFO holds one.
+    fn get(&self) -> Option<u8> {
+        if self.read_reg(UARTFR) & UARTFR_RXFE != 0 {
+            return None;
+        }
+        Some(self.read_reg(UARTDR) as u8)
+    }
+
+    /// Turns the receive interrupts on or off: off while the VM with the input has no room,
+    /// so the line does not fire again and again while the bytes wait in the FIFO.
+    fn receive_interrupts(&self, on: bool) {
+        self.write_reg(UARTIMSC, if on { UARTIMSC_RXIM | UARTIMSC_RTIM } else { 0 });
     }
 }
 
@@ -115,4 +152,64 @@ static LOGGER: CpuLogger = CpuLogger;
 pub fn init_logging(level: LevelFilter) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
+}
+
+/// The VMs' serial ports, in VM order; input goes to the first (the one with the input).
+static PORTS: spin::RwLock<Vec<Arc<SerialPort>>> = spin::RwLock::new(Vec::new());
+/// A byte read from the PL011 that the VM with the input had no room for yet.
+static HELD: spin::Mutex<Option<u8>> = spin::Mutex::new(None);
+
+/// Gives VM `port.vm` its console: its output comes out here, and, the first to attach,
+/// it gets what is typed.
+pub fn attach(port: Arc<SerialPort>) {
+    PORTS.write().push(port);
+}
+
+/// Takes the PL011's receive interrupt (`intid`) for Cairn, on the boot CPU, so typed
+/// input reaches the VMs' virtual UARTs. Only for a PL011 console.
+pub fn take_input(intid: u32) {
+    let Some(uart) = uart().filter(|u| !u.mini) else { return };
+    gic::claim_spi(intid, 0, input_interrupt);
+    uart.receive_interrupts(true);
+}
+
+/// The PL011's receive interrupt: hands every waiting byte to the VM with the input.
+fn input_interrupt() {
+    pass_input();
+}
+
+/// Moves typed bytes from the PL011 to the VM with the input until the FIFO is empty or
+/// the VM has no room; then the receive interrupts stay off until it has.
+fn pass_input() {
+    let Some(uart) = uart() else { return };
+    let ports = PORTS.read();
+    let Some(port) = ports.first() else {
+        while uart.get().is_some() {} // nobody listens: drop it, or the line never falls
+        return;
+    };
+    let mut held = HELD.lock();
+    while let Some(byte) = held.take().or_else(|| uart.get()) {
+        if !port.receive(byte) {
+            *held = Some(byte);
+            uart.receive_interrupts(false);
+            return;
+        }
+    }
+    uart.receive_interrupts(true);
+}
+
+/// VM `vm`'s UART transmitted `byte`.
+pub fn vm_output(_vm: usize, byte: u8) {
+    if let Some(uart) = uart() {
+        let _guard = LINE_LOCK.lock();
+        uart.put(byte);
+    }
+}
+
+/// VM `vm`'s UART has room for input again: pass on what waits.
+pub fn vm_input_room(vm: usize) {
+    let has_input = PORTS.read().first().is_some_and(|p| p.vm == vm);
+    if has_input {
+        pass_input();
+    }
 }

@@ -19,7 +19,7 @@ use crate::platform::{self, Board, Role};
 
 const GICV3_COMPATIBLE: &[&str] = &["arm,gic-v3"];
 const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic", "arm,cortex-a7-gic"];
-const PL011_COMPATIBLE: &[&str] = &["arm,pl011"];
+pub const PL011_COMPATIBLE: &[&str] = &["arm,pl011"];
 const MINI_UART_COMPATIBLE: &[&str] = &["brcm,bcm2835-aux-uart"];
 
 /// Which kind of UART Cairn's console is.
@@ -72,6 +72,8 @@ pub struct Machine<'a> {
     pub gic: Option<Gic>,
     pub uart: Option<Region>,
     pub uart_kind: UartKind,
+    /// The console UART's interrupt (its INTID), when its node names a GIC SPI.
+    pub uart_irq: Option<u32>,
     /// How to reach the firmware's PSCI: the `/psci` node's `method`.
     pub psci_method: Option<Conduit>,
     pub bootargs: &'a str,
@@ -114,6 +116,7 @@ pub fn parse(blob: &[u8]) -> Result<Machine<'_>, DtError> {
         gic: gic(&fdt),
         uart: console.map(|(r, _)| r),
         uart_kind: console.map_or(UartKind::Pl011, |(_, k)| k),
+        uart_irq: console_node(&fdt).and_then(|(n, _)| gic_spi(n)),
         psci_method: psci_method(&fdt),
         bootargs: fdt.chosen().bootargs().unwrap_or(""),
         modules: modules(&fdt),
@@ -402,7 +405,7 @@ pub fn cpu_minus_bus<'a>(fdt: &Fdt<'a>, node: FdtNode<'_, 'a>) -> u64 {
 }
 
 /// `node`'s `reg` in CPU physical addresses (found by walking the tree to it).
-fn translated_regions<'a>(fdt: &Fdt<'a>, node: FdtNode<'_, 'a>) -> Vec<Region> {
+pub fn translated_regions<'a>(fdt: &Fdt<'a>, node: FdtNode<'_, 'a>) -> Vec<Region> {
     let mut out = None;
     walk(fdt, &mut |n, regs| {
         if out.is_none() && core::ptr::eq(n.name, node.name) {
@@ -450,6 +453,11 @@ fn gic(fdt: &Fdt<'_>) -> Option<Gic> {
 /// The UART `/chosen/stdout-path` names if Cairn can drive it (a PL011 or the mini UART),
 /// or else the first PL011.
 fn console_uart(fdt: &Fdt<'_>) -> Option<(Region, UartKind)> {
+    let (node, k) = console_node(fdt)?;
+    translated_regions(fdt, node).first().map(|r| (*r, k))
+}
+
+fn console_node<'b, 'a>(fdt: &'b Fdt<'a>) -> Option<(FdtNode<'b, 'a>, UartKind)> {
     let kind = |n: &FdtNode<'_, '_>| {
         if has_compatible(n, PL011_COMPATIBLE) {
             Some(UartKind::Pl011)
@@ -465,12 +473,25 @@ fn console_uart(fdt: &Fdt<'_>) -> Option<(Region, UartKind)> {
         let path = path.split(':').next()?;
         fdt.find_node(path).or_else(|| fdt.aliases()?.resolve_node(path))
     });
-    let (node, k) = match stdout.and_then(|n| Some((n, kind(&n)?))) {
-        Some(found) => found,
-        None => (fdt.find_compatible(PL011_COMPATIBLE)?, UartKind::Pl011),
-    };
-    translated_regions(fdt, node).first().map(|r| (*r, k))
+    match stdout.and_then(|n| Some((n, kind(&n)?))) {
+        Some(found) => Some(found),
+        None => Some((fdt.find_compatible(PL011_COMPATIBLE)?, UartKind::Pl011)),
+    }
 }
+
+/// A GIC interrupt specifier's first interrupt as an INTID, when it is an SPI: three cells,
+/// type (0 = SPI), number, flags (Linux's arm,gic.yaml and arm,gic-v3.yaml bindings).
+fn gic_spi(node: FdtNode<'_, '_>) -> Option<u32> {
+    let cells = node.property("interrupts")?.value;
+    let cell = |i: usize| be32(cells, i * 4);
+    (cells.len() >= GIC_SPECIFIER_CELLS * 4 && cell(0)? == GIC_SPI_TYPE).then(|| cell(1).map(|n| n + SPI_BASE))?
+}
+
+/// Cells of a GIC interrupt specifier, and the type cell's value for an SPI.
+const GIC_SPECIFIER_CELLS: usize = 3;
+const GIC_SPI_TYPE: u32 = 0;
+/// SPIs start at INTID 32 (IHI 0069H §2.2.1); the specifier numbers them from 0.
+const SPI_BASE: u32 = 32;
 
 /// `/chosen` `linux,initrd-start` and `linux,initrd-end` (u32 or u64 each, end exclusive:
 /// Linux's chosen binding).
@@ -532,6 +553,7 @@ mod tests {
         assert_eq!(gic.regions[0], Region::new(0x0800_0000, 0x1_0000));
         assert_eq!(gic.regions[1], Region::new(0x080A_0000, 0xF6_0000));
         assert_eq!(m.uart, Some(Region::new(0x0900_0000, 0x1000)));
+        assert_eq!(m.uart_irq, Some(33), "QEMU virt's PL011 is SPI 1");
         assert_eq!(m.psci_method, Some(Conduit::Smc));
         assert_eq!(m.bootargs, "loglevel=debug");
         assert_eq!(m.initrd, None);

@@ -86,6 +86,9 @@ pub struct GuestDtConfig<'a> {
     /// `compatible` values of devices Cairn keeps for itself (crate::platform): their
     /// nodes are left out.
     pub hidden: &'a [&'a str],
+    /// The console PL011's frame (CPU address), when Cairn gives the guest a virtual UART
+    /// there instead: its node becomes an SBSA generic UART.
+    pub virtual_uart: Option<Region>,
 }
 
 /// Why [`build`] refused.
@@ -158,6 +161,11 @@ const IDLE_STATE_EXIT_LATENCY_US: u32 = 1000;
 const IDLE_STATE_MIN_RESIDENCY_US: u32 = 10_000;
 /// `/chosen` properties that describe the host's boot, replaced from the config.
 const CHOSEN_REPLACED: &[&str] = &["bootargs", "linux,initrd-start", "linux,initrd-end"];
+/// The virtual UART's node (Linux's arm,sbsa-uart binding in serial/pl011.yaml): the
+/// SBSA generic UART has fixed options, so no clocks, and a `current-speed` instead.
+const SBSA_UART_COMPATIBLE: &str = "arm,sbsa-uart";
+const SBSA_UART_SPEED: u32 = 115_200;
+const UART_REPLACED: &[&str] = &["compatible", "clocks", "clock-names", "arm,primecell-periphid", "current-speed"];
 /// GIC properties replaced when Cairn emulates the GIC.
 const GIC_REPLACED: &[&str] = &["reg", "#redistributor-regions"];
 
@@ -236,6 +244,8 @@ enum Kind {
     Cpu,
     Chosen,
     Gic,
+    /// The console PL011, which becomes the VM's virtual UART.
+    Uart,
     /// Copied as it is (less references to dropped nodes).
     Plain,
 }
@@ -266,6 +276,8 @@ struct Plan<'f, 'a> {
     cfg: &'f GuestDtConfig<'f>,
     /// The GIC node to rewrite, identified by where its `compatible` value sits in the blob.
     gic: Option<&'a [u8]>,
+    /// The console UART node to rewrite, identified the same way.
+    uart: Option<&'a [u8]>,
     /// `#address-cells` of `/cpus`, the size of a CPU node's `reg`.
     cpu_address_cells: usize,
     /// Phandles of every node the guest tree drops; properties naming them are dropped too.
@@ -284,6 +296,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             fdt,
             cfg,
             gic: find_gic(fdt, cfg.gic.as_ref())?,
+            uart: cfg.virtual_uart.and_then(|r| find_uart(fdt, r)),
             cpu_address_cells: cpus.map_or(DEFAULT_ADDRESS_CELLS, |c| Cells::of(c).address),
             dropped_phandles: Vec::new(),
             idle_state: (cfg.psci_version >= Version::V0_2).then(|| max_phandle(root) + 1),
@@ -322,8 +335,7 @@ impl<'f, 'a> Plan<'f, 'a> {
     }
 
     fn is_gic(&self, node: FdtNode<'_, 'a>) -> bool {
-        let compatible = node.property("compatible").map(|p| p.value);
-        matches!((self.gic, compatible), (Some(gic), Some(c)) if ptr::eq(gic, c))
+        is_node(self.gic, node)
     }
 
     /// What becomes of `child` of a `parent` node: None if the guest tree drops it.
@@ -345,6 +357,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             Kind::Root if child.name == "chosen" => Some(Kind::Chosen),
             Kind::Root if child.name == "cpus" => Some(Kind::Cpus),
             _ if self.is_gic(child) => Some(Kind::Gic),
+            _ if is_node(self.uart, child) => Some(Kind::Uart),
             _ => Some(Kind::Plain),
         }
     }
@@ -418,6 +431,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             Kind::Cpu => CPU_REPLACED,
             Kind::Chosen => CHOSEN_REPLACED,
             Kind::Gic => GIC_REPLACED,
+            Kind::Uart => UART_REPLACED,
             Kind::Root | Kind::Cpus | Kind::Plain => &[],
         };
         let companion_dropped = |prop: &NodeProperty<'_>| {
@@ -448,6 +462,10 @@ impl<'f, 'a> Plan<'f, 'a> {
                     add_gic(w, gic.on_bus(self.gic_bus_offset), parent_cells)?;
                 }
             }
+            Kind::Uart => {
+                w.property_string("compatible", SBSA_UART_COMPATIBLE)?;
+                w.property_u32("current-speed", SBSA_UART_SPEED)?;
+            }
             Kind::Root | Kind::Cpus | Kind::Plain => {}
         }
         Ok(())
@@ -464,6 +482,22 @@ fn find_gic<'a>(fdt: &Fdt<'a>, gic: Option<&GuestGic>) -> Result<Option<&'a [u8]
     };
     let node = fdt.find_compatible(compatible).ok_or(GuestDtError::NoHostGic)?;
     Ok(Some(node.property("compatible").ok_or(GuestDtError::NoHostGic)?.value))
+}
+
+/// Whether `node` is the one whose `compatible` value sits at `found` in the blob.
+fn is_node(found: Option<&[u8]>, node: FdtNode<'_, '_>) -> bool {
+    let compatible = node.property("compatible").map(|p| p.value);
+    matches!((found, compatible), (Some(f), Some(c)) if ptr::eq(f, c))
+}
+
+/// The PL011 node whose first register frame is `frame` (CPU addresses), by where its
+/// `compatible` value sits.
+fn find_uart<'a>(fdt: &Fdt<'a>, frame: Region) -> Option<&'a [u8]> {
+    let node = fdt
+        .all_nodes()
+        .filter(|n| has_compatible(*n, crate::dt::PL011_COMPATIBLE))
+        .find(|n| crate::dt::translated_regions(fdt, *n).first().is_some_and(|r| r.base == frame.base))?;
+    Some(node.property("compatible")?.value)
 }
 
 /// The largest phandle in the tree (0 if none), so a new node's can be unique.
@@ -659,6 +693,7 @@ mod tests {
             initrd: Some(INITRD),
             gic: Some(GuestGic::V3 { distributor: V3_DIST, redistributors: V3_REDIST }),
             hidden: &[],
+            virtual_uart: None,
         }
     }
 
@@ -868,6 +903,26 @@ mod tests {
         assert_eq!(reg(&fdt), reg(&host));
         assert!(fdt.find_compatible(&["arm,gic-v3-its"]).is_some());
         assert!(fdt.find_node("/pcie").unwrap().property("msi-map").is_some());
+    }
+
+    #[test]
+    fn the_console_pl011_becomes_an_sbsa_uart_with_its_address_and_interrupt() {
+        let uart = Region::new(0x0900_0000, 0x1000);
+        let out = build(VIRT_GICV3, &GuestDtConfig { virtual_uart: Some(uart), ..config(&[RAM], &[0]) }).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        let node = fdt.find_node("/pl011@9000000").unwrap();
+        assert_eq!(compatible(&fdt, "/pl011@9000000"), ["arm,sbsa-uart"]);
+        assert_eq!(regions(node), [uart]);
+        assert_eq!(u32_prop(node, "current-speed"), Some(115_200));
+        assert!(node.property("clocks").is_none(), "an SBSA UART has no clocks to look up");
+        let host = Fdt::new(VIRT_GICV3).unwrap();
+        let host_interrupts = host.find_node("/pl011@9000000").unwrap().property("interrupts").unwrap().value;
+        assert_eq!(node.property("interrupts").unwrap().value, host_interrupts);
+        // The console still names it.
+        assert_eq!(fdt.chosen().stdout().map(|n| n.name), Some("pl011@9000000"));
+        // Without a virtual UART the PL011 node is the host's.
+        let out = build(VIRT_GICV3, &config(&[RAM], &[0])).unwrap();
+        assert_eq!(compatible(&Fdt::new(&out).unwrap(), "/pl011@9000000"), ["arm,pl011", "arm,primecell"]);
     }
 
     #[test]

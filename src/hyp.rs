@@ -182,7 +182,10 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
     };
     let host = vm::Host { cairn: cairn_region(), device_tree: host_device_tree(), cpus: logical_cpus(m), own_memory };
     match vm::create_boot_vm(&host, &guest, psci_version, &settings) {
-        Ok(vm) => run::run_boot_vcpu(vm),
+        Ok(vm) => {
+            connect_console(m, &vm);
+            run::run_boot_vcpu(vm)
+        }
         Err(e) => {
             log::error!("no guest to run: {e}");
             log::error!(
@@ -190,6 +193,15 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
             );
             platform::fail("no guest to run")
         }
+    }
+}
+
+/// Gives `vm` the console through its virtual UART, with typed input, if it has one.
+fn connect_console(m: &Machine<'_>, vm: &vm::Vm) {
+    let Some(port) = &vm.serial else { return };
+    console::attach(port.clone());
+    if let Some(intid) = m.uart_irq {
+        console::take_input(intid);
     }
 }
 

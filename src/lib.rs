@@ -12,6 +12,7 @@ extern crate alloc;
 pub mod arch;
 pub mod bootargs;
 pub mod bundle;
+pub mod conmux;
 pub mod dt;
 pub mod event;
 pub mod fwregs;
@@ -27,6 +28,7 @@ pub mod smccc;
 pub mod vcpu;
 pub mod verdict;
 pub mod vgic;
+pub mod vuart;
 
 #[cfg(target_os = "none")]
 pub mod console;

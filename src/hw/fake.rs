@@ -18,12 +18,24 @@ thread_local! {
     static KICKS: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     static BIG_ENDIAN: Cell<bool> = const { Cell::new(false) };
     static VECTOR_BASE: Cell<u64> = const { Cell::new(0) };
+    static SERIAL: RefCell<Vec<(usize, u8)>> = const { RefCell::new(Vec::new()) };
+    static SERIAL_ROOM: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Fake {
     /// The physical CPUs kicked since the last call, in order.
     pub fn take_kicks() -> Vec<usize> {
         KICKS.with(|k| core::mem::take(&mut *k.borrow_mut()))
+    }
+
+    /// What the VMs' virtual UARTs transmitted since the last call, as (VM, byte).
+    pub fn take_serial() -> Vec<(usize, u8)> {
+        SERIAL.with(|s| core::mem::take(&mut *s.borrow_mut()))
+    }
+
+    /// The VMs whose UARTs reported room for input since the last call.
+    pub fn take_serial_room() -> Vec<usize> {
+        SERIAL_ROOM.with(|s| core::mem::take(&mut *s.borrow_mut()))
     }
 
     pub fn set_big_endian(big: bool) {
@@ -97,5 +109,13 @@ impl Hardware for Fake {
 
     fn with_gic<R>(f: impl FnOnce(&mut dyn HwBacking) -> R) -> Option<R> {
         Some(f(&mut NoPhysicalInterrupts))
+    }
+
+    fn serial_out(vm: usize, byte: u8) {
+        SERIAL.with(|s| s.borrow_mut().push((vm, byte)));
+    }
+
+    fn serial_room(vm: usize) {
+        SERIAL_ROOM.with(|s| s.borrow_mut().push(vm));
     }
 }

@@ -5,6 +5,7 @@ use aarch64_cpu::registers::{Readable, VBAR_EL1};
 
 use super::Hardware;
 use crate::arch::aarch64::{cpu, gic};
+use crate::console;
 use crate::smccc::dispatch::Host;
 use crate::smccc::machine::MachineFirmware;
 use crate::vgic::dist::HwBacking;
@@ -37,5 +38,13 @@ impl Hardware for Machine {
     #[inline(always)]
     fn with_gic<R>(f: impl FnOnce(&mut dyn HwBacking) -> R) -> Option<R> {
         gic::get().map(|g| f(&mut PhysicalBacking(g)))
+    }
+
+    fn serial_out(vm: usize, byte: u8) {
+        console::vm_output(vm, byte);
+    }
+
+    fn serial_room(vm: usize) {
+        console::vm_input_room(vm);
     }
 }

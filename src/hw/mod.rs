@@ -22,6 +22,10 @@ pub trait Hardware {
     /// Runs `f` on the physical GIC's forwarding of the guest's interrupts; None without a
     /// GIC.
     fn with_gic<R>(f: impl FnOnce(&mut dyn HwBacking) -> R) -> Option<R>;
+    /// Passes `byte`, which VM `vm`'s virtual UART transmitted, to the console.
+    fn serial_out(vm: usize, byte: u8);
+    /// VM `vm`'s virtual UART has room for typed input again.
+    fn serial_room(vm: usize);
 }
 
 #[cfg(target_os = "none")]

@@ -12,7 +12,7 @@ use crate::hw::{fake::Fake, Hardware, Hw};
 use crate::smccc::psci::{fid, ret, Version};
 use crate::vcpu::{PowerState, Start};
 use crate::verdict::OnReset;
-use crate::vm::testing::{self, GICD, GICR_BASE, RAM};
+use crate::vm::testing::{self, GICD, GICR_BASE, RAM, UART, UART_SPI};
 use crate::vm::Vm;
 
 const ENTRY: u64 = 0x4800_0000;
@@ -208,7 +208,7 @@ fn reading_an_sgi_register_gives_zero_and_other_trapped_registers_are_undefined(
 #[test]
 fn an_access_where_no_device_is_gets_an_external_abort_at_its_address() {
     let vm = two_vcpus();
-    assert_eq!(mmio(&vm, load(0x0900_0000, 0)), Action::Inject(Injection::DataAbort { far: 0x1234 }));
+    assert_eq!(mmio(&vm, load(0x0C00_0000, 0)), Action::Inject(Injection::DataAbort { far: 0x1234 }));
     let undecodable = Exit::UndecodableAccess { ipa: GICD.base, va: None };
     let action = on_exit(&vm, &vm.vcpus[0], &call(&[]), undecodable);
     assert_eq!(action, Action::Inject(Injection::DataAbort { far: GICD.base }), "no syndrome: nothing to emulate");
@@ -251,4 +251,51 @@ fn an_interrupt_is_taken_and_anything_else_is_undefined() {
     assert_eq!(on_exit(&vm, &vm.vcpus[0], &call(&[]), Exit::Interrupt), Action::TakeInterrupts);
     let brk = Exit::Unhandled { esr: Esr(0xF200_0000) };
     assert_eq!(on_exit(&vm, &vm.vcpus[0], &call(&[]), brk), Action::Inject(Injection::Undefined));
+}
+
+// The guest's side of its virtual UART (PL011 TRM §3.3) and of its SPI in the distributor.
+const UARTDR: u64 = 0x000;
+const UARTIMSC: u64 = 0x038;
+const UARTIMSC_RX_AND_TIMEOUT: u64 = (1 << 4) | (1 << 6);
+const GICD_IGROUPR1: u64 = 0x0084;
+const GICD_ISENABLER1: u64 = 0x0104;
+const CTLR_ENABLE_GRP1: u64 = 1 << 1;
+
+#[test]
+fn the_virtual_uart_interrupts_for_typed_input_and_transmits_through_the_console() {
+    let vm = two_vcpus();
+    let spi_bit = 1 << (UART_SPI - 32);
+    for (reg, value) in [(GICD_CTLR, CTLR_ENABLE_GRP1), (GICD_IGROUPR1, spi_bit), (GICD_ISENABLER1, spi_bit)] {
+        mmio(&vm, store(GICD.base + reg, value));
+    }
+    mmio(&vm, store(UART.base + UARTIMSC, UARTIMSC_RX_AND_TIMEOUT));
+    let port = vm.serial.clone().expect("the test VM has a serial port");
+    Fake::take_kicks();
+
+    assert!(port.receive(b'x'));
+    assert_eq!(Fake::take_kicks(), [0], "the SPI is routed to vCPU 0, whose CPU is kicked");
+    assert_eq!(vm.vgic.lock().first_pending(0), Some(UART_SPI), "typed input raises the UART's SPI");
+
+    let read = mmio(&vm, load(UART.base + UARTDR, 3));
+    assert_eq!(
+        read,
+        Action::Resume(Resume { writes: Writes::one(Some((3, u64::from(b'x')))), step: true, refill: false })
+    );
+    assert_eq!(vm.vgic.lock().first_pending(0), None, "the line fell once the FIFO was read empty");
+
+    mmio(&vm, store(UART.base + UARTDR, u64::from(b'h')));
+    assert_eq!(Fake::take_serial(), [(0, b'h')], "what the guest transmits reaches the console");
+}
+
+#[test]
+fn a_full_virtual_uart_refuses_input_and_says_when_it_has_room() {
+    let vm = two_vcpus();
+    let port = vm.serial.clone().expect("the test VM has a serial port");
+    let taken = (0..100).take_while(|_| port.receive(b'a')).count();
+    assert_eq!(taken, crate::vuart::RX_FIFO_DEPTH, "the FIFO takes what it holds, the rest stays with the caller");
+    Fake::take_serial_room();
+    mmio(&vm, load(UART.base + UARTDR, 0));
+    assert_eq!(Fake::take_serial_room(), [0], "reading a byte from a full FIFO makes room");
+    mmio(&vm, load(UART.base + UARTDR, 0));
+    assert!(Fake::take_serial_room().is_empty(), "said once, when room appears");
 }

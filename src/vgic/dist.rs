@@ -204,6 +204,11 @@ pub struct VGic {
     spi_route: Vec<u64>,
     private: Vec<Private>,
     mpidrs: Vec<u64>,
+    /// SPIs no physical device raises: the lines of devices Cairn emulates for the VM
+    /// (its virtual UART), with each line's level as the device last drove it.
+    soft_spis: Vec<(u32, bool)>,
+    /// Whether a soft SPI may be pending: spares the exit path a scan when none is.
+    soft_maybe_pending: bool,
 }
 
 impl VGic {
@@ -218,6 +223,49 @@ impl VGic {
             spi_route: vec![0; spis as usize],
             private: vec![Private::new(); mpidrs.len()],
             mpidrs: mpidrs.to_vec(),
+            soft_spis: Vec::new(),
+            soft_maybe_pending: false,
+        }
+    }
+
+    /// Makes SPI `intid` the line of a device Cairn emulates, driven by [`VGic::set_line`]
+    /// rather than by a physical interrupt.
+    pub fn add_soft_spi(&mut self, intid: u32) {
+        if intid >= PRIVATE_IRQS && intid < self.nr_irqs() && !self.is_soft(intid) {
+            self.soft_spis.push((intid, false));
+        }
+    }
+
+    fn is_soft(&self, intid: u32) -> bool {
+        self.soft_spis.iter().any(|&(i, _)| i == intid)
+    }
+
+    /// An emulated device drives its interrupt line to `level`. The line is level-sensitive
+    /// but is sampled as the device changes it: a rising edge makes the SPI pending, a
+    /// falling edge takes back a pending state no vCPU has taken yet. A handler that reads
+    /// the device until its line falls (as Linux's PL011 driver does) sees every event
+    /// once; a line that stays high across the guest's EOI is not presented again until
+    /// it next rises. Returns the vCPU to kick, if the SPI became deliverable.
+    pub fn set_line(&mut self, intid: u32, level: bool) -> VcpuSet {
+        let Some(line) = self.soft_spis.iter_mut().find(|(i, _)| *i == intid) else { return 0 };
+        let rising = level && !line.1;
+        line.1 = level;
+        let target = self.delivery_vcpu(0, intid);
+        let Some(irq) = self.irq_mut(0, intid) else { return 0 };
+        if !level {
+            irq.pending = false;
+            return 0;
+        }
+        if !rising {
+            return 0;
+        }
+        irq.pending = true;
+        let irq = *irq;
+        self.soft_maybe_pending = true;
+        if self.deliverable(&irq) {
+            1 << target
+        } else {
+            0
         }
     }
 
@@ -240,7 +288,9 @@ impl VGic {
                 hw.set_enabled(0, intid, false);
             }
         }
+        let soft: Vec<u32> = self.soft_spis.iter().map(|&(i, _)| i).collect();
         *self = VGic::new(self.version, self.nr_irqs(), &self.mpidrs.clone());
+        soft.into_iter().for_each(|i| self.add_soft_spi(i));
     }
 
     /// `vcpu`'s private interrupts as saved-state entries (vcpu::saved): one per INTID,
@@ -333,11 +383,27 @@ impl VGic {
     pub fn next_pending(&self, vcpu: usize, from: u32) -> Option<Pending> {
         let private = self.private.get(vcpu)?;
         let candidates = private.maybe_pending & ALL_PRIVATE.checked_shl(from).unwrap_or(0);
-        let intid = super::set_bits(u64::from(candidates)).find(|&i| self.deliverable(&private.irqs[i as usize]))?;
+        let found = super::set_bits(u64::from(candidates)).find(|&i| self.deliverable(&private.irqs[i as usize]));
+        let Some(intid) = found else {
+            return if self.soft_maybe_pending { self.next_soft_spi(vcpu, from) } else { None };
+        };
         let irq = &private.irqs[intid as usize];
         let sources = if self.version == Version::V2 && intid < SGIS { private.sgi_sources[intid as usize] } else { 1 };
         let source = sources.trailing_zeros().min(7) as u8;
         Some(Pending { intid, priority: irq.priority, group1: irq.group1, source })
+    }
+
+    /// The first deliverable soft SPI routed to `vcpu`, at or above INTID `from`.
+    #[cold]
+    fn next_soft_spi(&self, vcpu: usize, from: u32) -> Option<Pending> {
+        self.soft_spis
+            .iter()
+            .map(|&(intid, _)| intid)
+            .filter(|&intid| intid >= from && self.delivery_vcpu(vcpu, intid) == vcpu)
+            .filter_map(|intid| Some((intid, *self.irq(vcpu, intid)?)))
+            .filter(|(_, irq)| self.deliverable(irq))
+            .min_by_key(|(intid, _)| *intid)
+            .map(|(intid, irq)| Pending { intid, priority: irq.priority, group1: irq.group1, source: 0 })
     }
 
     /// Hands `p` (from [`VGic::next_pending`]) over to a list register: clears its
@@ -345,6 +411,9 @@ impl VGic {
     /// still pending, from other sources.
     pub fn take(&mut self, vcpu: usize, p: &Pending) -> bool {
         let v2 = self.version == Version::V2;
+        if p.intid >= PRIVATE_IRQS {
+            return self.take_soft_spi(p.intid);
+        }
         // Taking makes nothing deliverable: no private_mut, which would widen the hint.
         let Some(private) = self.private.get_mut(vcpu) else { return false };
         let i = p.intid as usize;
@@ -361,10 +430,26 @@ impl VGic {
         irq.pending
     }
 
+    #[cold]
+    fn take_soft_spi(&mut self, intid: u32) -> bool {
+        if let Some(irq) = self.irq_mut(0, intid) {
+            irq.pending = false;
+        }
+        self.soft_maybe_pending = self.soft_spis.iter().any(|&(i, _)| self.irq(0, i).is_some_and(|irq| irq.pending));
+        false
+    }
+
     /// Gives a software interrupt back (a list register was reclaimed for a higher
     /// priority one).
     pub fn requeue(&mut self, vcpu: usize, p: &Pending) {
         let v2 = self.version == Version::V2;
+        if p.intid >= PRIVATE_IRQS {
+            if let Some(irq) = self.irq_mut(vcpu, p.intid) {
+                irq.pending = true;
+                self.soft_maybe_pending = true;
+            }
+            return;
+        }
         if let Some(private) = self.private.get_mut(vcpu) {
             if let Some(irq) = private.irqs.get_mut(p.intid as usize) {
                 irq.pending = true;
@@ -394,7 +479,7 @@ impl VGic {
     pub fn first_pending(&mut self, vcpu: usize) -> Option<u32> {
         let found = self.next_pending(vcpu, 0).map(|p| p.intid);
         // Everything below the first deliverable one (or all, if none) is not.
-        let scanned = found.map_or(ALL_PRIVATE, |intid| (1 << intid) - 1);
+        let scanned = found.filter(|&intid| intid < PRIVATE_IRQS).map_or(ALL_PRIVATE, |intid| (1 << intid) - 1);
         self.private.get_mut(vcpu)?.maybe_pending &= !scanned;
         found
     }
@@ -454,6 +539,9 @@ impl VGic {
         write: Option<u64>,
         hw: &mut dyn HwBacking,
     ) -> (u64, VcpuSet) {
+        if write.is_some() && !self.soft_spis.is_empty() {
+            self.soft_maybe_pending = true;
+        }
         match offset {
             GICD_CTLR => {
                 if let Some(v) = write {

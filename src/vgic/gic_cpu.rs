@@ -72,6 +72,8 @@ impl CpuInterface for Gic {
         // it (Vm::timed_out), so the timer is done.
         if intid == gic::HYP_TIMER_IRQ {
             cpu::disarm_hyp_timer();
+        } else {
+            gic::own_interrupt(intid);
         }
     }
 

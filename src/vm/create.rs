@@ -12,7 +12,7 @@ use crate::arch::aarch64::gic;
 use crate::arch::aarch64::gicarch::GicVersion;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::{copy, mmu};
-use crate::dt::{Machine, Module, ModuleKind};
+use crate::dt::{Machine, Module, ModuleKind, UartKind};
 use crate::fwregs::VmFirmwareState;
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
@@ -23,6 +23,7 @@ use crate::smccc::call::VmFirmware;
 use crate::smccc::psci;
 use crate::verdict::{self, VmActions};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
+use crate::vuart;
 
 /// Why a VM could not be built.
 #[derive(Debug)]
@@ -176,6 +177,7 @@ pub fn create_boot_vm(
     // The board's devices Cairn keeps for itself are not the guest's (crate::platform).
     let hidden: Vec<&str> = crate::platform::owned_compatibles(m.board).collect();
     let (actions, guest_args) = vm_words(settings.actions, kernel.bootargs);
+    let serial = virtual_uart(m);
     let cfg = GuestDtConfig {
         memory: &ram,
         vcpu_mpidrs: &mpidrs,
@@ -185,13 +187,14 @@ pub fn create_boot_vm(
         initrd: initrd.map(|i| i.region),
         gic: Some(layout.dt),
         hidden: &hidden,
+        virtual_uart: serial.map(|(frame, _)| frame),
     };
     let guest_dtb = guest_dt::build(settings.base_dtb, &cfg).map_err(VmError::DeviceTree)?;
     let mut avoid = modules.clone();
     avoid.push(placement.footprint);
     let dtb = guest_image::place_dtb(guest_dtb.len() as u64, &ram, &avoid).ok_or(VmError::NoRoomForDeviceTree)?;
 
-    let stage2 = build_stage2(&ram, host.device_tree, layout.virtual_cpu_interface)?;
+    let stage2 = build_stage2(&ram, host.device_tree, layout.virtual_cpu_interface, serial.map(|(r, _)| r))?;
     let vgic = gic::get().map(|g| VGic::new(g.version(), g.nr_irqs(), &mpidrs)).ok_or(VmError::NoGic)?;
     let boot = BootImages { entry: placement.entry, dtb, kernel: Some(kernel_image), initrd: initrd_image, guest_dtb };
     let config = VmConfig {
@@ -205,6 +208,7 @@ pub fn create_boot_vm(
         gic_frames: layout.frames,
         boot,
         actions,
+        serial,
     };
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
     vm.install_first_boot(placement.in_place);
@@ -234,17 +238,32 @@ fn copy_raw(from: u64, to: u64, size: u64) {
     unsafe { copy::copy_bulk(from, to, size) };
 }
 
+/// The VM's virtual UART: a frame at the board's console PL011 and its SPI. Only a PL011
+/// console is virtualized; the Pi's mini UART is still shared with the guest.
+fn virtual_uart(m: &Machine<'_>) -> Option<(Region, u32)> {
+    let frame = m.uart.filter(|_| m.uart_kind == UartKind::Pl011)?;
+    Some((Region::new(frame.base, vuart::FRAME_SIZE), m.uart_irq?))
+}
+
+/// Stage 2: guest RAM and the passed-through devices, less the frame of `uart`, which
+/// traps to the virtual UART.
 fn build_stage2(
     ram: &[Region],
     host_device_tree: &[u8],
     gicv: Option<(Region, Region)>,
+    uart: Option<Region>,
 ) -> Result<PageTable<Stage2>, VmError> {
     let mut tables = HeapTables;
     let mut stage2 = PageTable::<Stage2>::new(&mut tables, mmu::ipa_bits()).ok_or(VmError::Stage2)?;
     for r in ram {
         stage2.map(&mut tables, r.base, r.base, r.size, MemType::Normal).map_err(|_| VmError::Stage2)?;
     }
-    for dev in crate::dt::passthrough_regions(host_device_tree) {
+    let devices = crate::dt::passthrough_regions(host_device_tree);
+    let mapped = devices.iter().flat_map(|d| match uart {
+        Some(u) => d.subtract(&u),
+        None => [Some(*d), None],
+    });
+    for dev in mapped.flatten() {
         stage2.map(&mut tables, dev.base, dev.base, dev.size, MemType::Device).map_err(|_| VmError::Stage2)?;
     }
     if let Some((guest_cpu_if, virtual_cpu_if)) = gicv {

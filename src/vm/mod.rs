@@ -12,6 +12,7 @@
 
 pub mod devices;
 pub mod gic;
+pub mod uart;
 
 #[cfg(target_os = "none")]
 mod create;
@@ -43,6 +44,7 @@ use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::verdict::{End, VmActions, VERDICT};
 use crate::vgic::dist::VGic;
 use gic::{Distributor, Redistributors};
+use uart::{SerialPort, UartDevice};
 
 /// The emulated GIC frames, trapped by leaving them out of stage 2.
 #[derive(Clone, Copy, Debug)]
@@ -91,6 +93,8 @@ pub struct VmConfig {
     pub boot: BootImages,
     /// What a reset does, and how long the VM may run (its `cairn.*` words).
     pub actions: VmActions,
+    /// The virtual UART's register frame and SPI, when the VM gets one.
+    pub serial: Option<(Region, u32)>,
 }
 
 /// No deadline: the VM runs until it ends.
@@ -107,6 +111,8 @@ pub struct Vm {
     pub vgic: Arc<spin::Mutex<VGic>>,
     /// The emulated devices, by guest-physical region.
     pub devices: DeviceTable,
+    /// The VM's serial port (also among `devices`), which the console reaches it through.
+    pub serial: Option<Arc<SerialPort>>,
     pub boot: BootImages,
     /// Serialises system events (reset, off) against each other.
     pub event_lock: spin::Mutex<()>,
@@ -135,6 +141,11 @@ impl Vm {
         if let Some(r) = c.gic_frames.redistributors {
             devices.register(r, Box::new(Redistributors(vgic.clone())))?;
         }
+        let pcpus: Vec<usize> = (0..c.mpidrs.len()).collect();
+        let serial = c.serial.map(|(_, intid)| Arc::new(SerialPort::new(c.id, vgic.clone(), intid, pcpus)));
+        if let (Some((region, _)), Some(port)) = (c.serial, &serial) {
+            devices.register(region, Box::new(UartDevice(port.clone())))?;
+        }
         Ok(Vm {
             id: c.id,
             vmid: c.vmid,
@@ -144,6 +155,7 @@ impl Vm {
             vcpus,
             vgic,
             devices,
+            serial,
             boot: c.boot,
             event_lock: spin::Mutex::new(()),
             halting: AtomicBool::new(false),
@@ -230,6 +242,9 @@ impl Vm {
     /// Resets the virtual GIC to its power-on state.
     pub fn reset_vgic(&self) {
         Hw::with_gic(|hw| self.vgic.lock().reset(hw));
+        if let Some(port) = &self.serial {
+            port.reset();
+        }
     }
 }
 

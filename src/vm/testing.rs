@@ -19,6 +19,9 @@ pub const GICD: Region = Region::new(0x0800_0000, 0x1_0000);
 pub const GICR_BASE: u64 = 0x080A_0000;
 /// SPIs the test VM's distributor models (INTIDs 32-63).
 const NR_IRQS: u32 = 64;
+/// Its virtual UART, where QEMU virt has its PL011, and the UART's SPI.
+pub const UART: Region = Region::new(0x0900_0000, 0x1000);
+pub const UART_SPI: u32 = 33;
 /// Where its boot vCPU starts.
 pub const BOOT_ENTRY: u64 = 0x4020_0000;
 
@@ -37,6 +40,7 @@ pub fn vm(version: psci::Version, vcpus: usize) -> Vm {
         gic_frames: GicFrames { distributor: GICD, redistributors: Some(gicr) },
         boot: BootImages { entry: BOOT_ENTRY, ..BootImages::default() },
         actions: VmActions::default(),
+        serial: Some((UART, UART_SPI)),
     };
     Vm::new(config).expect("the GIC frames do not overlap")
 }

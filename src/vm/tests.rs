@@ -14,10 +14,10 @@ use crate::vcpu::Wait;
 const ENTRY: u64 = 0x4800_0000;
 
 #[test]
-fn the_virtual_gic_frames_are_the_vms_devices() {
+fn the_virtual_gic_frames_and_uart_are_the_vms_devices() {
     let vm = testing::vm(Version::V1_1, 2);
     let names: Vec<&str> = vm.devices.iter().map(|(_, d)| d.name()).collect();
-    assert_eq!(names, ["GIC distributor", "GIC redistributors"]);
+    assert_eq!(names, ["GIC distributor", "GIC redistributors", "virtual UART"]);
     assert_eq!(vm.devices.find(GICD.base + 4).map(|(offset, _)| offset), Some(4));
     assert!(vm.devices.find(GICR_BASE + 2 * crate::vgic::dist::GICR_FRAME_SIZE).is_none(), "two frames only");
 }

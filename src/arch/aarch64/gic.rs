@@ -3,7 +3,7 @@
 //! which the virtual GIC forwards the guest's settings for interrupts a real device raises
 //! (`vgic::physical`).
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::gicarch::{GicVersion, PRIVATE_IRQS};
 use super::gicv2::GicV2;
@@ -89,9 +89,40 @@ pub fn init_cpu(cpu: usize) -> bool {
 }
 
 /// Whether `intid` is a physical interrupt that belongs to the guest: every SPI (devices
-/// are passed through) and the guest's PPIs.
+/// are passed through) but the one Cairn claimed, and the guest's PPIs.
 pub fn is_guest_interrupt(intid: u32) -> bool {
-    intid >= PRIVATE_IRQS || GUEST_PPIS.contains(&intid)
+    (intid >= PRIVATE_IRQS && intid != CLAIMED_SPI.load(Ordering::Relaxed)) || GUEST_PPIS.contains(&intid)
+}
+
+/// The SPI Cairn takes for itself (its console UART's), or NO_CLAIM; and its handler.
+static CLAIMED_SPI: AtomicU32 = AtomicU32::new(NO_CLAIM);
+static CLAIMED_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// No INTID: the special INTID 1023 is never an SPI.
+const NO_CLAIM: u32 = 1023;
+
+/// Takes the level-sensitive SPI `intid` for Cairn: routed to logical CPU `cpu`, enabled,
+/// and, whenever it fires, acknowledged at EL2 and handed to `handler` instead of a guest.
+/// One SPI at most (the console's).
+pub fn claim_spi(intid: u32, cpu: usize, handler: fn()) {
+    let Some(gic) = get() else { return };
+    CLAIMED_HANDLER.store(handler as usize, Ordering::Release);
+    CLAIMED_SPI.store(intid, Ordering::Release);
+    gic.set_edge_triggered(intid, false);
+    gic.route(intid, cpu);
+    gic.set_enabled(cpu, intid, true);
+}
+
+/// Runs the handler of Cairn's claimed SPI, if `intid` is it.
+pub fn own_interrupt(intid: u32) {
+    if intid != CLAIMED_SPI.load(Ordering::Acquire) {
+        return;
+    }
+    let handler = CLAIMED_HANDLER.load(Ordering::Acquire);
+    if handler != 0 {
+        // SAFETY: the only value stored besides 0 is a `fn()` cast to usize by claim_spi.
+        let handler: fn() = unsafe { core::mem::transmute::<usize, fn()>(handler) };
+        handler();
+    }
 }
 
 impl Gic {
