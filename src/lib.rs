@@ -21,6 +21,7 @@ pub mod guest_image;
 #[cfg(any(test, target_os = "none"))]
 pub mod hw;
 pub mod mm;
+pub mod partition;
 pub mod platform;
 #[cfg(any(test, target_os = "none"))]
 pub mod policy;

@@ -15,7 +15,9 @@ use crate::vcpu::saved::PRIVATE_ENTRIES;
 /// One bit for each private interrupt.
 const ALL_PRIVATE: u32 = u32::MAX;
 
-/// What the physical GIC does for interrupts that a device or the CPU really raises.
+/// What the physical GIC does for interrupts that a device or the CPU really raises. The
+/// distributor model calls it with physical CPUs (the one running the vCPU concerned),
+/// never vCPU numbers.
 pub trait HwBacking {
     /// Whether `intid` is a physical interrupt the guest owns (forwarded, HW bit in LRs).
     fn is_hw(&self, intid: u32) -> bool;
@@ -25,8 +27,8 @@ pub trait HwBacking {
     fn set_active(&mut self, vcpu: usize, intid: u32, active: bool);
     fn active(&self, vcpu: usize, intid: u32) -> bool;
     fn set_edge_triggered(&mut self, intid: u32, edge: bool);
-    /// Routes the SPI `intid` to the physical CPU that runs `vcpu`.
-    fn route(&mut self, intid: u32, vcpu: usize);
+    /// Routes the SPI `intid` to physical CPU `cpu`.
+    fn route(&mut self, intid: u32, cpu: usize);
     /// (pending, active) of an interrupt of `vcpu` that sits in a list register. Only the
     /// CPU running `vcpu` can tell; elsewhere (false, false).
     fn listed(&self, _vcpu: usize, _intid: u32) -> (bool, bool) {
@@ -209,6 +211,12 @@ pub struct VGic {
     soft_spis: Vec<(u32, bool)>,
     /// Whether a soft SPI may be pending: spares the exit path a scan when none is.
     soft_maybe_pending: bool,
+    /// The physical CPU each vCPU runs on: the physical GIC is told CPUs, not vCPUs.
+    pcpus: Vec<usize>,
+    /// The SPIs the VM may see, one bit each (its own devices' and its soft SPIs); None:
+    /// every SPI. The others are RAZ/WI to it, as INTIDs its GIC does not implement
+    /// (IHI 0069H §12.1.3), so it can neither enable, route nor pend another VM's.
+    visible: Option<Vec<u64>>,
 }
 
 impl VGic {
@@ -225,7 +233,40 @@ impl VGic {
             mpidrs: mpidrs.to_vec(),
             soft_spis: Vec::new(),
             soft_maybe_pending: false,
+            pcpus: (0..mpidrs.len()).collect(),
+            visible: None,
         }
+    }
+
+    /// Runs vCPU n on physical CPU `pcpus[n]` (by default, CPU n).
+    pub fn place(&mut self, pcpus: &[usize]) {
+        if pcpus.len() == self.vcpus() {
+            self.pcpus = pcpus.to_vec();
+        }
+    }
+
+    /// Limits the SPIs the VM sees to `spis` (and its soft SPIs).
+    pub fn limit_spis(&mut self, spis: &[u32]) {
+        let mut bits = vec![0u64; self.spis.len().div_ceil(64)];
+        let soft: Vec<u32> = self.soft_spis.iter().map(|&(i, _)| i).collect();
+        for intid in spis.iter().chain(&soft).filter(|&&i| i >= PRIVATE_IRQS && i < self.nr_irqs()) {
+            let n = (intid - PRIVATE_IRQS) as usize;
+            bits[n / 64] |= 1 << (n % 64);
+        }
+        self.visible = Some(bits);
+    }
+
+    /// Whether the VM sees `intid`: every private one, and the SPIs it was given.
+    fn visible(&self, intid: u32) -> bool {
+        let Some(bits) = &self.visible else { return true };
+        let Some(n) = intid.checked_sub(PRIVATE_IRQS) else { return true };
+        let n = n as usize;
+        bits.get(n / 64).is_some_and(|b| b & (1 << (n % 64)) != 0)
+    }
+
+    /// The physical CPU vCPU `vcpu` runs on.
+    fn cpu(&self, vcpu: usize) -> usize {
+        self.pcpus.get(vcpu).copied().unwrap_or(vcpu)
     }
 
     /// Makes SPI `intid` the line of a device Cairn emulates, driven by [`VGic::set_line`]
@@ -233,7 +274,17 @@ impl VGic {
     pub fn add_soft_spi(&mut self, intid: u32) {
         if intid >= PRIVATE_IRQS && intid < self.nr_irqs() && !self.is_soft(intid) {
             self.soft_spis.push((intid, false));
+            if let Some(bits) = &mut self.visible {
+                let n = (intid - PRIVATE_IRQS) as usize;
+                bits[n / 64] |= 1 << (n % 64);
+            }
         }
+    }
+
+    /// Whether the physical GIC backs `intid` for this VM: a soft SPI never is, whatever
+    /// the physical line is used for.
+    fn forwards(&self, hw: &dyn HwBacking, intid: u32) -> bool {
+        hw.is_hw(intid) && (intid < PRIVATE_IRQS || !self.is_soft(intid))
     }
 
     fn is_soft(&self, intid: u32) -> bool {
@@ -284,13 +335,13 @@ impl VGic {
     /// Back to the reset state (a VM reset): everything disabled and idle.
     pub fn reset(&mut self, hw: &mut dyn HwBacking) {
         for intid in PRIVATE_IRQS..self.nr_irqs() {
-            if hw.is_hw(intid) {
-                hw.set_enabled(0, intid, false);
+            if self.visible(intid) && self.forwards(hw, intid) {
+                hw.set_enabled(self.cpu(0), intid, false);
             }
         }
-        let soft: Vec<u32> = self.soft_spis.iter().map(|&(i, _)| i).collect();
-        *self = VGic::new(self.version, self.nr_irqs(), &self.mpidrs.clone());
-        soft.into_iter().for_each(|i| self.add_soft_spi(i));
+        let fresh = VGic::new(self.version, self.nr_irqs(), &self.mpidrs);
+        let (soft, pcpus, visible) = (core::mem::take(&mut self.soft_spis), self.pcpus.clone(), self.visible.take());
+        *self = VGic { soft_spis: soft.into_iter().map(|(i, _)| (i, false)).collect(), pcpus, visible, ..fresh };
     }
 
     /// `vcpu`'s private interrupts as saved-state entries (vcpu::saved): one per INTID,
@@ -700,9 +751,13 @@ impl VGic {
     ) -> (u64, VcpuSet) {
         let mut value = 0u64;
         let mut kick = 0;
+        let cpu = self.cpu(vcpu);
         for bit in 0..32 {
             let intid = first + bit;
-            let is_hw = hw.is_hw(intid);
+            if !self.visible(intid) {
+                continue;
+            }
+            let is_hw = self.forwards(hw, intid);
             let target = self.delivery_vcpu(vcpu, intid);
             let Some(irq) = self.irq_mut(vcpu, intid) else { break };
             match write {
@@ -712,15 +767,15 @@ impl VGic {
                         BitReg::SetEnable | BitReg::ClearEnable => irq.enabled,
                         BitReg::SetPending | BitReg::ClearPending => {
                             if is_hw {
-                                hw.pending(vcpu, intid)
+                                hw.pending(cpu, intid)
                             } else {
-                                irq.pending || hw.listed(vcpu, intid).0
+                                irq.pending || hw.listed(cpu, intid).0
                             }
                         }
                         BitReg::SetActive | BitReg::ClearActive => {
-                            let (listed_pending, listed_active) = hw.listed(vcpu, intid);
+                            let (listed_pending, listed_active) = hw.listed(cpu, intid);
                             if is_hw {
-                                forwarded_active(listed_pending, listed_active, || hw.active(vcpu, intid))
+                                forwarded_active(listed_pending, listed_active, || hw.active(cpu, intid))
                             } else {
                                 irq.active || listed_active
                             }
@@ -742,13 +797,13 @@ impl VGic {
                         BitReg::SetEnable | BitReg::ClearEnable => {
                             irq.enabled = kind == BitReg::SetEnable;
                             if is_hw {
-                                hw.set_enabled(vcpu, intid, irq.enabled);
+                                hw.set_enabled(cpu, intid, irq.enabled);
                             }
                         }
                         BitReg::SetPending | BitReg::ClearPending => {
                             let pending = kind == BitReg::SetPending;
                             if is_hw {
-                                hw.set_pending(vcpu, intid, pending);
+                                hw.set_pending(cpu, intid, pending);
                             } else {
                                 irq.pending = pending;
                             }
@@ -756,7 +811,7 @@ impl VGic {
                         BitReg::SetActive | BitReg::ClearActive => {
                             let active = kind == BitReg::SetActive;
                             if is_hw {
-                                hw.set_active(vcpu, intid, active);
+                                hw.set_active(cpu, intid, active);
                             } else {
                                 irq.active = active;
                             }
@@ -790,7 +845,7 @@ impl VGic {
         let mut value = 0;
         for byte in 0..size.min(8) as u32 {
             let intid = rel + byte;
-            if private_raz && intid < PRIVATE_IRQS {
+            if (private_raz && intid < PRIVATE_IRQS) || !self.visible(intid) {
                 continue;
             }
             let Some(irq) = self.irq_mut(vcpu, intid) else { break };
@@ -813,16 +868,20 @@ impl VGic {
                 value |= (1u64 << vcpu.min(7)) << (8 * byte);
                 continue;
             }
-            let Some(route) = self.spi_route.get_mut((intid - PRIVATE_IRQS) as usize) else { break };
+            if !self.visible(intid) {
+                continue;
+            }
+            let first_target = |mask: u8| self.cpu(mask.trailing_zeros() as usize);
+            let Some(&current) = self.spi_route.get((intid - PRIVATE_IRQS) as usize) else { break };
             match write {
                 Some(v) => {
                     let mask = (v >> (8 * byte)) as u8 & valid;
-                    *route = u64::from(mask);
-                    if mask != 0 && hw.is_hw(intid) {
-                        hw.route(intid, mask.trailing_zeros() as usize);
+                    if mask != 0 && self.forwards(hw, intid) {
+                        hw.route(intid, first_target(mask));
                     }
+                    self.spi_route[(intid - PRIVATE_IRQS) as usize] = u64::from(mask);
                 }
-                None => value |= *route << (8 * byte),
+                None => value |= current << (8 * byte),
             }
         }
         value
@@ -837,7 +896,10 @@ impl VGic {
         let mut value = 0;
         for i in 0..16 {
             let intid = first + i;
-            let is_hw = hw.is_hw(intid);
+            if !self.visible(intid) {
+                continue;
+            }
+            let is_hw = self.forwards(hw, intid);
             let Some(irq) = self.irq_mut(vcpu, intid) else { break };
             match write {
                 Some(v) if intid >= SGIS => {
@@ -858,7 +920,7 @@ impl VGic {
         let intid = (rel / 8) as u32;
         let high = rel % 8 >= 4;
         let index = intid.wrapping_sub(PRIVATE_IRQS) as usize;
-        if intid < PRIVATE_IRQS || index >= self.spi_route.len() {
+        if intid < PRIVATE_IRQS || index >= self.spi_route.len() || !self.visible(intid) {
             return 0;
         }
         let current = self.spi_route[index];
@@ -875,8 +937,8 @@ impl VGic {
             _ => (current & !0xFFFF_FFFF) | (v & 0xFFFF_FFFF),
         } & (IROUTER_AFFINITY_MASK | IROUTER_IRM);
         self.spi_route[index] = new;
-        if hw.is_hw(intid) {
-            hw.route(intid, self.delivery_vcpu(0, intid));
+        if self.forwards(hw, intid) {
+            hw.route(intid, self.cpu(self.delivery_vcpu(0, intid)));
         }
         0
     }
@@ -1046,6 +1108,27 @@ mod tests {
         assert_eq!(read(&mut g, &mut hw, GICD_ISPENDR + 4), 1 << 1, "hardware pending state");
         g.dist_access(0, GICD_ISENABLER, 4, Some(u64::MAX), &mut hw);
         assert_eq!(read(&mut g, &mut hw, GICD_ISENABLER), 0);
+    }
+
+    #[test]
+    fn a_vm_sees_only_its_own_spis_and_routes_them_to_its_physical_cpus() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        g.place(&[2, 3, 0, 1]);
+        g.limit_spis(&[40]);
+        g.add_soft_spi(33);
+        g.dist_access(0, GICD_ISENABLER + 4, 4, Some(u64::MAX), &mut hw);
+        assert_eq!(hw.enabled, [(2, 40, true)], "only its device's SPI reaches the physical GIC");
+        assert_eq!(read(&mut g, &mut hw, GICD_ISENABLER + 4), (1 << 8) | (1 << 1), "the others are RAZ/WI");
+        g.dist_access(0, GICD_IROUTER + 8 * 40, 8, Some(1), &mut hw);
+        assert_eq!(hw.routes, [(40, 3)], "vCPU 1 runs on CPU 3");
+        g.dist_access(0, GICD_IROUTER + 8 * 41, 8, Some(1), &mut hw);
+        assert_eq!(read(&mut g, &mut hw, GICD_IROUTER + 8 * 41), 0, "another VM's SPI cannot be routed");
+        assert_eq!(hw.routes.len(), 1);
+        g.reset(&mut hw);
+        assert_eq!(hw.enabled.last(), Some(&(2, 40, false)), "a reset disables only its own SPIs");
+        assert_eq!(read(&mut g, &mut hw, GICD_ISENABLER + 4), 0);
+        g.dist_access(0, GICD_ISENABLER + 4, 4, Some(u64::MAX), &mut hw);
+        assert_eq!(read(&mut g, &mut hw, GICD_ISENABLER + 4), (1 << 8) | (1 << 1), "its view survives the reset");
     }
 
     #[test]

@@ -6,12 +6,12 @@ use crate::arch::aarch64::cpu;
 use crate::arch::aarch64::gic::{self, Gic};
 use crate::vgic::dist::HwBacking;
 
-/// Forwarding for the virtual GIC. vCPU n runs on logical CPU n.
+/// Forwarding for the virtual GIC, which names physical (logical) CPUs to it.
 pub struct PhysicalBacking<'a>(pub &'a Gic);
 
 impl PhysicalBacking<'_> {
-    fn is_this_cpu(vcpu: usize) -> bool {
-        vcpu == cpu::current()
+    fn is_this_cpu(pcpu: usize) -> bool {
+        pcpu == cpu::current()
     }
 }
 

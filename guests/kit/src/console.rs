@@ -1,9 +1,12 @@
-//! The guest's console: the PL011 that the device tree's `/chosen/stdout-path` names, or
-//! else the first PL011.
+//! The guest's console: the PL011 (or SBSA generic UART, the PL011 subset a hypervisor's
+//! virtual UART offers) that the device tree's `/chosen/stdout-path` names, or else the
+//! first of them.
 
 use core::fmt::{self, Write};
 
-const PL011: &str = "arm,pl011";
+/// Compatibles of the UARTs this console drives: a PL011 and the SBSA generic UART, whose
+/// data and flag registers are the PL011's.
+const PL011_LIKE: [&str; 2] = ["arm,pl011", "arm,sbsa-uart"];
 const UARTDR: usize = 0x000;
 const UARTFR: usize = 0x018;
 const UARTFR_TXFF: u32 = 1 << 5;
@@ -14,8 +17,9 @@ pub fn init_from_device_tree(dtb: usize) {
     // SAFETY: the hypervisor hands over a device tree in x0 per the boot protocol.
     let Ok(fdt) = (unsafe { fdt::Fdt::from_ptr(dtb as *const u8) }) else { return };
     // stdout-path may name a UART that is not a PL011 (the Pi 4's names its mini UART).
-    let is_pl011 = |n: &fdt::node::FdtNode<'_, '_>| n.compatible().is_some_and(|c| c.all().any(|s| s == PL011));
-    let node = fdt.chosen().stdout().filter(is_pl011).or_else(|| fdt.find_compatible(&[PL011]));
+    let is_pl011 =
+        |n: &fdt::node::FdtNode<'_, '_>| n.compatible().is_some_and(|c| c.all().any(|s| PL011_LIKE.contains(&s)));
+    let node = fdt.chosen().stdout().filter(is_pl011).or_else(|| fdt.find_compatible(&PL011_LIKE));
     let base = node.and_then(|n| crate::dt::reg_address(&fdt, &n, 0)).map(|a| a as usize);
     // SAFETY: single-threaded start-up, before anything prints.
     unsafe { UART_BASE = base.unwrap_or(0) };
