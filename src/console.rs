@@ -14,6 +14,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::arch::aarch64::{cpu, gic};
+use crate::conmux::{Input, Mux, Target, SWITCH_PRESSES};
 use crate::dt::UartKind;
 use crate::vm::uart::SerialPort;
 
@@ -113,12 +114,18 @@ fn uart() -> Option<Uart> {
     }
 }
 
-/// Prints one line, whole, even with several CPUs printing at once.
+/// Prints one line, whole, even with several CPUs printing at once; once VMs share the
+/// line, through the mux, which starts it on a fresh line.
 pub fn print_line(args: fmt::Arguments<'_>) {
-    if let Some(mut uart) = uart() {
-        let _guard = LINE_LOCK.lock();
-        let _ = uart.write_fmt(args);
-        let _ = uart.write_str("\n");
+    let Some(mut uart) = uart() else { return };
+    let _guard = LINE_LOCK.lock();
+    let mut shared = SHARED.lock();
+    match shared.as_mut() {
+        Some(sh) => sh.mux.cairn_line(&alloc::format!("{args}"), &mut raw_sink(&uart)),
+        None => {
+            let _ = uart.write_fmt(args);
+            let _ = uart.write_str("\n");
+        }
     }
 }
 
@@ -154,62 +161,123 @@ pub fn init_logging(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// The VMs' serial ports, in VM order; input goes to the first (the one with the input).
-static PORTS: spin::RwLock<Vec<Arc<SerialPort>>> = spin::RwLock::new(Vec::new());
-/// A byte read from the PL011 that the VM with the input had no room for yet.
-static HELD: spin::Mutex<Option<u8>> = spin::Mutex::new(None);
+/// The console once VMs have serial ports: their ports, in VM order, and the mux that
+/// shares the line between them and Cairn (crate::conmux).
+struct Shared {
+    ports: Vec<Arc<SerialPort>>,
+    mux: Mux,
+    /// Typed bytes the VM with the input had no room for yet, in order.
+    held: [u8; SWITCH_PRESSES],
+    held_len: usize,
+    /// The port the held bytes are for.
+    held_for: usize,
+}
 
-/// Gives VM `port.vm` its console: its output comes out here, and, the first to attach,
-/// it gets what is typed.
-pub fn attach(port: Arc<SerialPort>) {
-    PORTS.write().push(port);
+static SHARED: spin::Mutex<Option<Shared>> = spin::Mutex::new(None);
+
+/// Writes bytes to the UART as they are (the mux decides line breaks).
+fn raw_sink(uart: &Uart) -> impl FnMut(&[u8]) + '_ {
+    move |bytes: &[u8]| bytes.iter().for_each(|&b| uart.put(b))
+}
+
+/// Gives each VM its console through its serial port, named as the mux shows it. With
+/// several VMs, says where the input goes.
+pub fn attach(ports: Vec<(Arc<SerialPort>, &str)>) {
+    let names: Vec<&str> = ports.iter().map(|(_, n)| *n).collect();
+    let mut mux = Mux::new(&names, false);
+    let _line = LINE_LOCK.lock();
+    if let (Some(uart), true) = (uart(), names.len() > 1) {
+        mux.announce(&mut raw_sink(&uart));
+    }
+    let ports = ports.into_iter().map(|(p, _)| p).collect();
+    *SHARED.lock() = Some(Shared { ports, mux, held: [0; SWITCH_PRESSES], held_len: 0, held_for: 0 });
 }
 
 /// Takes the PL011's receive interrupt (`intid`) for Cairn, on the boot CPU, so typed
 /// input reaches the VMs' virtual UARTs. Only for a PL011 console.
 pub fn take_input(intid: u32) {
     let Some(uart) = uart().filter(|u| !u.mini) else { return };
-    gic::claim_spi(intid, 0, input_interrupt);
+    gic::claim_spi(intid, 0, pass_input);
     uart.receive_interrupts(true);
 }
 
-/// The PL011's receive interrupt: hands every waiting byte to the VM with the input.
-fn input_interrupt() {
-    pass_input();
-}
-
-/// Moves typed bytes from the PL011 to the VM with the input until the FIFO is empty or
-/// the VM has no room; then the receive interrupts stay off until it has.
+/// Moves typed bytes from the PL011 through the mux to the VM with the input until the
+/// FIFO is empty or that VM has no room; then the receive interrupts stay off until it
+/// has (vm_input_room). The PL011's receive interrupt runs this.
 fn pass_input() {
     let Some(uart) = uart() else { return };
-    let ports = PORTS.read();
-    let Some(port) = ports.first() else {
+    let _line = LINE_LOCK.lock();
+    let mut shared = SHARED.lock();
+    let Some(sh) = shared.as_mut() else {
         while uart.get().is_some() {} // nobody listens: drop it, or the line never falls
         return;
     };
-    let mut held = HELD.lock();
-    while let Some(byte) = held.take().or_else(|| uart.get()) {
-        if !port.receive(byte) {
-            *held = Some(byte);
-            uart.receive_interrupts(false);
-            return;
+    if !sh.deliver_held() {
+        uart.receive_interrupts(false);
+        return;
+    }
+    while let Some(byte) = uart.get() {
+        if let Input::Deliver { to: Target::Vm(vm), bytes, len } = sh.mux.input(byte, &mut raw_sink(&uart)) {
+            sh.held[..len].copy_from_slice(&bytes[..len]);
+            (sh.held_len, sh.held_for) = (len, vm);
+            if !sh.deliver_held() {
+                uart.receive_interrupts(false);
+                return;
+            }
         }
     }
     uart.receive_interrupts(true);
 }
 
-/// VM `vm`'s UART transmitted `byte`.
-pub fn vm_output(_vm: usize, byte: u8) {
-    if let Some(uart) = uart() {
-        let _guard = LINE_LOCK.lock();
-        uart.put(byte);
+impl Shared {
+    /// Hands the held bytes to their port. False if it had no room for all of them.
+    fn deliver_held(&mut self) -> bool {
+        let Some(port) = self.ports.get(self.held_for) else {
+            self.held_len = 0;
+            return true;
+        };
+        let mut taken = 0;
+        while taken < self.held_len && port.receive(self.held[taken]) {
+            taken += 1;
+        }
+        self.held.copy_within(taken..self.held_len, 0);
+        self.held_len -= taken;
+        self.held_len == 0
+    }
+
+    fn slot_of(&self, vm: usize) -> Option<usize> {
+        self.ports.iter().position(|p| p.vm == vm)
     }
 }
 
-/// VM `vm`'s UART has room for input again: pass on what waits.
+/// VM `vm`'s UART transmitted `byte`.
+pub fn vm_output(vm: usize, byte: u8) {
+    let Some(uart) = uart() else { return };
+    let _line = LINE_LOCK.lock();
+    let mut shared = SHARED.lock();
+    match shared.as_mut() {
+        Some(sh) => {
+            if let Some(slot) = sh.slot_of(vm) {
+                sh.mux.output(slot, byte, &mut raw_sink(&uart));
+            }
+        }
+        None => uart.put(byte),
+    }
+}
+
+/// VM `vm`'s UART has room for input again: pass on what waits, if it has the input.
 pub fn vm_input_room(vm: usize) {
-    let has_input = PORTS.read().first().is_some_and(|p| p.vm == vm);
-    if has_input {
+    let waiting = SHARED.lock().as_ref().is_some_and(|sh| sh.held_len > 0 && sh.slot_of(vm) == Some(sh.held_for));
+    if waiting {
         pass_input();
+    }
+}
+
+/// VM `vm` is gone: the mux skips it when the input moves on.
+pub fn vm_gone(vm: usize) {
+    if let Some(sh) = SHARED.lock().as_mut() {
+        if let Some(slot) = sh.slot_of(vm) {
+            sh.mux.set_present(slot, false);
+        }
     }
 }

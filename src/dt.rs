@@ -8,6 +8,7 @@
 //! `/soc` needs (bus 0x7e00_0000 is CPU 0xfe00_0000). A node under a parent with no
 //! `ranges` (an I2C device, a CPU) has no CPU address and is never passed through.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use fdt::node::FdtNode;
 use fdt::Fdt;
@@ -263,30 +264,47 @@ fn is_passthrough_device(node: &FdtNode<'_, '_>, owned: &[&str]) -> bool {
         || name.starts_with("v2m"))
 }
 
-/// The MMIO regions of the devices a guest gets passed through: every `reg` of every
-/// node but RAM, CPUs and the GIC, page-aligned, never overlapping RAM.
-pub fn passthrough_regions(blob: &[u8]) -> Vec<Region> {
+/// A device a guest may be given: its node's full path, its MMIO frames (page-aligned,
+/// CPU addresses, never overlapping RAM) and the SPIs its `interrupts` name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub path: String,
+    pub regions: Vec<Region>,
+    pub spis: Vec<u32>,
+}
+
+/// Every device a guest may be given: each node with a `reg` but RAM, CPUs, the GIC and
+/// the devices Cairn keeps, in tree order.
+pub fn passthrough_devices(blob: &[u8]) -> Vec<Device> {
     let Ok(fdt) = Fdt::new(blob) else { return Vec::new() };
     let memory = memory_regions(&fdt);
     let owned: Vec<&str> = platform::owned_compatibles(board(&fdt)).collect();
     let mut found = Vec::new();
-    walk(&fdt, &mut |node, regs| {
-        if is_passthrough_device(&node, &owned) {
-            found.extend(regs);
+    walk_with_paths(&fdt, &mut |node, path, regs| {
+        if !is_passthrough_device(&node, &owned) {
+            return;
+        }
+        let regions: Vec<Region> = regs
+            .into_iter()
+            .map(|r| Region::from_bounds(r.base & !(PAGE - 1), (r.end() + PAGE - 1) & !(PAGE - 1)))
+            .filter(|r| !r.is_empty() && !memory.iter().any(|m| m.overlaps(r)))
+            .collect();
+        if !regions.is_empty() {
+            found.push(Device { path: path.into(), regions, spis: gic_spis(node) });
         }
     });
-    let mut out: Vec<Region> = Vec::new();
-    for r in found {
-        let base = r.base & !(PAGE - 1);
-        let end = (r.end() + PAGE - 1) & !(PAGE - 1);
-        let region = Region::from_bounds(base, end);
-        if region.is_empty() || memory.iter().any(|m| m.overlaps(&region)) {
-            continue;
-        }
-        out.push(region);
-    }
+    found
+}
+
+/// The MMIO regions of the devices a guest gets passed through: every `reg` of every
+/// node but RAM, CPUs and the GIC, page-aligned, never overlapping RAM.
+pub fn passthrough_regions(blob: &[u8]) -> Vec<Region> {
+    merge_regions(passthrough_devices(blob).into_iter().flat_map(|d| d.regions).collect())
+}
+
+/// Sorts `regions` and merges those that overlap or touch, so each page is mapped once.
+pub fn merge_regions(mut out: Vec<Region>) -> Vec<Region> {
     out.sort_by_key(|r| r.base);
-    // Merge overlapping or touching regions so each page is mapped once.
     let mut merged: Vec<Region> = Vec::new();
     for r in out {
         match merged.last_mut() {
@@ -366,28 +384,35 @@ fn ranges(node: FdtNode<'_, '_>, parent_address_cells: usize) -> Option<Vec<Rang
 
 /// Calls `f` with every memory-mapped node and its `reg` in CPU physical addresses.
 fn walk<'a>(fdt: &Fdt<'a>, f: &mut dyn FnMut(FdtNode<'_, 'a>, Vec<Region>)) {
+    walk_with_paths(fdt, &mut |node, _, regs| f(node, regs));
+}
+
+/// As [`walk`], with each node's full path.
+fn walk_with_paths<'a>(fdt: &Fdt<'a>, f: &mut dyn FnMut(FdtNode<'_, 'a>, &str, Vec<Region>)) {
     let root = fdt.root();
     let cells = root.cell_sizes();
     let node = fdt.find_node("/").expect("a device tree has a root");
-    walk_children(node, cells.address_cells, cells.size_cells, &Vec::new(), f);
+    walk_children(node, "", cells.address_cells, cells.size_cells, &Vec::new(), f);
 }
 
 fn walk_children<'a>(
     node: FdtNode<'_, 'a>,
+    path: &str,
     address_cells: usize,
     size_cells: usize,
     t: &Translation,
-    f: &mut dyn FnMut(FdtNode<'_, 'a>, Vec<Region>),
+    f: &mut dyn FnMut(FdtNode<'_, 'a>, &str, Vec<Region>),
 ) {
     for child in node.children() {
+        let child_path = alloc::format!("{path}/{}", child.name);
         let regs = reg_with_cells(child, address_cells, size_cells).into_iter().filter_map(|r| translate(t, r));
-        f(child, regs.collect());
+        f(child, &child_path, regs.collect());
         if let Some(level) = ranges(child, address_cells) {
             let mut inner = Vec::with_capacity(t.len() + 1);
             inner.push(level);
             inner.extend(t.iter().cloned());
             let own = child.cell_sizes();
-            walk_children(child, own.address_cells, own.size_cells, &inner, f);
+            walk_children(child, &child_path, own.address_cells, own.size_cells, &inner, f);
         }
     }
 }
@@ -485,6 +510,21 @@ fn gic_spi(node: FdtNode<'_, '_>) -> Option<u32> {
     let cells = node.property("interrupts")?.value;
     let cell = |i: usize| be32(cells, i * 4);
     (cells.len() >= GIC_SPECIFIER_CELLS * 4 && cell(0)? == GIC_SPI_TYPE).then(|| cell(1).map(|n| n + SPI_BASE))?
+}
+
+/// Every SPI a node's `interrupts` name, read as GIC specifiers (a node whose interrupt
+/// parent is another controller may yield numbers that are not its SPIs: at worst the VM
+/// that gets it sees an SPI it has no use for).
+fn gic_spis(node: FdtNode<'_, '_>) -> Vec<u32> {
+    let Some(cells) = node.property("interrupts").map(|p| p.value) else { return Vec::new() };
+    if cells.len() % (GIC_SPECIFIER_CELLS * 4) != 0 {
+        return Vec::new();
+    }
+    cells
+        .chunks_exact(GIC_SPECIFIER_CELLS * 4)
+        .filter(|c| be32(c, 0) == Some(GIC_SPI_TYPE))
+        .filter_map(|c| be32(c, 4).map(|n| n + SPI_BASE))
+        .collect()
 }
 
 /// Cells of a GIC interrupt specifier, and the type cell's value for an SPI.
@@ -600,6 +640,19 @@ mod tests {
         assert!(!has(0x080A_0000), "GIC redistributors");
         assert!(!has(0x4000_0000), "RAM");
         assert!(regions.windows(2).all(|w| w[0].end() < w[1].base), "sorted and merged");
+    }
+
+    #[test]
+    fn passthrough_devices_have_their_paths_frames_and_spis() {
+        let devices = passthrough_devices(VIRT_GICV3);
+        let find = |path: &str| devices.iter().find(|d| d.path == path).cloned();
+        let rtc = find("/pl031@9010000").expect("the RTC is a device");
+        assert_eq!(rtc.regions, [Region::new(0x0901_0000, 0x1000)]);
+        assert_eq!(rtc.spis, [34], "QEMU virt's PL031 is SPI 2");
+        let virtio = find("/virtio_mmio@a000000").expect("virtio-mmio slot 0");
+        assert_eq!(virtio.spis, [48]);
+        assert!(find("/cpus/cpu@0").is_none() && find("/memory@40000000").is_none());
+        assert!(devices.iter().all(|d| !d.path.contains("intc")), "the GIC is not passed");
     }
 
     const RPI4B: &[u8] = include_bytes!("../tests/fixtures/rpi4b-debian-6.1.dtb");

@@ -89,6 +89,8 @@ pub struct GuestDtConfig<'a> {
     /// The console PL011's frame (CPU address), when Cairn gives the guest a virtual UART
     /// there instead: its node becomes an SBSA generic UART.
     pub virtual_uart: Option<Region>,
+    /// Full paths of the host's device nodes that belong to other VMs: left out.
+    pub other_vms_devices: &'a [&'a str],
 }
 
 /// Why [`build`] refused.
@@ -278,6 +280,8 @@ struct Plan<'f, 'a> {
     gic: Option<&'a [u8]>,
     /// The console UART node to rewrite, identified the same way.
     uart: Option<&'a [u8]>,
+    /// Other VMs' device nodes, identified by where their `reg` values sit.
+    others: Vec<&'a [u8]>,
     /// `#address-cells` of `/cpus`, the size of a CPU node's `reg`.
     cpu_address_cells: usize,
     /// Phandles of every node the guest tree drops; properties naming them are dropped too.
@@ -297,6 +301,11 @@ impl<'f, 'a> Plan<'f, 'a> {
             cfg,
             gic: find_gic(fdt, cfg.gic.as_ref())?,
             uart: cfg.virtual_uart.and_then(|r| find_uart(fdt, r)),
+            others: cfg
+                .other_vms_devices
+                .iter()
+                .filter_map(|path| Some(fdt.find_node(path)?.property("reg")?.value))
+                .collect(),
             cpu_address_cells: cpus.map_or(DEFAULT_ADDRESS_CELLS, |c| Cells::of(c).address),
             dropped_phandles: Vec::new(),
             idle_state: (cfg.psci_version >= Version::V0_2).then(|| max_phandle(root) + 1),
@@ -334,6 +343,11 @@ impl<'f, 'a> Plan<'f, 'a> {
         Some(be_cells(bytes))
     }
 
+    fn is_other_vms(&self, node: FdtNode<'_, 'a>) -> bool {
+        let Some(reg) = node.property("reg").map(|p| p.value) else { return false };
+        self.others.iter().any(|o| ptr::eq(*o, reg))
+    }
+
     fn is_gic(&self, node: FdtNode<'_, 'a>) -> bool {
         is_node(self.gic, node)
     }
@@ -354,6 +368,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             Kind::Gic if has_compatible(child, GIC_MSI_COMPATIBLE) => None,
             Kind::Root if child.name == "psci" => None, // rewritten for `hvc`
             _ if has_compatible(child, self.cfg.hidden) => None, // Cairn's own device
+            _ if self.is_other_vms(child) => None,
             Kind::Root if child.name == "chosen" => Some(Kind::Chosen),
             Kind::Root if child.name == "cpus" => Some(Kind::Cpus),
             _ if self.is_gic(child) => Some(Kind::Gic),
@@ -694,6 +709,7 @@ mod tests {
             gic: Some(GuestGic::V3 { distributor: V3_DIST, redistributors: V3_REDIST }),
             hidden: &[],
             virtual_uart: None,
+            other_vms_devices: &[],
         }
     }
 
@@ -923,6 +939,16 @@ mod tests {
         // Without a virtual UART the PL011 node is the host's.
         let out = build(VIRT_GICV3, &config(&[RAM], &[0])).unwrap();
         assert_eq!(compatible(&Fdt::new(&out).unwrap(), "/pl011@9000000"), ["arm,pl011", "arm,primecell"]);
+    }
+
+    #[test]
+    fn other_vms_devices_are_left_out_with_what_refers_to_them() {
+        let others = ["/virtio_mmio@a000000", "/pl031@9010000"];
+        let out = build(VIRT_GICV3, &GuestDtConfig { other_vms_devices: &others, ..config(&[RAM], &[0]) }).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        assert!(fdt.find_node("/virtio_mmio@a000000").is_none());
+        assert!(fdt.find_node("/pl031@9010000").is_none());
+        assert!(fdt.find_node("/virtio_mmio@a000200").is_some(), "its neighbour stays");
     }
 
     #[test]

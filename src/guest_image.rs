@@ -125,6 +125,20 @@ pub fn place_kernel(
     Err(ImageError::NoRoom)
 }
 
+/// The lowest 2 MiB-aligned place in `ram` for `size` bytes clear of `avoid` (an initrd
+/// the loader put outside its VM's RAM: anywhere in RAM will do, booting.rst).
+pub fn place_low(size: u64, ram: Region, avoid: &[Region]) -> Option<u64> {
+    let mut base = align_up(ram.base, KERNEL_BASE_ALIGN);
+    while base.checked_add(size)? <= ram.end() {
+        let slot = Region::new(base, size);
+        if avoid.iter().all(|a| !a.overlaps(&slot)) {
+            return Some(base);
+        }
+        base += KERNEL_BASE_ALIGN;
+    }
+    None
+}
+
 /// Chooses where the guest's device tree goes: as high in guest RAM as possible, clear
 /// of `avoid`, so it never sits in a kernel's way.
 pub fn place_dtb(size: u64, guest_ram: &[Region], avoid: &[Region]) -> Option<u64> {

@@ -170,22 +170,17 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
     log::info!("cpu0 online (MPIDR {:#x})", cpu::mpidr());
     start_secondaries(m);
     let (guest, settings) = guest_machine(m);
-    // The bundle's vm.conf speaks for its guest; Cairn's bootarg is the default.
-    let psci = settings.psci.or_else(|| bootargs::value(m.bootargs, "psci"));
-    let psci_version = match psci.map(fwregs::parse_psci_version) {
+    let psci_version = match bootargs::value(m.bootargs, "psci").map(fwregs::parse_psci_version) {
         None => psci::DEFAULT_VERSION,
         Some(Ok(v)) => v,
         Some(Err(e)) => {
-            log::error!("bad PSCI version for the guest: {e}");
-            platform::fail("bad PSCI version for the guest")
+            log::error!("bad PSCI version for the guests: {e}");
+            platform::fail("bad PSCI version for the guests")
         }
     };
     let host = vm::Host { cairn: cairn_region(), device_tree: host_device_tree(), cpus: logical_cpus(m), own_memory };
-    match vm::create_boot_vm(&host, &guest, psci_version, &settings) {
-        Ok(vm) => {
-            connect_console(m, &vm);
-            run::run_boot_vcpu(vm)
-        }
+    let vms = match vm::create_vms(&host, &guest, psci_version, &settings) {
+        Ok(vms) => vms,
         Err(e) => {
             log::error!("no guest to run: {e}");
             log::error!(
@@ -193,13 +188,22 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
             );
             platform::fail("no guest to run")
         }
+    };
+    if vms.is_empty() {
+        log::error!("no VM could start: each one's line above says why");
+        platform::fail("no VM could start")
     }
+    connect_console(m, &vms);
+    run::run_vms(&vms)
 }
 
-/// Gives `vm` the console through its virtual UART, with typed input, if it has one.
-fn connect_console(m: &Machine<'_>, vm: &vm::Vm) {
-    let Some(port) = &vm.serial else { return };
-    console::attach(port.clone());
+/// Gives every VM the console through its virtual UART, with typed input, if it has one.
+fn connect_console(m: &Machine<'_>, vms: &[alloc::sync::Arc<vm::Vm>]) {
+    let ports: Vec<_> = vms.iter().filter_map(|vm| Some((vm.serial.clone()?, vm.name.as_str()))).collect();
+    if ports.is_empty() {
+        return;
+    }
+    console::attach(ports);
     if let Some(intid) = m.uart_irq {
         console::take_input(intid);
     }
@@ -230,10 +234,7 @@ fn guest_machine(m: &Machine<'static>) -> (Machine<'static>, vm::GuestSettings) 
     if let Some(initramfs) = b.initramfs {
         guest.modules.push(Module { kind: ModuleKind::Ramdisk, region: region(initramfs), bootargs: None });
     }
-    let conf = b.vm_conf.unwrap_or("");
-    settings.vcpus = bundle::setting(conf, "vcpus").and_then(|n| n.parse().ok());
-    settings.psci = bundle::setting(conf, "psci");
-    settings.actions = vm_conf_actions(conf);
+    settings.vm_conf = b.vm_conf;
     if let Some(dtb) = b.dtb {
         settings.base_dtb = dtb.data;
     }
@@ -243,23 +244,9 @@ fn guest_machine(m: &Machine<'static>) -> (Machine<'static>, vm::GuestSettings) 
         b.kernel.data.len(),
         b.initramfs.map_or(0, |i| i.data.len()),
         if b.dtb.is_some() { ", its own device tree" } else { "" },
-        settings.vcpus.map(|n| alloc::format!(", {n} vCPUs")).unwrap_or_default()
+        if b.vm_conf.is_some() { ", vm.conf" } else { "" }
     );
     (guest, settings)
-}
-
-/// vm.conf's `on-reset` and `timeout` (crate::verdict), as the kernel's `cairn.*` words
-/// would give them.
-fn vm_conf_actions(conf: &str) -> verdict::VmActions {
-    let mut actions = verdict::VmActions::default();
-    for key in [verdict::ON_RESET_KEY, verdict::TIMEOUT_KEY] {
-        if let Some(value) = bundle::setting(conf, key) {
-            if let Err(e) = actions.set(key, value) {
-                log::warn!("vm.conf: {e}");
-            }
-        }
-    }
-    actions
 }
 
 /// `exit=semihosting`: the machine's end tells the VMs' verdict through semihosting

@@ -34,27 +34,32 @@ const PSTATE_EL1H_DAIF_MASKED: u64 = 0x3C5;
 /// runs, and read by the CPU's loop whenever it looks for a start.
 static CURRENT_VM: [spin::RwLock<Option<Arc<Vm>>>; MAX_CPUS] = [const { spin::RwLock::new(None) }; MAX_CPUS];
 
-/// Hands every physical CPU its vCPU of `vm`, starts the boot vCPU (vCPU 0) and runs this,
-/// the boot CPU's, loop.
-pub fn run_boot_vcpu(vm: Arc<Vm>) -> ! {
-    for v in &vm.vcpus {
-        let mut slot = CURRENT_VM[v.pcpu].write();
-        if slot.is_none() {
-            *slot = Some(vm.clone());
+/// Hands every physical CPU its vCPU of each VM, starts each VM's boot vCPU (vCPU 0) and
+/// runs this, the boot CPU's, loop.
+pub fn run_vms(vms: &[Arc<Vm>]) -> ! {
+    for vm in vms {
+        for v in &vm.vcpus {
+            let mut slot = CURRENT_VM[v.pcpu].write();
+            if slot.is_none() {
+                *slot = Some(vm.clone());
+            }
         }
     }
-    // booting.rst: x0 = device tree address, x1-x3 = 0.
-    let _ = vm.vcpus[0].power_on(vm.boot_start(), &vm.halting);
-    // From here the VM has run: its service bitmaps are fixed (fwregs).
-    vm.firmware.lock().mark_run();
-    start_clock(&vm);
+    for vm in vms {
+        // From here the VM has run: its service bitmaps are fixed (fwregs).
+        vm.firmware.lock().mark_run();
+        vm.start_clock(cpu::counter(), cpu::counter_frequency());
+        // booting.rst: x0 = device tree address, x1-x3 = 0.
+        let _ = vm.vcpus[0].power_on(vm.boot_start(), &vm.halting);
+        vm.wake(&vm.vcpus[0]);
+    }
     run_cpu(cpu::current())
 }
 
-/// Starts the VM's `cairn.timeout` clock and, on this CPU (the boot vCPU's), Cairn's timer
-/// for its deadline, so even a vCPU spinning with its interrupts masked exits then.
-fn start_clock(vm: &Vm) {
-    if let Some(deadline) = vm.start_clock(cpu::counter(), cpu::counter_frequency()) {
+/// On the CPU of a VM's boot vCPU, Cairn's timer for the VM's `cairn.timeout` deadline,
+/// so even a vCPU spinning with its interrupts masked exits then.
+fn arm_deadline(vm: &Vm, vcpu: &Vcpu) {
+    if let (0, Some(deadline)) = (vcpu.index, vm.deadline()) {
         cpu::arm_hyp_timer(deadline);
     }
 }
@@ -228,6 +233,7 @@ fn enter_state(vm: &Vm, vcpu: &Vcpu, s: Start) -> TrapFrame {
     cpu::init_guest_traps(vcpu.mpidr);
     cpu::reset_el1_control(s.big_endian);
     cpu::disable_el1_timers();
+    arm_deadline(vm, vcpu);
     gic_cpu::reset_cpu(vcpu.pcpu);
     vm.load_stage2();
     install_fast_calls(vm, vcpu);
@@ -374,6 +380,7 @@ fn stop_vm(vm: &Vm, vcpu: &Vcpu, event: SystemEvent) -> Option<VmGone> {
     vm.record(event);
     vm.record_end(&event);
     log::info!("vm{}: {}", vm.id, vm.epitaph());
+    crate::console::vm_gone(vm.id);
     Some(VmGone { last: vm::destroy(vm) == 0 })
 }
 

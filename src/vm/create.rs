@@ -4,24 +4,26 @@
 
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use super::{BootImages, GicFrames, Image, Stage2Root, Vm, VmConfig};
 use crate::arch::aarch64::gic;
 use crate::arch::aarch64::gicarch::GicVersion;
+use crate::arch::aarch64::gicarch::PRIVATE_IRQS;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::{copy, mmu};
-use crate::dt::{Machine, Module, ModuleKind, UartKind};
+use crate::dt::{Device, Machine, Module, ModuleKind, UartKind};
 use crate::fwregs::VmFirmwareState;
 use crate::guest_dt::{self, GuestDtConfig, GuestGic, Psci01Ids};
 use crate::guest_image::{self, ImageError, KernelPlacement};
 use crate::mm::pagetable::{HeapTables, MemType, PageTable, Stage2};
 use crate::mm::usage::MemoryUse;
 use crate::mm::{align_up, Region, MIB};
+use crate::partition::{self, Board, ModuleInput, VmPlan};
 use crate::smccc::call::VmFirmware;
 use crate::smccc::psci;
-use crate::verdict::{self, VmActions};
 use crate::vgic::dist::{VGic, GICR_FRAME_SIZE};
 use crate::vuart;
 
@@ -59,10 +61,10 @@ impl fmt::Display for VmError {
 /// PSCI 0.2, so one dispatcher serves both.
 const PSCI_0_1_IDS: Psci01Ids = Psci01Ids::PSCI_0_2_SMC64;
 
-fn module_bytes(module: &Module<'_>) -> &'static [u8] {
-    // SAFETY: the loader put the module in RAM, which Cairn maps, and nothing writes it
-    // before it is copied.
-    unsafe { core::slice::from_raw_parts(module.region.base as *const u8, module.region.size as usize) }
+fn ram_bytes(region: Region) -> &'static [u8] {
+    // SAFETY: the region is in RAM, which Cairn maps: a pristine copy, which nothing
+    // writes once it is made.
+    unsafe { core::slice::from_raw_parts(region.base as *const u8, region.size as usize) }
 }
 
 /// The pristine reserve is whole 2 MiB blocks, so the guest RAM below it keeps its block
@@ -130,102 +132,256 @@ pub struct Host<'a> {
     pub own_memory: fn() -> MemoryUse,
 }
 
-/// What a guest asks for beyond its images (a guest bundle's vm.conf and device tree).
+/// What the guests ask for beyond their images and bootargs (a guest bundle's).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GuestSettings {
-    /// At most this many vCPUs (default: one per physical CPU).
-    pub vcpus: Option<usize>,
-    /// The PSCI version, as `X.Y`.
-    pub psci: Option<&'static str>,
-    /// The device tree the guest's is derived from: the host's, or the bundle's.
+    /// The device tree the guests' are derived from: the host's, or the bundle's.
     pub base_dtb: &'static [u8],
-    /// What a reset does and how long the VM may run (vm.conf's `on-reset`, `timeout`);
-    /// the kernel's `cairn.*` bootargs words override them.
-    pub actions: VmActions,
+    /// The bundle's vm.conf, the same settings as the `cairn.*` words (crate::partition),
+    /// which override it.
+    pub vm_conf: Option<&'static str>,
 }
 
-/// Builds the VM described by the device tree's guest-loader modules: one vCPU per
-/// physical CPU (or as many as `settings` says), pinned 1:1.
-pub fn create_boot_vm(
+/// One VM's modules: its kernel, and the initrd the loader put after it.
+#[derive(Clone, Copy, Debug)]
+struct Guest<'m> {
+    kernel: Module<'m>,
+    initrd: Option<Module<'m>>,
+}
+
+/// The guests the modules describe: every kernel module starts one, in ascending address
+/// order; an initrd module belongs to the guest whose kernel is the nearest below it.
+fn guests<'m>(m: &Machine<'m>) -> Vec<Guest<'m>> {
+    let mut kernels: Vec<Module<'m>> = m.modules.iter().copied().filter(|md| md.kind == ModuleKind::Kernel).collect();
+    kernels.sort_by_key(|k| k.region.base);
+    let mut out: Vec<Guest<'m>> = kernels.into_iter().map(|kernel| Guest { kernel, initrd: None }).collect();
+    for initrd in m.modules.iter().filter(|md| md.kind == ModuleKind::Ramdisk) {
+        let owner = out.iter_mut().rev().find(|g| g.kernel.region.base < initrd.region.base);
+        if let Some(g) = owner.filter(|g| g.initrd.is_none()) {
+            g.initrd = Some(*initrd);
+        }
+    }
+    out
+}
+
+/// Where Cairn keeps a guest's pristine images, out of every guest's reach.
+#[derive(Clone, Copy, Debug)]
+struct Pristine {
+    kernel: u64,
+    initrd: Option<u64>,
+}
+
+/// Copies every guest's images to the pristine reserve at `base`, before any VM's RAM is
+/// written (a module may lie in another VM's RAM).
+fn keep_pristine(guests: &[Guest<'_>], base: u64) -> Vec<Pristine> {
+    let mut next = base;
+    let mut keep = |r: Region| {
+        let at = next;
+        copy_raw(r.base, at, r.size);
+        next += r.size;
+        at
+    };
+    guests
+        .iter()
+        .map(|g| Pristine { kernel: keep(g.kernel.region), initrd: g.initrd.map(|i| keep(i.region)) })
+        .collect()
+}
+
+/// Builds every VM the device tree's guest-loader modules (or a guest bundle) describe,
+/// partitioned as their `cairn.*` settings say (crate::partition). A VM that cannot be
+/// built is reported in one line; the others are built all the same.
+pub fn create_vms(
     host: &Host<'_>,
     m: &Machine<'_>,
-    psci_version: psci::Version,
+    default_psci: psci::Version,
     settings: &GuestSettings,
-) -> Result<Arc<Vm>, VmError> {
-    let firmware = VmFirmwareState::new(psci_version).map_err(|_| VmError::PsciVersion)?;
-    let kernel = m.modules.iter().find(|md| md.kind == ModuleKind::Kernel).ok_or(VmError::NoKernel)?;
-    let initrd = m.modules.iter().find(|md| md.kind == ModuleKind::Ramdisk);
-    let header = guest_image::parse_header(module_bytes(kernel)).map_err(VmError::BadKernel)?;
-    let mut ram = guest_ram(m, host.cairn);
-    let pristine_size = kernel.region.size + initrd.map_or(0, |i| i.region.size);
-    let pristine = reserve_top(&mut ram, pristine_size).ok_or(VmError::NoRoomForImages)?;
-
-    let modules: Vec<Region> = m.modules.iter().map(|md| md.region).collect();
-    let others: Vec<Region> = modules.iter().copied().filter(|r| *r != kernel.region).collect();
-    let placement = guest_image::place_kernel(kernel.region, &header, &ram, &others).map_err(VmError::BadKernel)?;
-    let kernel_image = Image { at: Region::new(placement.entry, kernel.region.size), pristine };
-    let initrd_image = initrd.map(|i| Image { at: i.region, pristine: pristine + kernel.region.size });
-    // Keep the pristine copies first: placing the kernel may move it over other memory.
-    copy_raw(kernel.region.base, pristine, kernel.region.size);
-    if let Some(i) = initrd {
-        copy_raw(i.region.base, pristine + kernel.region.size, i.region.size);
+) -> Result<Vec<Arc<Vm>>, VmError> {
+    let guests = guests(m);
+    if guests.is_empty() {
+        return Err(VmError::NoKernel);
     }
+    let mut ram = guest_ram(m, host.cairn);
+    let images = guests.iter().flat_map(|g| core::iter::once(g.kernel).chain(g.initrd));
+    let pristine_size: u64 = images.map(|md| md.region.size).sum();
+    let reserve = reserve_top(&mut ram, pristine_size).ok_or(VmError::NoRoomForImages)?;
+    let pristine = keep_pristine(&guests, reserve);
 
-    let vcpus = settings.vcpus.unwrap_or(MAX_CPUS).clamp(1, MAX_CPUS);
-    let mpidrs: Vec<u64> = host.cpus.iter().copied().take(vcpus).collect();
+    let uart = virtual_uart(m);
+    let devices: Vec<Device> = crate::dt::passthrough_devices(host.device_tree)
+        .into_iter()
+        .filter(|d| !uart.is_some_and(|(frame, _)| d.regions.iter().any(|r| r.overlaps(&frame))))
+        .collect();
+    let paths: Vec<&str> = devices.iter().map(|d| d.path.as_str()).collect();
+    let inputs: Vec<ModuleInput<'_>> = guests
+        .iter()
+        .map(|g| ModuleInput {
+            address: g.kernel.region.base,
+            bootargs: g.kernel.bootargs.unwrap_or(""),
+            vm_conf: settings.vm_conf,
+        })
+        .collect();
+    let board = Board { cpus: host.cpus.len().min(MAX_CPUS), free_ram: &ram, devices: &paths };
+    let plan = partition::plan(&board, &inputs);
+    for refusal in &plan.refused {
+        log::error!("{}: not started", refusal.line);
+    }
+    for note in &plan.notes {
+        log::info!("{note}");
+    }
+    let several = plan.vms.len() > 1;
+    let mut vms = Vec::new();
+    for (n, vp) in plan.vms.iter().enumerate() {
+        let parts = VmParts {
+            guest: guests[vp.index],
+            pristine: pristine[vp.index],
+            devices: &devices,
+            several,
+            first: n == 0,
+            uart,
+            default_psci,
+            base_dtb: settings.base_dtb,
+        };
+        match build_vm(host, m, vp, &parts) {
+            Ok(vm) => vms.push(vm),
+            Err(e) => {
+                log::error!("{} (module at {:#x}): {e}: not started", vp.name, guests[vp.index].kernel.region.base)
+            }
+        }
+    }
+    Ok(vms)
+}
+
+/// What building one VM takes besides its plan.
+struct VmParts<'a, 'm> {
+    guest: Guest<'m>,
+    pristine: Pristine,
+    devices: &'a [Device],
+    /// Whether other VMs share the board (each then sees only its own SPIs).
+    several: bool,
+    /// Whether this is the first VM to start, which gets what nobody named.
+    first: bool,
+    uart: Option<(Region, u32)>,
+    default_psci: psci::Version,
+    base_dtb: &'static [u8],
+}
+
+/// Where a VM's images go in its RAM.
+struct Placed {
+    kernel: KernelPlacement,
+    initrd: Option<Image>,
+    /// Whether the loader already put the initrd there.
+    initrd_in_place: bool,
+}
+
+/// Places the kernel and initrd in `ram`: where the loader put them if that is inside
+/// the VM's RAM, else copied from their pristine copies to the lowest room.
+fn place_images(parts: &VmParts<'_, '_>, ram: Region, header: &guest_image::ImageHeader) -> Result<Placed, VmError> {
+    let (kernel, initrd) = (parts.guest.kernel, parts.guest.initrd);
+    let initrd_in_place = initrd.is_some_and(|i| ram.contains_region(&i.region));
+    let avoid: Vec<Region> = initrd.filter(|_| initrd_in_place).map(|i| i.region).into_iter().collect();
+    let placement = guest_image::place_kernel(kernel.region, header, &[ram], &avoid).map_err(VmError::BadKernel)?;
+    let initrd_image = match (initrd, parts.pristine.initrd) {
+        (Some(i), Some(pristine)) if initrd_in_place => Some(Image { at: i.region, pristine }),
+        (Some(i), Some(pristine)) => {
+            let at =
+                guest_image::place_low(i.region.size, ram, &[placement.footprint]).ok_or(VmError::NoRoomForImages)?;
+            Some(Image { at: Region::new(at, i.region.size), pristine })
+        }
+        _ => None,
+    };
+    Ok(Placed { kernel: placement, initrd: initrd_image, initrd_in_place })
+}
+
+/// Builds the VM `vp` plans: its RAM, stage 2, vCPUs on its CPUs, virtual GIC and UART,
+/// devices and device tree.
+fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '_>) -> Result<Arc<Vm>, VmError> {
+    let psci_version = vp.psci.unwrap_or(parts.default_psci);
+    let firmware = VmFirmwareState::new(psci_version).map_err(|_| VmError::PsciVersion)?;
+    let kernel = parts.guest.kernel;
+    let pristine_kernel = Region::new(parts.pristine.kernel, kernel.region.size);
+    let header = guest_image::parse_header(ram_bytes(pristine_kernel)).map_err(VmError::BadKernel)?;
+    let ram = vec![vp.ram];
+    let placed = place_images(parts, vp.ram, &header)?;
+    let kernel_image =
+        Image { at: Region::new(placed.kernel.entry, kernel.region.size), pristine: parts.pristine.kernel };
+
+    let mpidrs: Vec<u64> = (0..vp.cpus.len() as u64).collect();
     let layout = guest_gic(m, mpidrs.len())?;
     // The board's devices Cairn keeps for itself are not the guest's (crate::platform).
     let hidden: Vec<&str> = crate::platform::owned_compatibles(m.board).collect();
-    let (actions, guest_args) = vm_words(settings.actions, kernel.bootargs);
-    let serial = virtual_uart(m);
+    let mine = |i: &usize| vp.devices.contains(i);
+    let others: Vec<&str> =
+        parts.devices.iter().enumerate().filter(|(i, _)| !mine(i)).map(|(_, d)| d.path.as_str()).collect();
     let cfg = GuestDtConfig {
         memory: &ram,
         vcpu_mpidrs: &mpidrs,
         psci_version,
         psci_0_1_ids: PSCI_0_1_IDS,
-        bootargs: kernel.bootargs.map(|_| guest_args.as_str()),
-        initrd: initrd.map(|i| i.region),
+        bootargs: kernel.bootargs.map(|_| vp.guest_args.as_str()),
+        initrd: placed.initrd.map(|i| i.at),
         gic: Some(layout.dt),
         hidden: &hidden,
-        virtual_uart: serial.map(|(frame, _)| frame),
+        virtual_uart: parts.uart.map(|(frame, _)| frame),
+        other_vms_devices: &others,
     };
-    let guest_dtb = guest_dt::build(settings.base_dtb, &cfg).map_err(VmError::DeviceTree)?;
-    let mut avoid = modules.clone();
-    avoid.push(placement.footprint);
+    let guest_dtb = guest_dt::build(parts.base_dtb, &cfg).map_err(VmError::DeviceTree)?;
+    let avoid: Vec<Region> = core::iter::once(placed.kernel.footprint).chain(placed.initrd.map(|i| i.at)).collect();
     let dtb = guest_image::place_dtb(guest_dtb.len() as u64, &ram, &avoid).ok_or(VmError::NoRoomForDeviceTree)?;
 
-    let stage2 = build_stage2(&ram, host.device_tree, layout.virtual_cpu_interface, serial.map(|(r, _)| r))?;
-    let vgic = gic::get().map(|g| VGic::new(g.version(), g.nr_irqs(), &mpidrs)).ok_or(VmError::NoGic)?;
-    let boot = BootImages { entry: placement.entry, dtb, kernel: Some(kernel_image), initrd: initrd_image, guest_dtb };
+    let my_devices: Vec<&Device> = vp.devices.iter().filter_map(|&i| parts.devices.get(i)).collect();
+    let frames = crate::dt::merge_regions(my_devices.iter().flat_map(|d| d.regions.iter().copied()).collect());
+    let stage2 = build_stage2(&ram, &frames, layout.virtual_cpu_interface)?;
+    let mut vgic = gic::get().map(|g| VGic::new(g.version(), g.nr_irqs(), &mpidrs)).ok_or(VmError::NoGic)?;
+    if parts.several {
+        vgic.limit_spis(&own_spis(vp, parts.devices, parts.first));
+    }
+    let boot =
+        BootImages { entry: placed.kernel.entry, dtb, kernel: Some(kernel_image), initrd: placed.initrd, guest_dtb };
     let config = VmConfig {
-        id: 0,
-        vmid: 1,
+        id: vp.index,
+        name: vp.name.clone(),
+        vmid: vmid(vp.index),
         firmware,
         stage2: Stage2Root { root: stage2.root_address(), start_level: stage2.start_level() },
         ram,
         mpidrs,
+        pcpus: vp.cpus.clone(),
         vgic,
         gic_frames: layout.frames,
         boot,
-        actions,
-        serial,
+        actions: vp.actions,
+        serial: parts.uart,
     };
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
-    vm.install_first_boot(placement.in_place);
-    log_created(&vm, &placement, kernel.bootargs.map(|_| guest_args.as_str()));
+    vm.install_first_boot(placed.kernel.in_place, placed.initrd_in_place);
+    log_created(&vm, &placed.kernel, kernel.bootargs.map(|_| vp.guest_args.as_str()), &my_devices);
+    let pristine_size = kernel.region.size + parts.guest.initrd.map_or(0, |i| i.region.size);
     log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size, (host.own_memory)()));
     vm.publish();
     Ok(vm)
 }
 
-/// The VM's `cairn.*` words taken out of its kernel's bootargs (over vm.conf's `actions`),
-/// and what is left for the guest.
-fn vm_words(conf: VmActions, bootargs: Option<&str>) -> (VmActions, String) {
-    let (actions, guest_args, bad) = verdict::take_vm_words(conf, bootargs.unwrap_or(""));
-    for word in bad {
-        log::warn!("{word}");
+/// The SPIs a VM sees when it shares the board: its own devices'. The first VM gets every
+/// device nobody named, and with them every SPI no other VM's device uses, so lines that
+/// no `interrupts` property names (a PCIe host's INTx, through its `interrupt-map`) stay
+/// with it, as they would with no partition at all.
+fn own_spis(vp: &VmPlan, devices: &[Device], first: bool) -> Vec<u32> {
+    let spis_of = |mine: bool| -> Vec<u32> {
+        let picked = devices.iter().enumerate().filter(|(i, _)| vp.devices.contains(i) == mine);
+        picked.flat_map(|(_, d)| d.spis.iter().copied()).collect()
+    };
+    let nr_irqs = gic::get().map_or(0, |g| g.nr_irqs());
+    if first {
+        let others = spis_of(false);
+        (PRIVATE_IRQS..nr_irqs).filter(|i| !others.contains(i)).collect()
+    } else {
+        spis_of(true)
     }
-    (actions, guest_args)
+}
+
+/// A VM's VMID: VMID 0 is never a guest's (Cairn's own translations would share it).
+fn vmid(index: usize) -> u16 {
+    index as u16 + 1
 }
 
 fn memory_use(vm: &Vm, pristine_size: u64, cairns: MemoryUse) -> MemoryUse {
@@ -245,25 +401,19 @@ fn virtual_uart(m: &Machine<'_>) -> Option<(Region, u32)> {
     Some((Region::new(frame.base, vuart::FRAME_SIZE), m.uart_irq?))
 }
 
-/// Stage 2: guest RAM and the passed-through devices, less the frame of `uart`, which
-/// traps to the virtual UART.
+/// Stage 2: guest RAM, the VM's own devices' frames and, for GICv2, the virtual CPU
+/// interface where the guest expects its GICC. Everything else traps.
 fn build_stage2(
     ram: &[Region],
-    host_device_tree: &[u8],
+    devices: &[Region],
     gicv: Option<(Region, Region)>,
-    uart: Option<Region>,
 ) -> Result<PageTable<Stage2>, VmError> {
     let mut tables = HeapTables;
     let mut stage2 = PageTable::<Stage2>::new(&mut tables, mmu::ipa_bits()).ok_or(VmError::Stage2)?;
     for r in ram {
         stage2.map(&mut tables, r.base, r.base, r.size, MemType::Normal).map_err(|_| VmError::Stage2)?;
     }
-    let devices = crate::dt::passthrough_regions(host_device_tree);
-    let mapped = devices.iter().flat_map(|d| match uart {
-        Some(u) => d.subtract(&u),
-        None => [Some(*d), None],
-    });
-    for dev in mapped.flatten() {
+    for dev in devices {
         stage2.map(&mut tables, dev.base, dev.base, dev.size, MemType::Device).map_err(|_| VmError::Stage2)?;
     }
     if let Some((guest_cpu_if, virtual_cpu_if)) = gicv {
@@ -274,18 +424,26 @@ fn build_stage2(
     Ok(stage2)
 }
 
-fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>) {
+fn log_created(vm: &Vm, placement: &KernelPlacement, bootargs: Option<&str>, devices: &[&Device]) {
+    let cpus: Vec<String> = vm.vcpus.iter().map(|v| alloc::format!("{}", v.pcpu)).collect();
     log::info!(
-        "vm{}: kernel at {:#x}{}, device tree at {:#x}, {} vCPUs, {} MiB RAM, PSCI {}.{}",
+        "vm{} ({}): kernel at {:#x}{}, device tree at {:#x}, {} vCPUs on CPUs {}, {} MiB RAM at {:#x}, PSCI {}.{}",
         vm.id,
+        vm.name,
         vm.boot.entry,
         if placement.in_place { " (in place)" } else { " (moved)" },
         vm.boot.dtb,
         vm.vcpus.len(),
+        cpus.join(","),
         vm.ram_size() / MIB,
+        vm.ram.first().map_or(0, |r| r.base),
         vm.psci_version().major,
         vm.psci_version().minor
     );
+    log::debug!("vm{}: {} devices passed through", vm.id, devices.len());
+    for d in devices {
+        log::trace!("vm{}: device {}", vm.id, d.path);
+    }
     if let Some(args) = bootargs {
         log::debug!("vm{}: bootargs \"{args}\"", vm.id);
     }

@@ -21,13 +21,16 @@ impl Vm {
         mmu::invalidate_instruction_caches();
     }
 
-    /// Writes the guest's device tree into its RAM (and, the first time, the kernel where
-    /// the loader did not already put it).
-    pub(super) fn install_first_boot(&self, kernel_in_place: bool) {
-        // A kernel left in place is exactly what the loader wrote to memory: Cairn only read
+    /// Writes the guest's device tree into its RAM (and, the first time, the kernel and
+    /// initrd where the loader did not already put them).
+    pub(super) fn install_first_boot(&self, kernel_in_place: bool, initrd_in_place: bool) {
+        // An image left in place is exactly what the loader wrote to memory: Cairn only read
         // it, so no cache holds anything newer and nothing needs cleaning.
         if let Some(kernel) = self.boot.kernel.filter(|_| !kernel_in_place) {
             copy_to_guest(kernel.pristine, kernel.at);
+        }
+        if let Some(initrd) = self.boot.initrd.filter(|_| !initrd_in_place) {
+            copy_to_guest(initrd.pristine, initrd.at);
         }
         self.install_device_tree();
         mmu::invalidate_instruction_caches();

@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 #[cfg(target_os = "none")]
-pub use create::{create_boot_vm, GuestSettings, Host, VmError};
+pub use create::{create_vms, GuestSettings, Host, VmError};
 use devices::{DeviceTable, Overlap};
 
 use crate::arch::aarch64::mpidr::MPIDR_AFFINITY_MASK;
@@ -82,12 +82,16 @@ pub struct BootImages {
 /// Everything a VM is made of, for [`Vm::new`].
 pub struct VmConfig {
     pub id: usize,
+    /// What the user calls it (`cairn.name`), for the console and the logs.
+    pub name: String,
     pub vmid: u16,
     pub firmware: VmFirmwareState,
     pub stage2: Stage2Root,
     pub ram: Vec<Region>,
-    /// The MPIDR affinity of each vCPU; vCPU n runs on physical CPU n.
+    /// The MPIDR affinity of each vCPU, as the guest sees it.
     pub mpidrs: Vec<u64>,
+    /// The physical CPU each vCPU is pinned to.
+    pub pcpus: Vec<usize>,
     pub vgic: VGic,
     pub gic_frames: GicFrames,
     pub boot: BootImages,
@@ -102,6 +106,7 @@ const NO_DEADLINE: u64 = u64::MAX;
 
 pub struct Vm {
     pub id: usize,
+    pub name: String,
     pub vmid: u16,
     /// The firmware pseudo-registers' VM-wide state: PSCI version, service bitmaps.
     pub firmware: spin::Mutex<VmFirmwareState>,
@@ -134,20 +139,23 @@ static VMS: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
 impl Vm {
     /// Builds a VM from its parts and registers its virtual GIC's frames as devices.
     pub fn new(c: VmConfig) -> Result<Self, Overlap> {
-        let vcpus = c.mpidrs.iter().enumerate().map(|(i, &m)| Vcpu::new(i, m & MPIDR_AFFINITY_MASK, i)).collect();
-        let vgic = Arc::new(spin::Mutex::new(c.vgic));
+        let vcpus = c.mpidrs.iter().zip(&c.pcpus).enumerate();
+        let vcpus = vcpus.map(|(i, (&m, &pcpu))| Vcpu::new(i, m & MPIDR_AFFINITY_MASK, pcpu)).collect();
+        let mut vgic = c.vgic;
+        vgic.place(&c.pcpus);
+        let vgic = Arc::new(spin::Mutex::new(vgic));
         let mut devices = DeviceTable::new();
         devices.register(c.gic_frames.distributor, Box::new(Distributor(vgic.clone())))?;
         if let Some(r) = c.gic_frames.redistributors {
             devices.register(r, Box::new(Redistributors(vgic.clone())))?;
         }
-        let pcpus: Vec<usize> = (0..c.mpidrs.len()).collect();
-        let serial = c.serial.map(|(_, intid)| Arc::new(SerialPort::new(c.id, vgic.clone(), intid, pcpus)));
+        let serial = c.serial.map(|(_, intid)| Arc::new(SerialPort::new(c.id, vgic.clone(), intid, c.pcpus.clone())));
         if let (Some((region, _)), Some(port)) = (c.serial, &serial) {
             devices.register(region, Box::new(UartDevice(port.clone())))?;
         }
         Ok(Vm {
             id: c.id,
+            name: c.name,
             vmid: c.vmid,
             firmware: spin::Mutex::new(c.firmware),
             stage2: c.stage2,
@@ -173,6 +181,11 @@ impl Vm {
         let deadline = now.saturating_add(secs.saturating_mul(frequency));
         self.deadline.store(deadline, Ordering::Relaxed);
         Some(deadline)
+    }
+
+    /// The counter value past which the VM has run too long, if it has a timeout.
+    pub fn deadline(&self) -> Option<u64> {
+        Some(self.deadline.load(Ordering::Relaxed)).filter(|&d| d != NO_DEADLINE)
     }
 
     /// Whether the VM has run past its timeout at counter value `now()`, read only when
@@ -229,9 +242,9 @@ impl Vm {
         f(&mut state.vcpu(feature, host))
     }
 
-    /// The vCPU pinned to physical CPU `pcpu`: vCPU n runs on CPU n.
+    /// The vCPU pinned to physical CPU `pcpu`.
     pub fn vcpu_on(&self, pcpu: usize) -> Option<&Vcpu> {
-        self.vcpus.get(pcpu).filter(|v| v.pcpu == pcpu)
+        self.vcpus.iter().find(|v| v.pcpu == pcpu)
     }
 
     /// Makes `vcpu`'s physical CPU look at it (a start, a stop, a new pending interrupt).

@@ -27,15 +27,23 @@ pub const BOOT_ENTRY: u64 = 0x4020_0000;
 
 /// A VM with `vcpus` vCPUs (MPIDR affinity = index), all off, giving guests `version`.
 pub fn vm(version: psci::Version, vcpus: usize) -> Vm {
+    vm_on_cpus(version, &(0..vcpus).collect::<Vec<_>>())
+}
+
+/// The same VM, its vCPU n pinned to physical CPU `pcpus[n]`.
+pub fn vm_on_cpus(version: psci::Version, pcpus: &[usize]) -> Vm {
+    let vcpus = pcpus.len();
     let mpidrs: Vec<u64> = (0..vcpus as u64).collect();
     let gicr = Region::new(GICR_BASE, GICR_FRAME_SIZE * vcpus as u64);
     let config = VmConfig {
         id: 0,
+        name: "vm0".into(),
         vmid: 1,
         firmware: VmFirmwareState::new(version).expect("a version Cairn implements"),
         stage2: Stage2Root::default(),
         ram: alloc::vec![RAM],
         vgic: VGic::new(GicVersion::V3, NR_IRQS, &mpidrs),
+        pcpus: pcpus.to_vec(),
         mpidrs,
         gic_frames: GicFrames { distributor: GICD, redistributors: Some(gicr) },
         boot: BootImages { entry: BOOT_ENTRY, ..BootImages::default() },

@@ -88,3 +88,16 @@ fn the_guest_status_is_the_vms() {
     vm.set_exit_status(5);
     assert_eq!(vm.exit_status(), 5);
 }
+
+#[test]
+fn a_vm_on_other_cpus_numbers_its_vcpus_from_0_and_kicks_their_cpus() {
+    let vm = testing::vm_on_cpus(Version::V1_1, &[2, 3]);
+    assert_eq!(vm.vcpus.iter().map(|v| v.mpidr).collect::<Vec<_>>(), [0, 1], "MPIDRs as a guest expects");
+    assert_eq!(vm.vcpu_on(3).map(|v| v.index), Some(1));
+    assert!(vm.vcpu_on(0).is_none(), "CPU 0 is another VM's");
+    assert!(vm.has_vcpu(1) && !vm.has_vcpu(2), "PSCI sees only its own vCPUs");
+    assert_eq!(vm.affinity_info(3, 0), ret::INVALID_PARAMETERS);
+    Fake::take_kicks();
+    assert_eq!(vm.cpu_on(1, ENTRY, 0), ret::SUCCESS);
+    assert_eq!(Fake::take_kicks(), [3], "vCPU 1's start reaches physical CPU 3");
+}

@@ -72,18 +72,18 @@ impl SerialPort {
         let mut uart = self.uart.lock();
         let width = access.size as u8;
         let room_before = uart.rx_room();
-        let value = match access.write {
-            Some(v) => {
-                if let Some(byte) = uart.write(offset, width, v as u32) {
-                    Hw::serial_out(self.vm, byte);
-                }
-                0
-            }
-            None => u64::from(uart.read(offset, width)),
+        let (value, sent) = match access.write {
+            Some(v) => (0, uart.write(offset, width, v as u32)),
+            None => (u64::from(uart.read(offset, width)), None),
         };
         let room_again = room_before == 0 && uart.rx_room() > 0;
         let changed = self.drive_line(&uart);
+        // The console is called without the UART's lock: its input path takes the console's
+        // lock, then this UART's.
         drop(uart);
+        if let Some(byte) = sent {
+            Hw::serial_out(self.vm, byte);
+        }
         if room_again {
             Hw::serial_room(self.vm);
         }
