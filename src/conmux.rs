@@ -10,9 +10,12 @@
 //! key) reaches the VM only with the byte typed after it. Output from the focused VM
 //! passes through raw, so full-screen programs and line editing work; every other VM's
 //! output is cut into lines prefixed `[NAME] `, so the logs of several VMs booting at once
-//! can be read apart. Lines the mux makes (prefixed lines, switch announcements, Cairn's
-//! own lines) always start at column 0: if the raw stream stopped mid-line, the mux ends
-//! that line first.
+//! can be read apart. A switch announcement always starts at column 0: if the raw stream
+//! stopped mid-line, the mux ends that line first. Prefixed lines and Cairn's own lines
+//! do not break the focused VM's line: they land where its output stands, as a guest
+//! kernel's own messages land in the middle of what its shell prints, and the focused
+//! VM's stream reaches the terminal byte for byte, with nothing inserted into it but
+//! whole lines.
 
 use alloc::format;
 use alloc::string::String;
@@ -81,10 +84,18 @@ impl Column {
         if !self.at_start {
             self.emit(CRLF, sink);
         }
+        self.inserted(parts, sink);
+    }
+
+    /// Emits `parts` and a line break where the raw stream stands, leaving the column
+    /// where it was: what follows continues the interrupted line.
+    fn inserted(&mut self, parts: &[&[u8]], sink: &mut dyn FnMut(&[u8])) {
+        let at_start = self.at_start;
         for part in parts {
             self.emit(part, sink);
         }
         self.emit(CRLF, sink);
+        self.at_start = at_start;
     }
 }
 
@@ -218,10 +229,10 @@ impl Mux {
         }
     }
 
-    /// Prints one of Cairn's own lines (the caller has prefixed it `cairn[cpuN]`),
-    /// starting at column 0 even if a VM's raw output stopped mid-line.
+    /// Prints one of Cairn's own lines (the caller has prefixed it `cairn[cpuN]`) where
+    /// the focused VM's output stands.
     pub fn cairn_line(&mut self, line: &str, sink: &mut dyn FnMut(&[u8])) {
-        self.column.line(&[line.as_bytes()], sink);
+        self.column.inserted(&[line.as_bytes()], sink);
     }
 
     /// Marks VM `vm` present or gone (powered off). Switching skips a VM that is gone,
@@ -257,7 +268,7 @@ impl Mux {
     /// blank line stays a blank line), and empties the buffer.
     fn emit_line(&mut self, vm: usize, sink: &mut dyn FnMut(&[u8])) {
         let console = &self.vms[vm];
-        self.column.line(&[console.prefix.as_bytes(), console.text()], sink);
+        self.column.inserted(&[console.prefix.as_bytes(), console.text()], sink);
         self.vms[vm].clear();
     }
 
@@ -413,22 +424,24 @@ mod tests {
         let (_, shown) = type_keys(&mut mux, &[CTRL_A; SWITCH_PRESSES]);
         assert_eq!(shown, format!("\r\n{}[b] login: \r\n", switch_line(1, "b")));
         assert_eq!(prints(&mut mux, 1, b"root"), "root");
-        // vm0's output is now prefixed; switching back after a whole line adds no break.
-        assert_eq!(prints(&mut mux, 0, b"\r\n"), "\r\n[a] \r\n");
+        // vm0's output is now prefixed, and lands where vm1's line stands; switching back
+        // after a whole line adds no break.
+        assert_eq!(prints(&mut mux, 0, b"\r\n"), "[a] \r\n");
         prints(&mut mux, 1, b"\r\n");
         let (_, shown) = type_keys(&mut mux, &[CTRL_A; SWITCH_PRESSES]);
         assert_eq!(shown, switch_line(0, "a"));
     }
 
     #[test]
-    fn cairn_lines_start_at_column_zero() {
+    fn cairn_lines_and_other_vms_lines_do_not_break_the_focused_line() {
         let mut mux = Mux::new(&["a", "b"], false);
         let line = "cairn[cpu0] INFO  vm1 powered off";
         assert_eq!(seen(&mut mux, |mux, sink| mux.cairn_line(line, sink)), format!("{line}\r\n"));
         prints(&mut mux, 0, b"# ");
-        assert_eq!(seen(&mut mux, |mux, sink| mux.cairn_line(line, sink)), format!("\r\n{line}\r\n"));
-        // So do other VMs' lines when the focused one stopped mid-line.
-        prints(&mut mux, 0, b"# ");
-        assert_eq!(prints(&mut mux, 1, b"hi\n"), "\r\n[b] hi\r\n");
+        assert_eq!(seen(&mut mux, |mux, sink| mux.cairn_line(line, sink)), format!("{line}\r\n"));
+        assert_eq!(prints(&mut mux, 1, b"hi\n"), "[b] hi\r\n");
+        // The focused VM's line is still open: a switch ends it before saying where input goes.
+        let (_, shown) = type_keys(&mut mux, &[CTRL_A; SWITCH_PRESSES]);
+        assert_eq!(shown, format!("\r\n{}", switch_line(1, "b")));
     }
 }

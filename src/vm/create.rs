@@ -229,6 +229,8 @@ pub fn create_vms(
         log::info!("{note}");
     }
     let several = plan.vms.len() > 1;
+    let free: u64 = ram.iter().map(|r| r.size).sum();
+    let unused = free.saturating_sub(plan.vms.iter().map(|vp| vp.ram.size).sum::<u64>());
     let mut vms = Vec::new();
     for (n, vp) in plan.vms.iter().enumerate() {
         let parts = VmParts {
@@ -237,6 +239,7 @@ pub fn create_vms(
             devices: &devices,
             several,
             first: n == 0,
+            unused,
             uart,
             default_psci,
             base_dtb: settings.base_dtb,
@@ -260,6 +263,8 @@ struct VmParts<'a, 'm> {
     several: bool,
     /// Whether this is the first VM to start, which gets what nobody named.
     first: bool,
+    /// RAM no VM gets, for the memory line.
+    unused: u64,
     uart: Option<(Region, u32)>,
     default_psci: psci::Version,
     base_dtb: &'static [u8],
@@ -356,7 +361,7 @@ fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '
     vm.install_first_boot(placed.kernel.in_place, placed.initrd_in_place);
     log_created(&vm, &placed.kernel, kernel.bootargs.map(|_| vp.guest_args.as_str()), &my_devices);
     let pristine_size = kernel.region.size + parts.guest.initrd.map_or(0, |i| i.region.size);
-    log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size, (host.own_memory)()));
+    log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size, parts.unused, (host.own_memory)()));
     vm.publish();
     Ok(vm)
 }
@@ -384,8 +389,10 @@ fn vmid(index: usize) -> u16 {
     index as u16 + 1
 }
 
-fn memory_use(vm: &Vm, pristine_size: u64, cairns: MemoryUse) -> MemoryUse {
-    MemoryUse { guest: vm.ram_size(), pristine: align_up(pristine_size, PRISTINE_ALIGN), ..cairns }
+/// VM `vm`'s memory line: its RAM and pristine images, Cairn's side as it stands, and the
+/// RAM no VM got (`unused`, machine-wide).
+fn memory_use(vm: &Vm, pristine_size: u64, unused: u64, cairns: MemoryUse) -> MemoryUse {
+    MemoryUse { guest: vm.ram_size(), pristine: align_up(pristine_size, PRISTINE_ALIGN), unused, ..cairns }
 }
 
 fn copy_raw(from: u64, to: u64, size: u64) {

@@ -121,10 +121,16 @@ impl Pattern for Regex {
 /// What Cairn's log lines start with (src/console.rs).
 const CAIRN_LINE: &[u8] = b"cairn[cpu";
 
+/// What the console's switch announcements start with (src/conmux.rs).
+const SWITCH_LINE: &[u8] = b"*** input to ";
+/// The longest VM name (src/partition.rs), which prefixes other VMs' lines as `[NAME] `.
+const MAX_VM_NAME: usize = 15;
+
 /// The length of the console line from another writer at the start of `text`, up to and
 /// including its newline, or `None` when `text` does not start with one or the line is not
-/// complete yet. Other writers are the guest kernel (`[` seconds `] ...`) and Cairn's log
-/// (`cairn[cpuN] ...`). Both write straight to the UART while the shell's output waits in
+/// complete yet. Other writers are the guest kernel (`[` seconds `] ...`), Cairn's log
+/// (`cairn[cpuN] ...`) and, with several VMs, the other VMs (`[NAME] ...`) and the
+/// console's own announcements. They all reach the UART while the shell's output waits in
 /// the guest's tty buffer, so their lines land anywhere in what the shell prints, even
 /// inside a word (`rc=0[    3.718682] PM: suspend exit`).
 fn interleaved_line(text: &[u8]) -> Option<usize> {
@@ -135,7 +141,15 @@ fn interleaved_line(text: &[u8]) -> Option<usize> {
         let stamp = rest.iter().position(|&c| c == b']')?;
         (stamp > 0 && rest[..stamp].iter().all(|&c| c == b' ' || c == b'.' || c.is_ascii_digit())).then_some(())
     };
-    (line.starts_with(CAIRN_LINE) || kernel().is_some()).then_some(newline + 1)
+    let other_vm = || {
+        let rest = line.strip_prefix(b"[")?;
+        let name = rest.iter().position(|&c| c == b']')?;
+        let named = (1..=MAX_VM_NAME).contains(&name)
+            && rest[..name].iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+        (named && rest.get(name + 1) == Some(&b' ')).then_some(())
+    };
+    let ours = line.starts_with(CAIRN_LINE) || line.starts_with(SWITCH_LINE);
+    (ours || kernel().is_some() || other_vm().is_some()).then_some(newline + 1)
 }
 
 /// `at` moved past any complete interleaved lines (see `interleaved_line`) that start there.
