@@ -8,7 +8,12 @@
 //! - `cairn-guest/initramfs`: its initramfs;
 //! - `cairn-guest/dtb`: a device tree to base the guest's on, instead of the host's;
 //! - `cairn-guest/cmdline`: the guest kernel's command line;
-//! - `cairn-guest/vm.conf`: VM settings, `key=value` lines (`vcpus=N`, `psci=X.Y`).
+//! - `cairn-guest/vm.conf`: VM settings, `key=value` lines: the `cairn.*` settings of
+//!   crate::partition without the prefix (`cpus=`, `mem=`, `psci=`, `on-reset=`, ...).
+//!
+//! For several VMs, the same files go in one directory per VM, `cairn-guest/<name>/`
+//! (`cairn-guest/alpha/kernel`, `cairn-guest/alpha/vm.conf`, ...): each directory with a
+//! kernel is one VM, named after it, in the order the archive holds them.
 //!
 //! scripts/guest-bundle builds one. Parsing only borrows from the archive.
 
@@ -23,11 +28,13 @@ const FIELD_NAMESIZE: usize = 11;
 const ALIGN: usize = 4;
 const TRAILER: &str = "TRAILER!!!";
 
-const KERNEL: &str = "cairn-guest/kernel";
-const INITRAMFS: &str = "cairn-guest/initramfs";
-const DTB: &str = "cairn-guest/dtb";
-const CMDLINE: &str = "cairn-guest/cmdline";
-const VM_CONF: &str = "cairn-guest/vm.conf";
+/// The bundle's directory, and its members' names (in it, or in a VM's directory in it).
+const DIR: &str = "cairn-guest/";
+const KERNEL: &str = "kernel";
+const INITRAMFS: &str = "initramfs";
+const DTB: &str = "dtb";
+const CMDLINE: &str = "cmdline";
+const VM_CONF: &str = "vm.conf";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BundleError {
@@ -39,9 +46,17 @@ pub enum BundleError {
     NotText,
 }
 
-/// The members of a guest bundle, as slices of the archive, with their offsets in it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A guest bundle: one guest, or one per VM directory, in archive order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bundle<'a> {
+    pub guests: alloc::vec::Vec<Guest<'a>>,
+}
+
+/// One guest's members, as slices of the archive, with their offsets in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Guest<'a> {
+    /// Its directory's name (`cairn-guest/<name>/`); None for the single-guest layout.
+    pub name: Option<&'a str>,
     pub kernel: Member<'a>,
     pub initramfs: Option<Member<'a>>,
     pub dtb: Option<Member<'a>>,
@@ -73,8 +88,8 @@ fn field(header: &[u8], index: usize) -> Option<usize> {
 
 /// Reads a guest bundle.
 pub fn parse(archive: &[u8]) -> Result<Bundle<'_>, BundleError> {
-    let mut kernel = None;
-    let mut bundle = Bundle::default();
+    // Each guest as it is found, with whether its kernel has been seen.
+    let mut found: alloc::vec::Vec<(Guest<'_>, bool)> = alloc::vec::Vec::new();
     let mut at = 0;
     loop {
         let header = archive.get(at..at + HEADER_LEN).ok_or(BundleError::NotCpio)?;
@@ -92,20 +107,49 @@ pub fn parse(archive: &[u8]) -> Result<Bundle<'_>, BundleError> {
             break;
         }
         let data = archive.get(data_at..data_at + file_size).ok_or(BundleError::NotCpio)?;
-        let member = Member { offset: data_at, data };
-        let text = || core::str::from_utf8(data).map(str::trim).map_err(|_| BundleError::NotText);
-        match name.trim_start_matches("./") {
-            KERNEL => kernel = Some(member),
-            INITRAMFS => bundle.initramfs = Some(member),
-            DTB => bundle.dtb = Some(member),
-            CMDLINE => bundle.cmdline = Some(text()?),
-            VM_CONF => bundle.vm_conf = Some(text()?),
-            _ => {}
+        if let Some((vm, file)) = split_name(name) {
+            let index = match found.iter().position(|(g, _)| g.name == vm) {
+                Some(i) => i,
+                None => {
+                    found.push((Guest { name: vm, ..Guest::default() }, false));
+                    found.len() - 1
+                }
+            };
+            let (guest, has_kernel) = &mut found[index];
+            *has_kernel |= file == KERNEL;
+            add_member(guest, file, Member { offset: data_at, data })?;
         }
         at = align(data_at + file_size);
     }
-    bundle.kernel = kernel.ok_or(BundleError::NoKernel)?;
-    Ok(bundle)
+    let guests: alloc::vec::Vec<Guest<'_>> = found.into_iter().filter(|(_, k)| *k).map(|(g, _)| g).collect();
+    if guests.is_empty() {
+        return Err(BundleError::NoKernel);
+    }
+    Ok(Bundle { guests })
+}
+
+/// A member's VM directory (None: the single-guest layout) and file name, if it is in
+/// the bundle's directory.
+fn split_name(name: &str) -> Option<(Option<&str>, &str)> {
+    let rest = name.trim_start_matches("./").strip_prefix(DIR)?;
+    match rest.split_once('/') {
+        Some((vm, file)) if !vm.is_empty() && !file.contains('/') => Some((Some(vm), file)),
+        Some(_) => None,
+        None => Some((None, rest)),
+    }
+}
+
+fn add_member<'a>(guest: &mut Guest<'a>, file: &str, member: Member<'a>) -> Result<(), BundleError> {
+    let text = || core::str::from_utf8(member.data).map(str::trim).map_err(|_| BundleError::NotText);
+    match file {
+        KERNEL => guest.kernel = member,
+        INITRAMFS => guest.initramfs = Some(member),
+        DTB => guest.dtb = Some(member),
+        CMDLINE => guest.cmdline = Some(text()?),
+        VM_CONF => guest.vm_conf = Some(text()?),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// One `key=value` setting of a `vm.conf`, if present (`#` starts a comment).
@@ -150,14 +194,15 @@ mod tests {
     fn reads_every_member_in_place() {
         let a = archive(&[
             ("cairn-guest", b""),
-            (CMDLINE, b"console=ttyAMA0 quiet\n"),
-            (VM_CONF, b"vcpus=4 # every CPU\npsci=1.0\n"),
-            (DTB, b"\xd0\x0d\xfe\xed"),
-            (KERNEL, b"ARMd kernel bytes"),
-            (INITRAMFS, b"0707 initramfs"),
+            ("cairn-guest/cmdline", b"console=ttyAMA0 quiet\n"),
+            ("cairn-guest/vm.conf", b"vcpus=4 # every CPU\npsci=1.0\n"),
+            ("cairn-guest/dtb", b"\xd0\x0d\xfe\xed"),
+            ("cairn-guest/kernel", b"ARMd kernel bytes"),
+            ("cairn-guest/initramfs", b"0707 initramfs"),
         ]);
         assert!(looks_like_bundle(&a));
-        let b = parse(&a).unwrap();
+        let b = parse(&a).unwrap().guests[0];
+        assert_eq!(b.name, None);
         assert_eq!(b.kernel.data, b"ARMd kernel bytes");
         assert_eq!(&a[b.kernel.offset..b.kernel.offset + b.kernel.data.len()], b.kernel.data);
         assert_eq!(b.kernel.offset % ALIGN, 0);
@@ -171,9 +216,9 @@ mod tests {
 
     #[test]
     fn the_kernel_is_required_and_garbage_is_refused() {
-        assert_eq!(parse(&archive(&[(INITRAMFS, b"x")])), Err(BundleError::NoKernel));
+        assert_eq!(parse(&archive(&[("cairn-guest/initramfs", b"x")])), Err(BundleError::NoKernel));
         assert_eq!(parse(b"not an archive at all"), Err(BundleError::NotCpio));
-        let mut cut = archive(&[(KERNEL, b"0123456789")]);
+        let mut cut = archive(&[("cairn-guest/kernel", b"0123456789")]);
         cut.truncate(HEADER_LEN + 10);
         assert_eq!(parse(&cut), Err(BundleError::NotCpio));
         assert!(!looks_like_bundle(b"\x1f\x8b gzip"));
@@ -183,6 +228,27 @@ mod tests {
     fn names_may_start_with_dot_slash() {
         let a = archive(&[("./cairn-guest/kernel", b"K")]);
         let b = parse(&a).unwrap();
-        assert_eq!(b.kernel.data, b"K");
+        assert_eq!(b.guests[0].kernel.data, b"K");
+    }
+
+    #[test]
+    fn one_directory_per_vm_in_archive_order() {
+        let a = archive(&[
+            ("cairn-guest/beta", b""),
+            ("cairn-guest/beta/vm.conf", b"cpus=2-3\n"),
+            ("cairn-guest/beta/kernel", b"KB"),
+            ("cairn-guest/alpha/cmdline", b"console=ttyAMA0"),
+            ("cairn-guest/alpha/kernel", b"KA"),
+            ("cairn-guest/alpha/initramfs", b"IA"),
+            ("cairn-guest/gamma/cmdline", b"no kernel: not a VM"),
+            ("cairn-guest/beta/deeper/kernel", b"ignored"),
+        ]);
+        let b = parse(&a).unwrap();
+        let names: Vec<_> = b.guests.iter().map(|g| g.name).collect();
+        assert_eq!(names, [Some("beta"), Some("alpha")]);
+        assert_eq!(b.guests[0].kernel.data, b"KB");
+        assert_eq!(b.guests[0].vm_conf, Some("cpus=2-3"));
+        assert_eq!(b.guests[1].initramfs.unwrap().data, b"IA");
+        assert_eq!(b.guests[1].cmdline, Some("console=ttyAMA0"));
     }
 }

@@ -48,6 +48,8 @@ static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
 /// The machine as the device tree describes it; set once by the boot CPU.
 static MACHINE: spin::Once<Machine<'static>> = spin::Once::new();
 static HOST_DTB: spin::Once<&'static [u8]> = spin::Once::new();
+/// Where the loader put the host device tree: guest RAM once Cairn has its copy.
+static LOADED_DTB: spin::Once<Region> = spin::Once::new();
 
 /// The physical memory Cairn keeps for itself: its image, BSS and heap, rounded out to
 /// 2 MiB so guest RAM can use block mappings around it.
@@ -105,6 +107,7 @@ fn read_device_tree(dtb: usize) -> Option<Machine<'static>> {
     let raw = unsafe { core::slice::from_raw_parts(ptr, size) };
     let blob: &'static [u8] = Box::leak(dt::compact(raw)?.into_boxed_slice());
     HOST_DTB.call_once(|| blob);
+    LOADED_DTB.call_once(|| Region::new(dtb as u64, size as u64));
     dt::parse(blob).ok()
 }
 
@@ -179,7 +182,17 @@ pub extern "C" fn cairn_primary_main(dtb: usize) -> ! {
             platform::fail("bad PSCI version for the guests")
         }
     };
-    let host = vm::Host { cairn: cairn_region(), device_tree: host_device_tree(), cpus: logical_cpus(m), own_memory };
+    // What the loader left in RAM that no guest may read: the host device tree (every VM's
+    // bootargs) and a guest bundle (every VM's images); the modules themselves create_vms
+    // knows.
+    let leftovers: Vec<Region> = LOADED_DTB.get().copied().into_iter().chain(guest_bundle_region(m)).collect();
+    let host = vm::Host {
+        cairn: cairn_region(),
+        device_tree: host_device_tree(),
+        cpus: logical_cpus(m),
+        own_memory,
+        loader_leftovers: leftovers,
+    };
     let vms = match vm::create_vms(&host, &guest, psci_version, &settings) {
         Ok(vms) => vms,
         Err(e) => {
@@ -210,6 +223,11 @@ fn connect_console(m: &Machine<'_>, vms: &[alloc::sync::Arc<vm::Vm>]) {
     }
 }
 
+/// The guest bundle the firmware loaded as its initramfs, if Cairn reads its guests from one.
+fn guest_bundle_region(m: &Machine<'_>) -> Option<Region> {
+    m.initrd.filter(|_| m.modules.is_empty())
+}
+
 /// The guest to boot: QEMU's guest-loader modules, or else the guest bundle the firmware
 /// loaded as its initramfs (crate::bundle), whose kernel and initramfs become the modules
 /// and whose vm.conf and device tree become the VM's settings.
@@ -231,23 +249,36 @@ fn guest_machine(m: &Machine<'static>) -> (Machine<'static>, vm::GuestSettings) 
         }
     };
     let region = |member: bundle::Member<'_>| Region::new(initrd.base + member.offset as u64, member.data.len() as u64);
-    guest.modules.push(Module { kind: ModuleKind::Kernel, region: region(b.kernel), bootargs: b.cmdline });
-    if let Some(initramfs) = b.initramfs {
-        guest.modules.push(Module { kind: ModuleKind::Ramdisk, region: region(initramfs), bootargs: None });
+    for g in &b.guests {
+        let kernel = region(g.kernel);
+        guest.modules.push(Module { kind: ModuleKind::Kernel, region: kernel, bootargs: g.cmdline });
+        if let Some(initramfs) = g.initramfs {
+            guest.modules.push(Module { kind: ModuleKind::Ramdisk, region: region(initramfs), bootargs: None });
+        }
+        settings.per_vm.push(vm::BundleVm {
+            kernel_at: kernel.base,
+            vm_conf: named_conf(g),
+            dtb: g.dtb.map(|d| d.data),
+        });
+        log::info!(
+            "guest bundle at {:#x}: {}kernel {} bytes, initramfs {} bytes{}{}",
+            initrd.base,
+            g.name.map(|n| alloc::format!("{n}: ")).unwrap_or_default(),
+            g.kernel.data.len(),
+            g.initramfs.map_or(0, |i| i.data.len()),
+            if g.dtb.is_some() { ", its own device tree" } else { "" },
+            if g.vm_conf.is_some() { ", vm.conf" } else { "" }
+        );
     }
-    settings.vm_conf = b.vm_conf;
-    if let Some(dtb) = b.dtb {
-        settings.base_dtb = dtb.data;
-    }
-    log::info!(
-        "guest bundle at {:#x}: kernel {} bytes, initramfs {} bytes{}{}",
-        initrd.base,
-        b.kernel.data.len(),
-        b.initramfs.map_or(0, |i| i.data.len()),
-        if b.dtb.is_some() { ", its own device tree" } else { "" },
-        if b.vm_conf.is_some() { ", vm.conf" } else { "" }
-    );
     (guest, settings)
+}
+
+/// A bundle guest's vm.conf, named after its directory unless it names itself (a later
+/// line wins, so the directory's name goes first).
+fn named_conf(g: &bundle::Guest<'static>) -> Option<&'static str> {
+    let Some(name) = g.name else { return g.vm_conf };
+    let conf = alloc::format!("{}={name}\n{}", crate::partition::NAME_KEY, g.vm_conf.unwrap_or(""));
+    Some(alloc::boxed::Box::leak(conf.into_boxed_str()))
 }
 
 /// `exit=semihosting`: the machine's end tells the VMs' verdict through semihosting

@@ -116,3 +116,41 @@ fn rpi4_sd_card_image_has_the_boot_files() {
     }
     assert!(config.contains("initramfs cairn-guest.cpio"), "config.txt loads the bundle:\n{config}");
 }
+
+/// Two VMs from one guest bundle (`cairn-guest/<name>/`): Debian's Linux on CPUs 0-2 with
+/// the PL011 as its console, and the bare-metal hypercalls guest on CPU 3 with 64 MiB and
+/// the mini UART (`devices=serial@7e215040` in its vm.conf; Cairn logs there too). Both run:
+/// the guest passes, Linux reaches its shell with 3 CPUs and answers, and the machine
+/// ends with status 0 once both are off.
+#[test]
+fn rpi4_two_vms_from_one_bundle() {
+    let linux = common::linux_guest();
+    let bundle = root().join("target/test-bundles/rpi4-two-vms.cpio");
+    std::fs::create_dir_all(bundle.parent().unwrap()).unwrap();
+    let status = Command::new(root().join("scripts/guest-bundle"))
+        .args(["--vm", "linux", "--kernel"])
+        .arg(&linux.kernel)
+        .arg("--initrd")
+        .arg(&linux.initrd)
+        .args(["--append", "console=ttyAMA0", "--cpus", "0-2"])
+        .args(["--vm", "bare", "--kernel"])
+        .arg(common::guest("hypercalls"))
+        .args(["--initrd", "none", "--cpus", "3", "--mem", "64M", "--devices", "serial@7e215040", "-o"])
+        .arg(&bundle)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("scripts/guest-bundle runs");
+    assert!(status.success(), "scripts/guest-bundle failed");
+    let mut s = boot("two-vms").bundle_file(&bundle).wait_timeout(LINUX_WAIT).spawn();
+    s.wait_for("CAIRN-TEST hypercalls result: pass");
+    let marker = s.wait_for(re(&format!(r"{MARKER} \(\d+ CPUs\)")));
+    assert!(marker.contains("(3 CPUs)"), "Linux has its three CPUs: {marker}{}", s.context());
+    s.wait_for_shell();
+    assert_eq!(s.sh_value("cat /sys/devices/system/cpu/online"), "0-2", "{}", s.context());
+    let log = s.log();
+    assert!(log.contains("vm0 (linux): ") && log.contains("vm1 (bare): "), "both VMs built{}", s.context());
+    assert!(log.contains("1 vCPUs on CPUs 3, 64 MiB RAM"), "the bare-metal VM's share{}", s.context());
+    s.send_line("poweroff -f");
+    s.wait_for("vm0: system event: shutdown (PSCI SYSTEM_OFF)");
+    s.expect_exit(0);
+}

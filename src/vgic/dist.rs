@@ -209,7 +209,9 @@ pub struct VGic {
     /// SPIs no physical device raises: the lines of devices Cairn emulates for the VM
     /// (its virtual UART), with each line's level as the device last drove it.
     soft_spis: Vec<(u32, bool)>,
-    /// Whether a soft SPI may be pending: spares the exit path a scan when none is.
+    /// Whether a soft SPI is pending: spares the exit path a scan when none is. Set when
+    /// one becomes pending, recomputed when one is taken or the guest writes the
+    /// distributor.
     soft_maybe_pending: bool,
     /// The physical CPU each vCPU runs on: the physical GIC is told CPUs, not vCPUs.
     pcpus: Vec<usize>,
@@ -431,13 +433,20 @@ impl VGic {
     /// by the guest that no hardware backs) at or above INTID `from`, without taking it. A
     /// GICv2 SGI pending from several sources is one list-register entry per source: this
     /// names the lowest source.
+    #[inline(always)]
     pub fn next_pending(&self, vcpu: usize, from: u32) -> Option<Pending> {
+        match self.next_private(vcpu, from) {
+            None if self.soft_maybe_pending => self.next_soft_spi(vcpu, from),
+            found => found,
+        }
+    }
+
+    /// [`VGic::next_pending`] among `vcpu`'s private interrupts.
+    #[inline(always)]
+    fn next_private(&self, vcpu: usize, from: u32) -> Option<Pending> {
         let private = self.private.get(vcpu)?;
         let candidates = private.maybe_pending & ALL_PRIVATE.checked_shl(from).unwrap_or(0);
-        let found = super::set_bits(u64::from(candidates)).find(|&i| self.deliverable(&private.irqs[i as usize]));
-        let Some(intid) = found else {
-            return if self.soft_maybe_pending { self.next_soft_spi(vcpu, from) } else { None };
-        };
+        let intid = super::set_bits(u64::from(candidates)).find(|&i| self.deliverable(&private.irqs[i as usize]))?;
         let irq = &private.irqs[intid as usize];
         let sources = if self.version == Version::V2 && intid < SGIS { private.sgi_sources[intid as usize] } else { 1 };
         let source = sources.trailing_zeros().min(7) as u8;
@@ -446,6 +455,7 @@ impl VGic {
 
     /// The first deliverable soft SPI routed to `vcpu`, at or above INTID `from`.
     #[cold]
+    #[inline(never)]
     fn next_soft_spi(&self, vcpu: usize, from: u32) -> Option<Pending> {
         self.soft_spis
             .iter()
@@ -486,8 +496,14 @@ impl VGic {
         if let Some(irq) = self.irq_mut(0, intid) {
             irq.pending = false;
         }
-        self.soft_maybe_pending = self.soft_spis.iter().any(|&(i, _)| self.irq(0, i).is_some_and(|irq| irq.pending));
+        self.soft_maybe_pending = self.any_soft_spi_pending();
         false
+    }
+
+    /// Whether a soft SPI is pending anywhere: the exit path scans for one only then.
+    #[cold]
+    fn any_soft_spi_pending(&self) -> bool {
+        self.soft_spis.iter().any(|&(i, _)| self.irq(0, i).is_some_and(|irq| irq.pending))
     }
 
     /// Gives a software interrupt back (a list register was reclaimed for a higher
@@ -529,6 +545,9 @@ impl VGic {
     /// until the next change (`maybe_pending`).
     pub fn first_pending(&mut self, vcpu: usize) -> Option<u32> {
         let found = self.next_pending(vcpu, 0).map(|p| p.intid);
+        if found.is_none() && self.soft_maybe_pending {
+            self.soft_maybe_pending = self.any_soft_spi_pending();
+        }
         // Everything below the first deliverable one (or all, if none) is not.
         let scanned = found.filter(|&intid| intid < PRIVATE_IRQS).map_or(ALL_PRIVATE, |intid| (1 << intid) - 1);
         self.private.get_mut(vcpu)?.maybe_pending &= !scanned;
@@ -590,9 +609,23 @@ impl VGic {
         write: Option<u64>,
         hw: &mut dyn HwBacking,
     ) -> (u64, VcpuSet) {
-        if write.is_some() && !self.soft_spis.is_empty() {
-            self.soft_maybe_pending = true;
+        let done = self.dist_register(vcpu, offset, size, write, hw);
+        if write.is_some() && (GICD_ISPENDR..GICD_ISACTIVER).contains(&offset) && !self.soft_spis.is_empty() {
+            // The guest may have pended a soft SPI (GICD_ISPENDR) or taken one back
+            // (GICD_ICPENDR).
+            self.soft_maybe_pending = self.any_soft_spi_pending();
         }
+        done
+    }
+
+    fn dist_register(
+        &mut self,
+        vcpu: usize,
+        offset: u64,
+        size: usize,
+        write: Option<u64>,
+        hw: &mut dyn HwBacking,
+    ) -> (u64, VcpuSet) {
         match offset {
             GICD_CTLR => {
                 if let Some(v) = write {

@@ -6,6 +6,7 @@
 
 use crate::arch::aarch64::cpu;
 use crate::arch::aarch64::gic::{self, Gic};
+use crate::arch::aarch64::gicarch::PRIVATE_IRQS;
 use crate::arch::aarch64::limits::MAX_CPUS;
 use crate::arch::aarch64::lr::ListReg;
 use crate::vgic::dist::VGic;
@@ -72,7 +73,7 @@ impl CpuInterface for Gic {
         // it (Vm::timed_out), so the timer is done.
         if intid == gic::HYP_TIMER_IRQ {
             cpu::disarm_hyp_timer();
-        } else {
+        } else if intid >= PRIVATE_IRQS {
             gic::own_interrupt(intid);
         }
     }

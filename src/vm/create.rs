@@ -130,16 +130,35 @@ pub struct Host<'a> {
     pub cpus: Vec<u64>,
     /// Cairn's side of the memory line, read once the VM is built.
     pub own_memory: fn() -> MemoryUse,
+    /// What the loader put in RAM besides the modules (the host device tree, a guest
+    /// bundle): wiped from every VM's RAM before it starts.
+    pub loader_leftovers: Vec<Region>,
 }
 
 /// What the guests ask for beyond their images and bootargs (a guest bundle's).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct GuestSettings {
-    /// The device tree the guests' are derived from: the host's, or the bundle's.
+    /// The device tree the guests' are derived from: the host's.
     pub base_dtb: &'static [u8],
-    /// The bundle's vm.conf, the same settings as the `cairn.*` words (crate::partition),
-    /// which override it.
+    /// What a guest bundle says of each of its VMs.
+    pub per_vm: Vec<BundleVm>,
+}
+
+/// A guest bundle's settings for the VM whose kernel is at `kernel_at`.
+#[derive(Clone, Copy, Debug)]
+pub struct BundleVm {
+    pub kernel_at: u64,
+    /// Its vm.conf: the same settings as the `cairn.*` words (crate::partition), which
+    /// override it.
     pub vm_conf: Option<&'static str>,
+    /// The device tree its own is derived from, instead of the host's.
+    pub dtb: Option<&'static [u8]>,
+}
+
+impl GuestSettings {
+    fn of(&self, kernel: &Module<'_>) -> Option<&BundleVm> {
+        self.per_vm.iter().find(|b| b.kernel_at == kernel.region.base)
+    }
 }
 
 /// One VM's modules: its kernel, and the initrd the loader put after it.
@@ -205,6 +224,8 @@ pub fn create_vms(
     let pristine_size: u64 = images.map(|md| md.region.size).sum();
     let reserve = reserve_top(&mut ram, pristine_size).ok_or(VmError::NoRoomForImages)?;
     let pristine = keep_pristine(&guests, reserve);
+    let all_modules: Vec<Region> =
+        guests.iter().flat_map(|g| core::iter::once(g.kernel.region).chain(g.initrd.map(|i| i.region))).collect();
 
     let uart = virtual_uart(m);
     let devices: Vec<Device> = crate::dt::passthrough_devices(host.device_tree)
@@ -217,7 +238,7 @@ pub fn create_vms(
         .map(|g| ModuleInput {
             address: g.kernel.region.base,
             bootargs: g.kernel.bootargs.unwrap_or(""),
-            vm_conf: settings.vm_conf,
+            vm_conf: settings.of(&g.kernel).and_then(|b| b.vm_conf),
         })
         .collect();
     let board = Board { cpus: host.cpus.len().min(MAX_CPUS), free_ram: &ram, devices: &paths };
@@ -240,18 +261,21 @@ pub fn create_vms(
             several,
             first: n == 0,
             unused,
+            all_modules: &all_modules,
             uart,
             default_psci,
-            base_dtb: settings.base_dtb,
+            base_dtb: settings.of(&guests[vp.index].kernel).and_then(|b| b.dtb).unwrap_or(settings.base_dtb),
         };
         match build_vm(host, m, vp, &parts) {
-            Ok(vm) => vms.push(vm),
+            Ok(built) => vms.push(built),
             Err(e) => {
                 log::error!("{} (module at {:#x}): {e}: not started", vp.name, guests[vp.index].kernel.region.base)
             }
         }
     }
-    Ok(vms)
+    // Only once every VM is built is anything written to guest RAM: until then the loader's
+    // modules, device tree and bundle are read in place.
+    Ok(vms.into_iter().map(Built::install).collect())
 }
 
 /// What building one VM takes besides its plan.
@@ -265,6 +289,8 @@ struct VmParts<'a, 'm> {
     first: bool,
     /// RAM no VM gets, for the memory line.
     unused: u64,
+    /// Every guest's modules where the loader put them.
+    all_modules: &'a [Region],
     uart: Option<(Region, u32)>,
     default_psci: psci::Version,
     base_dtb: &'static [u8],
@@ -299,7 +325,7 @@ fn place_images(parts: &VmParts<'_, '_>, ram: Region, header: &guest_image::Imag
 
 /// Builds the VM `vp` plans: its RAM, stage 2, vCPUs on its CPUs, virtual GIC and UART,
 /// devices and device tree.
-fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '_>) -> Result<Arc<Vm>, VmError> {
+fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '_>) -> Result<Built, VmError> {
     let psci_version = vp.psci.unwrap_or(parts.default_psci);
     let firmware = VmFirmwareState::new(psci_version).map_err(|_| VmError::PsciVersion)?;
     let kernel = parts.guest.kernel;
@@ -358,12 +384,31 @@ fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '
         serial: parts.uart,
     };
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
-    vm.install_first_boot(placed.kernel.in_place, placed.initrd_in_place);
+    let wipe = leftovers_in(host, parts, &placed, vp.ram);
     log_created(&vm, &placed.kernel, kernel.bootargs.map(|_| vp.guest_args.as_str()), &my_devices);
     let pristine_size = kernel.region.size + parts.guest.initrd.map_or(0, |i| i.region.size);
     log::info!("vm{}: {}", vm.id, memory_use(&vm, pristine_size, parts.unused, (host.own_memory)()));
-    vm.publish();
-    Ok(vm)
+    Ok(Built { vm, wipe, kernel_in_place: placed.kernel.in_place, initrd_in_place: placed.initrd_in_place })
+}
+
+/// A VM built but not yet written into its RAM.
+struct Built {
+    vm: Arc<Vm>,
+    /// What the loader left in its RAM for others, to zero.
+    wipe: Vec<Region>,
+    kernel_in_place: bool,
+    initrd_in_place: bool,
+}
+
+impl Built {
+    /// Clears the VM's RAM of others' leftovers, writes its images and device tree, and
+    /// adds it to the live set.
+    fn install(self) -> Arc<Vm> {
+        self.vm.wipe(&self.wipe);
+        self.vm.install_first_boot(self.kernel_in_place, self.initrd_in_place);
+        self.vm.publish();
+        self.vm
+    }
 }
 
 /// The SPIs a VM sees when it shares the board: its own devices'. The first VM gets every
@@ -382,6 +427,31 @@ fn own_spis(vp: &VmPlan, devices: &[Device], first: bool) -> Vec<u32> {
     } else {
         spis_of(true)
     }
+}
+
+/// What the loader left in `ram` that is not this VM's to read: every other guest's
+/// modules (pristine copies of them are kept elsewhere), its own that were moved, the
+/// host device tree and a guest bundle. Only its own images left in place stay.
+fn leftovers_in(host: &Host<'_>, parts: &VmParts<'_, '_>, placed: &Placed, ram: Region) -> Vec<Region> {
+    let kept: Vec<Region> = [
+        placed.kernel.in_place.then_some(placed.kernel.footprint),
+        placed.initrd.filter(|_| placed.initrd_in_place).map(|i| i.at),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let loaded = parts.all_modules.iter().chain(&host.loader_leftovers);
+    let mut out: Vec<Region> = loaded.filter_map(|r| clip(*r, ram)).collect();
+    for k in &kept {
+        out = out.iter().flat_map(|r| r.subtract(k)).flatten().collect();
+    }
+    out
+}
+
+/// The part of `r` inside `within`, if any.
+fn clip(r: Region, within: Region) -> Option<Region> {
+    let (start, end) = (r.base.max(within.base), r.end().min(within.end()));
+    (start < end).then(|| Region::from_bounds(start, end))
 }
 
 /// A VM's VMID: VMID 0 is never a guest's (Cairn's own translations would share it).

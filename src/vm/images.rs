@@ -36,6 +36,16 @@ impl Vm {
         mmu::invalidate_instruction_caches();
     }
 
+    /// Zeroes `regions` of the VM's RAM: what the loader left there for others.
+    pub(super) fn wipe(&self, regions: &[Region]) {
+        for r in regions {
+            // SAFETY: `r` lies in this VM's RAM (the caller clipped it), which Cairn maps and
+            // no vCPU runs in yet; nothing else owns it.
+            unsafe { core::ptr::write_bytes(r.base as *mut u8, 0, r.size as usize) };
+            mmu::clean_dcache_range(r.base, r.size);
+        }
+    }
+
     fn install_device_tree(&self) {
         let dtb = &self.boot.guest_dtb;
         copy_to_guest(dtb.as_ptr() as u64, Region::new(self.boot.dtb, dtb.len() as u64));

@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 #[cfg(target_os = "none")]
-pub use create::{create_vms, GuestSettings, Host, VmError};
+pub use create::{create_vms, BundleVm, GuestSettings, Host, VmError};
 use devices::{DeviceTable, Overlap};
 
 use crate::arch::aarch64::mpidr::MPIDR_AFFINITY_MASK;

@@ -29,6 +29,11 @@ use std::time::{Duration, Instant};
 pub const GUEST_ADDR: &str = "0x48000000";
 /// Where the guest's initrd goes (scripts/run uses the same address).
 pub const INITRD_ADDR: &str = "0x4c000000";
+/// With several VMs, the modules are packed from GUEST_ADDR on, each at a 2 MiB boundary,
+/// and must end below this: QEMU puts its device tree right after the 254 MiB Cairn's
+/// Image header claims from 0x4020_0000 (README, "Plain QEMU").
+const MODULE_WINDOW_END: u64 = 0x5000_0000;
+const MODULE_ALIGN: u64 = 2 << 20;
 /// The guest bootargs `Boot::linux` starts from.
 pub const LINUX_BOOTARGS: &str = "console=ttyAMA0";
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -119,6 +124,18 @@ pub struct Boot {
     pub raspi4b: bool,
     /// Extra scripts/guest-bundle options (raspi4b), e.g. `--on-reset fail` for vm.conf.
     pub bundle_args: Vec<String>,
+    /// VMs after the first (`guest`, `initrd`, `guest_args`): one guest-loader kernel each.
+    pub vms: Vec<ExtraVm>,
+    /// A guest bundle made by the test itself (raspi4b), used instead of building one.
+    pub bundle_file: Option<PathBuf>,
+}
+
+/// A VM besides the first: its kernel, initrd and bootargs (with its `cairn.*` words).
+#[derive(Clone, Debug)]
+pub struct ExtraVm {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub bootargs: String,
 }
 
 impl Boot {
@@ -139,7 +156,54 @@ impl Boot {
             wait_timeout: default_wait_timeout(),
             raspi4b: false,
             bundle_args: Vec::new(),
+            vms: Vec::new(),
+            bundle_file: None,
         }
+    }
+
+    /// Boots raspi4b with this guest bundle (e.g. one with several VMs).
+    pub fn bundle_file(mut self, path: &Path) -> Self {
+        self.bundle_file = Some(path.into());
+        self
+    }
+
+    /// Adds a VM: `kernel` (a test guest's image, or Linux's), its initrd, its bootargs.
+    pub fn vm(mut self, kernel: &Path, initrd: Option<&Path>, bootargs: &str) -> Self {
+        self.vms.push(ExtraVm { kernel: kernel.into(), initrd: initrd.map(Into::into), bootargs: bootargs.into() });
+        self
+    }
+
+    /// Adds a VM running the default Linux guest with `LINUX_BOOTARGS` and `extra`.
+    pub fn linux_vm(self, extra: &str) -> Self {
+        let linux = linux_guest();
+        let (kernel, initrd) = (linux.kernel.clone(), linux.initrd.clone());
+        self.vm(&kernel, Some(&initrd), &format!("{LINUX_BOOTARGS} {extra}"))
+    }
+
+    /// The guest-loader devices of every VM, packed from GUEST_ADDR on.
+    fn packed_modules(&self) -> Vec<String> {
+        let first = self.guest.as_ref().map(|k| ExtraVm {
+            kernel: k.clone(),
+            initrd: self.initrd.clone(),
+            bootargs: self.guest_args.clone().unwrap_or_default(),
+        });
+        let mut addr = u64::from_str_radix(GUEST_ADDR.trim_start_matches("0x"), 16).unwrap();
+        let mut devices = Vec::new();
+        let mut place = |what: String, path: &Path| {
+            let size = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).len();
+            devices.push(format!("guest-loader,addr={addr:#x},{what}"));
+            addr = (addr + size).div_ceil(MODULE_ALIGN) * MODULE_ALIGN;
+        };
+        for vm in first.iter().chain(&self.vms) {
+            let kernel =
+                format!("kernel={},bootargs={}", qemu_opt(&vm.kernel.display().to_string()), qemu_opt(&vm.bootargs));
+            place(kernel, &vm.kernel);
+            if let Some(initrd) = &vm.initrd {
+                place(format!("initrd={}", qemu_opt(&initrd.display().to_string())), initrd);
+            }
+        }
+        assert!(addr <= MODULE_WINDOW_END, "the VMs' modules end at {addr:#x}, past {MODULE_WINDOW_END:#x}");
+        devices
     }
 
     /// Extra scripts/guest-bundle options for the raspi4b bundle (vm.conf settings).
@@ -272,6 +336,13 @@ impl Boot {
             if !self.append.is_empty() {
                 cmd.args(["-append", &self.append]);
             }
+            if !self.vms.is_empty() {
+                for dev in self.packed_modules() {
+                    cmd.args(["-device", &dev]);
+                }
+                cmd.args(&self.qemu_args);
+                return cmd;
+            }
             if let Some(g) = &self.guest {
                 let mut dev = format!("guest-loader,addr={GUEST_ADDR},kernel={}", qemu_opt(&g.display().to_string()));
                 if let Some(a) = &self.guest_args {
@@ -305,7 +376,9 @@ impl Boot {
         if !self.append.is_empty() {
             cmd.args(["-append", &self.append]);
         }
-        if let Some(g) = &self.guest {
+        if let Some(bundle) = &self.bundle_file {
+            cmd.arg("-initrd").arg(bundle);
+        } else if let Some(g) = &self.guest {
             cmd.arg("-initrd").arg(self.bundle(g));
         }
         cmd.args(&self.qemu_args);

@@ -339,6 +339,13 @@ impl Session {
         self.out.len()
     }
 
+    /// `wait_for`, looking from `mark` (an earlier `mark()`) on rather than from the end
+    /// of the last match: for a line that may have come before others already waited for.
+    pub fn wait_for_since(&mut self, mark: usize, pattern: impl Pattern) -> String {
+        self.pos = self.pos.min(mark);
+        self.wait_for(pattern)
+    }
+
     pub fn log_since(&self, mark: usize) -> String {
         String::from_utf8_lossy(&self.out[mark.min(self.out.len())..]).into_owned()
     }

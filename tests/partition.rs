@@ -1,0 +1,246 @@
+//! Several VMs on one board: two Debian Linux VMs side by side on `-smp 4` (two vCPUs
+//! each), GICv3 and GICv2, sharing the one serial console through Cairn's multiplexer.
+//! The test types into each VM in turn (three Ctrl-A move the input), and checks what a
+//! user would: both reach their shells with their own CPUs, input reaches only the VM
+//! that has it, one VM's reboot restarts only it while the other's timers and IPIs keep
+//! counting, one VM's poweroff leaves the other running, and QEMU exits 0 once the last
+//! one is off. Serial logs: target/test-logs/partition-*.log.
+
+mod common;
+
+use common::linux::{block, echo_console_line, Checks};
+use common::{without_interleaved_lines, Boot, Session, ShellMarker};
+
+/// What the guests' /init prints once Linux is up with two CPUs (scripts/initramfs-init).
+const UP_WITH_TWO_CPUS: &str = "CAIRN-GUEST: linux up (2 CPUs)";
+/// Three Ctrl-A: the console's switch (src/conmux.rs).
+const SWITCH: &str = "\x01\x01\x01";
+
+fn two_linux_vms(gic: u8) -> Boot {
+    Boot::new(&format!("partition-two-linux-gicv{gic}"))
+        .linux()
+        .smp(4)
+        .gic(gic)
+        .mem("2G")
+        .bootargs("cairn.name=alpha")
+        .linux_vm("cairn.name=beta")
+}
+
+/// Moves the input to the next VM and waits for the console to say it went to `vm`.
+fn switch_to(s: &mut Session, vm: &str) {
+    s.send(SWITCH);
+    s.wait_for(ShellMarker(&format!("*** input to {vm};")));
+}
+
+/// Per-CPU sums of the rows of /proc/interrupts whose label or name `pick` accepts.
+fn counts(text: &str, pick: impl Fn(&str) -> bool) -> Vec<u64> {
+    let mut sums: Vec<u64> = Vec::new();
+    for line in without_interleaved_lines(text).lines().filter(|l| pick(l)) {
+        let numbers = line.split_whitespace().skip(1).map_while(|w| w.parse::<u64>().ok());
+        for (cpu, n) in numbers.enumerate() {
+            if sums.len() <= cpu {
+                sums.resize(cpu + 1, 0);
+            }
+            sums[cpu] += n;
+        }
+    }
+    sums
+}
+
+fn timer_and_ipis(s: &mut Session) -> (Vec<u64>, Vec<u64>) {
+    let text = s.sh("cat /proc/interrupts");
+    (counts(&text, |l| l.contains("arch_timer")), counts(&text, |l| l.trim_start().starts_with("IPI")))
+}
+
+fn rose(before: &[u64], after: &[u64]) -> bool {
+    before.len() == 2 && after.len() == 2 && before.iter().zip(after).all(|(b, a)| a > b)
+}
+
+fn two_linux_vms_share_the_board(gic: u8) {
+    let mut s = two_linux_vms(gic).spawn();
+    let mut c = Checks::new();
+    // Both markers, in either order: beta's comes prefixed, alpha's (with the input) raw.
+    s.wait_for(ShellMarker(UP_WITH_TWO_CPUS));
+    s.wait_for(ShellMarker(UP_WITH_TWO_CPUS));
+    let log = s.log();
+    c.check("the console says where input goes", log.contains("*** input to vm0 (alpha);"), || {
+        "    no \"*** input to vm0 (alpha)\" line".into()
+    });
+    c.check("beta's lines are prefixed with its name", log.contains(&format!("[beta] {UP_WITH_TWO_CPUS}")), || {
+        "    no \"[beta] CAIRN-GUEST: linux up\" line".into()
+    });
+
+    let nproc = s.sh_value("nproc");
+    c.check("alpha has its 2 CPUs", nproc == "2", || format!("    nproc says {nproc}"));
+    let (line, echoed) = echo_console_line(&mut s, 0);
+    c.check("a long line typed into alpha comes back whole", echoed == line, || block(&echoed));
+    let (timer_before, ipis_before) = timer_and_ipis(&mut s);
+
+    switch_to(&mut s, "vm1 (beta)");
+    let nproc = s.sh_value("nproc; touch /tmp/typed-into-beta");
+    c.check("beta has its 2 CPUs", nproc == "2", || format!("    nproc says {nproc}"));
+    let (line, echoed) = echo_console_line(&mut s, 1);
+    c.check("a long line typed into beta comes back whole", echoed == line, || block(&echoed));
+    s.send_line("reboot -f");
+    s.wait_for(ShellMarker("vm1: system event: reset"));
+    s.wait_for(ShellMarker(UP_WITH_TWO_CPUS));
+    s.wait_for_shell();
+    let kept = s.sh_value("test -e /tmp/typed-into-beta && echo kept || echo gone");
+    c.check("beta's reboot restarted it from scratch", kept == "gone", || format!("    /tmp says {kept}"));
+
+    switch_to(&mut s, "vm0 (alpha)");
+    let seen = s.sh_value("test -e /tmp/typed-into-beta && echo seen || echo unseen");
+    c.check("input typed into beta never reached alpha", seen == "unseen", || format!("    alpha: {seen}"));
+    let uptime = s.sh_value("cut -d. -f1 /proc/uptime");
+    c.check("beta's reboot left alpha running", uptime.parse::<u64>().is_ok_and(|u| u > 5), || {
+        format!("    alpha's uptime: {uptime}")
+    });
+    let (timer_after, ipis_after) = timer_and_ipis(&mut s);
+    c.check("alpha's timer interrupts kept counting on both CPUs", rose(&timer_before, &timer_after), || {
+        format!("    before {timer_before:?}, after {timer_after:?}")
+    });
+    c.check("alpha's IPIs kept counting on both CPUs", rose(&ipis_before, &ipis_after), || {
+        format!("    before {ipis_before:?}, after {ipis_after:?}")
+    });
+
+    switch_to(&mut s, "vm1 (beta)");
+    s.send_line("poweroff -f");
+    s.wait_for(ShellMarker("vm1: gone"));
+    // The input skips a VM that is gone.
+    switch_to(&mut s, "vm0 (alpha)");
+    let alive = s.sh_value("echo alive");
+    c.check("beta's poweroff left alpha running", alive == "alive", || format!("    alpha answered {alive:?}"));
+
+    s.send_line("poweroff -f");
+    let status = s.wait_exit();
+    c.check("QEMU exits 0 once the last VM is off", status == Some(0), || format!("    QEMU's status: {status:?}"));
+    c.finish(&mut s);
+}
+
+#[test]
+fn two_linux_vms_share_the_board_gicv3() {
+    two_linux_vms_share_the_board(3);
+}
+
+#[test]
+fn two_linux_vms_share_the_board_gicv2() {
+    two_linux_vms_share_the_board(2);
+}
+
+/// Every way a VM's settings can be wrong stops that VM alone, with one line naming its
+/// module and the word; the VM with good settings runs its test guest to the end, and the
+/// machine ends cleanly when it does.
+#[test]
+fn bad_settings_stop_only_their_vm_with_one_line_each() {
+    let hypercalls = common::guest("hypercalls");
+    let bad = [
+        ("cpu9", "cairn.cpus=9", "the board has CPUs 0-3"),
+        ("typo", "cairn.colour=blue", "no setting `colour`"),
+        ("clash", "cairn.cpus=1", "CPU 1 is good's already"),
+        ("huge", "cairn.mem=64G", "free RAM"),
+        ("garbled", "cairn.mem=12X", "cairn.mem=12X"),
+        ("nodev", "cairn.devices=/no-such-node@0", "no device"),
+    ];
+    let mut boot =
+        Boot::new("partition-bad-settings").smp(4).guest("hypercalls").bootargs("cairn.name=good cairn.cpus=0-1");
+    for (name, word, _) in bad {
+        boot = boot.vm(&hypercalls, None, &format!("cairn.name={name} {word}"));
+    }
+    let run = boot.run();
+    run.assert_clean_exit();
+    for (name, word, reason) in bad {
+        let line = run.log.lines().find(|l| l.contains(&format!("{name} (module at 0x")) && l.contains("not started"));
+        let line = line.unwrap_or_else(|| panic!("no refusal line for {name} in {}", run.log_path.display()));
+        assert!(line.contains(&format!("\"{word}\"")) && line.contains(reason), "{name}: {line}");
+    }
+    run.assert_guest_passed("hypercalls");
+    assert_eq!(run.count("CAIRN-TEST hypercalls result: pass"), 1, "only the good VM ran");
+    run.assert_contains("vm0 (good):");
+    run.assert_contains("2 vCPUs on CPUs 0,1");
+}
+
+/// Two bare-metal VMs at once, each on its own two CPUs (GICv2, so the GICv2 distributor's
+/// targets and SGIs are partitioned too): both pass; the machine ends with the second.
+#[test]
+fn two_bare_metal_vms_pass_side_by_side_gicv2() {
+    let hypercalls = common::guest("hypercalls");
+    let run = Boot::new("partition-two-bare-metal-gicv2")
+        .smp(4)
+        .gic(2)
+        .guest("hypercalls")
+        .bootargs("cairn.name=left")
+        .vm(&hypercalls, None, "cairn.name=right")
+        .run();
+    run.assert_clean_exit();
+    assert_eq!(run.count("CAIRN-TEST hypercalls result: pass"), 2, "both VMs pass: {}", run.log_path.display());
+    run.assert_contains("vm0 (left): ");
+    run.assert_contains("2 vCPUs on CPUs 0,1");
+    run.assert_contains("2 vCPUs on CPUs 2,3");
+    run.assert_contains("[right] CAIRN-TEST hypercalls result: pass");
+    run.assert_contains("no VM left: powering the machine off");
+}
+
+/// The bare-metal `isolation` guest on CPU 3 with 64 MiB, beside Debian's Linux on CPUs
+/// 0-2: while Linux boots and echoes long lines on the console, the guest resets itself
+/// 400 times; then Linux fills 64 KiB of its memory with a pattern, the test gives the
+/// guest a key, and while Linux echoes another line the guest probes its whole IPA window
+/// (only its own RAM, GIC, UART and devices answer), finds no trace of Linux's pattern
+/// nor any other VM's boot image, writes all ones to every SPI register of its
+/// distributor and sends SGIs to every target, and storms CPU_ON at every MPIDR. Linux
+/// keeps its console, timers and IPIs through all of it.
+#[test]
+fn a_bare_metal_vm_beside_linux_reaches_only_its_own() {
+    let isolation = common::guest("isolation");
+    let mut s = Boot::new("partition-isolation-gicv3")
+        .linux()
+        .smp(4)
+        .mem("2G")
+        .bootargs("cairn.name=linux cairn.cpus=0-2 cairn.mem=1G")
+        .vm(&isolation, None, "cairn.name=iso cairn.cpus=3 cairn.mem=64M resets=400 wait-key")
+        .spawn();
+    let start = s.mark();
+    let mut c = Checks::new();
+    s.wait_for(ShellMarker("CAIRN-GUEST: linux up (3 CPUs)"));
+    s.wait_for_shell();
+    let (timer_before, ipis_before) = timer_and_ipis(&mut s);
+    for n in 0..2 {
+        let (line, echoed) = echo_console_line(&mut s, n);
+        c.check("Linux's console echoes whole lines during the reset storm", echoed == line, || block(&echoed));
+    }
+    s.sh("printf 'CAIRN-FOREIGN-PG%.0s' $(seq 4096) > /tmp/foreign && sync");
+    s.wait_for_since(start, ShellMarker("isolation: press a key to start the checks"));
+    let resets = s.log().matches("isolation: reset ").count();
+    c.check("the guest reset itself 399 times", resets == 399, || format!("    {resets} reset lines"));
+
+    switch_to(&mut s, "vm1 (iso)");
+    let key = s.mark();
+    s.send("x");
+    switch_to(&mut s, "vm0 (linux)");
+    let (line, echoed) = echo_console_line(&mut s, 3);
+    c.check("Linux's console echoes whole lines during the guest's checks", echoed == line, || block(&echoed));
+    let result = s.wait_for_since(key, common::re(r"CAIRN-TEST isolation result: \w+ \(\d+ passed, \d+ failed\)"));
+    let failed: Vec<String> = s
+        .log()
+        .lines()
+        .filter(|l| l.contains("CAIRN-TEST isolation") && l.contains("FAIL"))
+        .map(String::from)
+        .collect();
+    c.check("the guest finds only its own and passes", result.contains("pass") && failed.is_empty(), || {
+        format!("    {result}\n{}", block(&failed.join("\n")))
+    });
+    s.wait_for_since(key, ShellMarker("vm1: gone"));
+    let (line, echoed) = echo_console_line(&mut s, 2);
+    c.check("Linux's console still echoes whole lines", echoed == line, || block(&echoed));
+    let (timer_after, ipis_after) = timer_and_ipis(&mut s);
+    let rose3 = |b: &[u64], a: &[u64]| b.len() == 3 && a.len() == 3 && b.iter().zip(a).all(|(b, a)| a > b);
+    c.check("Linux's timers kept counting on its 3 CPUs", rose3(&timer_before, &timer_after), || {
+        format!("    before {timer_before:?}, after {timer_after:?}")
+    });
+    c.check("Linux's IPIs kept counting on its 3 CPUs", rose3(&ipis_before, &ipis_after), || {
+        format!("    before {ipis_before:?}, after {ipis_after:?}")
+    });
+    s.send_line("poweroff -f");
+    let status = s.wait_exit();
+    c.check("QEMU exits 0 once both are off", status == Some(0), || format!("    QEMU's status: {status:?}"));
+    c.finish(&mut s);
+}
