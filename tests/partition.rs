@@ -189,11 +189,21 @@ fn two_bare_metal_vms_pass_side_by_side_gicv2() {
 /// distributor and sends SGIs to every target, and storms CPU_ON at every MPIDR. Linux
 /// keeps its console, timers and IPIs through all of it.
 #[test]
-fn a_bare_metal_vm_beside_linux_reaches_only_its_own() {
+fn a_bare_metal_vm_beside_linux_reaches_only_its_own_gicv3() {
+    a_bare_metal_vm_beside_linux_reaches_only_its_own(3);
+}
+
+#[test]
+fn a_bare_metal_vm_beside_linux_reaches_only_its_own_gicv2() {
+    a_bare_metal_vm_beside_linux_reaches_only_its_own(2);
+}
+
+fn a_bare_metal_vm_beside_linux_reaches_only_its_own(gic: u8) {
     let isolation = common::guest("isolation");
-    let mut s = Boot::new("partition-isolation-gicv3")
+    let mut s = Boot::new(&format!("partition-isolation-gicv{gic}"))
         .linux()
         .smp(4)
+        .gic(gic)
         .mem("2G")
         .bootargs("cairn.name=linux cairn.cpus=0-2 cairn.mem=1G")
         .vm(&isolation, None, "cairn.name=iso cairn.cpus=3 cairn.mem=64M resets=400 wait-key")

@@ -194,6 +194,15 @@ const SGI1R_IRM: u64 = 1 << 40;
 const SGI1R_RS_SHIFT: u32 = 44;
 const SGI1R_AFF3_SHIFT: u32 = 48;
 
+/// A software interrupt to take back out of a vCPU's list registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retraction {
+    pub vcpu: usize,
+    pub intid: u32,
+    /// Disabled, not cleared: it stays pending, to be presented once enabled again.
+    pub still_pending: bool,
+}
+
 /// A set of vCPUs (bit n = vCPU n) that have something new to deliver.
 pub type VcpuSet = u64;
 
@@ -213,6 +222,11 @@ pub struct VGic {
     /// one becomes pending, recomputed when one is taken or the guest writes the
     /// distributor.
     soft_maybe_pending: bool,
+    /// Software interrupts the guest disabled or cleared after they went into a list
+    /// register: (vCPU, INTID, whether it stays pending). The vCPU's next flush takes
+    /// them back out, as a GIC stops presenting an interrupt that is no longer pending
+    /// and enabled (IHI 0069H §4.1.2).
+    retract: Vec<Retraction>,
     /// The physical CPU each vCPU runs on: the physical GIC is told CPUs, not vCPUs.
     pcpus: Vec<usize>,
     /// The SPIs the VM may see, one bit each (its own devices' and its soft SPIs); None:
@@ -235,9 +249,24 @@ impl VGic {
             mpidrs: mpidrs.to_vec(),
             soft_spis: Vec::new(),
             soft_maybe_pending: false,
+            retract: Vec::new(),
             pcpus: (0..mpidrs.len()).collect(),
             visible: None,
         }
+    }
+
+    /// Whether a flush of `vcpu` has list-register entries to take back.
+    #[inline(always)]
+    pub fn has_retractions(&self, vcpu: usize) -> bool {
+        !self.retract.is_empty() && self.retract.iter().any(|r| r.vcpu == vcpu)
+    }
+
+    /// Takes the retractions of `vcpu`'s list registers.
+    #[cold]
+    pub fn take_retractions(&mut self, vcpu: usize) -> Vec<Retraction> {
+        let (mine, others) = core::mem::take(&mut self.retract).into_iter().partition(|r| r.vcpu == vcpu);
+        self.retract = others;
+        mine
     }
 
     /// Runs vCPU n on physical CPU `pcpus[n]` (by default, CPU n).
@@ -500,6 +529,12 @@ impl VGic {
         false
     }
 
+    #[cold]
+    #[inline(never)]
+    fn recheck_soft_pending(&mut self) {
+        self.soft_maybe_pending = self.any_soft_spi_pending();
+    }
+
     /// Whether a soft SPI is pending anywhere: the exit path scans for one only then.
     #[cold]
     fn any_soft_spi_pending(&self) -> bool {
@@ -543,10 +578,11 @@ impl VGic {
     /// The lowest INTID of `vcpu`'s deliverable software interrupts, if any. Every exit
     /// that may have made one pending asks, so a scan that found nothing is remembered
     /// until the next change (`maybe_pending`).
+    #[inline(always)]
     pub fn first_pending(&mut self, vcpu: usize) -> Option<u32> {
         let found = self.next_pending(vcpu, 0).map(|p| p.intid);
         if found.is_none() && self.soft_maybe_pending {
-            self.soft_maybe_pending = self.any_soft_spi_pending();
+            self.recheck_soft_pending();
         }
         // Everything below the first deliverable one (or all, if none) is not.
         let scanned = found.filter(|&intid| intid < PRIVATE_IRQS).map_or(ALL_PRIVATE, |intid| (1 << intid) - 1);
@@ -618,6 +654,7 @@ impl VGic {
         done
     }
 
+    #[inline(always)]
     fn dist_register(
         &mut self,
         vcpu: usize,
@@ -831,6 +868,8 @@ impl VGic {
                             irq.enabled = kind == BitReg::SetEnable;
                             if is_hw {
                                 hw.set_enabled(cpu, intid, irq.enabled);
+                            } else if !irq.enabled {
+                                self.retract.push(Retraction { vcpu: target, intid, still_pending: true });
                             }
                         }
                         BitReg::SetPending | BitReg::ClearPending => {
@@ -839,6 +878,9 @@ impl VGic {
                                 hw.set_pending(cpu, intid, pending);
                             } else {
                                 irq.pending = pending;
+                                if !pending {
+                                    self.retract.push(Retraction { vcpu: target, intid, still_pending: false });
+                                }
                             }
                         }
                         BitReg::SetActive | BitReg::ClearActive => {

@@ -181,6 +181,28 @@ impl<'g, C: CpuInterface> ListRegs<'g, C> {
         &self.regs[..self.count]
     }
 
+    /// Takes the software interrupt `intid` out of its register, if it is there pending:
+    /// a pending-only entry is freed and returned; a pending and active one becomes
+    /// active only.
+    fn retract(&mut self, intid: u32) -> Option<ListReg> {
+        let index =
+            self.regs[..self.count].iter().position(|lr| !lr.is_free() && lr.pintid.is_none() && lr.vintid == intid)?;
+        let lr = self.regs[index];
+        match lr.state {
+            LrState::Pending => {
+                self.regs[index] = ListReg::empty();
+                self.gic.write_lr(index, &self.regs[index]);
+                Some(lr)
+            }
+            LrState::PendingActive => {
+                self.regs[index].state = LrState::Active;
+                self.gic.write_lr(index, &self.regs[index]);
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// Places `new` (lr::place) and writes back the register that changed. Returns the
     /// pending entry it displaced, if any.
     fn place(&mut self, new: ListReg, may_evict_hw: bool) -> Result<Option<ListReg>, NoRoom> {
@@ -225,12 +247,16 @@ fn entry(p: &Pending, pintid: Option<u32>) -> ListReg {
 pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin::Mutex<VGic>, vcpu: usize) {
     let mut queue = queue.lock();
     let mut vgic = vgic.lock();
+    let retract = vgic.has_retractions(vcpu);
     let software = vgic.has_pending(vcpu);
-    if queue.len == 0 && !software {
+    if queue.len == 0 && !software && !retract {
         return;
     }
     let mut snapshot = [ListReg::empty(); MAX_LRS];
     let mut lrs = ListRegs::read(gic, &mut snapshot);
+    if retract {
+        take_back(&mut lrs, &mut vgic, vcpu);
+    }
     let mut leftover = false;
     // Forwarded interrupts a more urgent one displaced from a register go back to the
     // queue, behind the entries this pass visits. Each stays active in the physical GIC
@@ -279,6 +305,22 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
     }
 
     gic.set_underflow_interrupt(leftover);
+}
+
+/// Takes the software interrupts the guest disabled or cleared out of the list registers:
+/// an entry only pending goes (back to the model if it is still pending, disabled); one
+/// also active stays, active only.
+#[cold]
+#[inline(never)]
+fn take_back<C: CpuInterface>(lrs: &mut ListRegs<'_, C>, vgic: &mut VGic, vcpu: usize) {
+    for r in vgic.take_retractions(vcpu) {
+        if let Some(old) = lrs.retract(r.intid) {
+            if r.still_pending {
+                let p = Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source };
+                vgic.requeue(vcpu, &p);
+            }
+        }
+    }
 }
 
 /// Returns an entry a more urgent interrupt displaced from a list register to where it
@@ -412,6 +454,9 @@ mod tests {
     const GICD_CTLR_ENABLE_GRP1: u64 = 1 << 1;
     const GICD_IGROUPR: u64 = 0x0080;
     const GICD_ISENABLER: u64 = 0x0100;
+    const GICD_ICENABLER: u64 = 0x0180;
+    const GICD_ISENABLER0: u64 = GICD_ISENABLER;
+    const GICD_ICPENDR: u64 = 0x0280;
     const GICD_IPRIORITYR: u64 = 0x0400;
     const GICD_ICFGR: u64 = 0x0C00;
     /// A GICD_ICFGR<n> field's upper bit: edge-triggered (IHI 0069H §12.9.9).
@@ -805,5 +850,32 @@ mod tests {
         assert_eq!(pending_interrupt(&gic, &queue, &vgic, VCPU), Some(TIMER));
         assert_eq!(queued(&queue), [TIMER]);
         assert!(gic.deactivated.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_listed_software_interrupt_the_guest_disables_or_clears_leaves_its_register() {
+        let (gic, queue, vgic) = (FakeCpu::new(4), queue_of(&[]), model());
+        enable(&vgic, SGI_1, 0x80);
+        vgic.lock().raise_sgi(VCPU, SGI_1, 0);
+        flush(&gic, &queue, &vgic, VCPU);
+        assert_eq!(gic.listed_ids(), [SGI_1]);
+        // Disabled while listed: out of the register, still pending in the model.
+        access(&vgic, SGI_1, GICD_ICENABLER, WORD, Some(1 << SGI_1));
+        flush(&gic, &queue, &vgic, VCPU);
+        assert!(gic.listed_ids().is_empty(), "a disabled interrupt is not presented");
+        access(&vgic, SGI_1, GICD_ISENABLER0, WORD, Some(1 << SGI_1));
+        flush(&gic, &queue, &vgic, VCPU);
+        assert_eq!(gic.listed_ids(), [SGI_1], "enabled again, it is presented again");
+        // Cleared while listed: gone for good.
+        access(&vgic, SGI_1, GICD_ICPENDR, WORD, Some(1 << SGI_1));
+        flush(&gic, &queue, &vgic, VCPU);
+        assert!(gic.listed_ids().is_empty(), "a cleared interrupt is not presented");
+        assert!(!vgic.lock().has_pending(VCPU));
+        // An active one stays active: the guest is handling it.
+        gic.set_lr(0, software(SGI_2, 0x80, LrState::PendingActive));
+        enable(&vgic, SGI_2, 0x80);
+        access(&vgic, SGI_2, GICD_ICPENDR, WORD, Some(1 << SGI_2));
+        flush(&gic, &queue, &vgic, VCPU);
+        assert_eq!(gic.listed().first().map(|lr| lr.state), Some(LrState::Active));
     }
 }
