@@ -235,6 +235,12 @@ impl Mux {
         self.column.inserted(&[line.as_bytes()], sink);
     }
 
+    /// Whether three Ctrl-A would move the input anywhere: another VM is present (or the
+    /// prompt is a target).
+    pub fn can_switch(&self) -> bool {
+        self.next_target() != self.focus
+    }
+
     /// Marks VM `vm` present or gone (powered off). Switching skips a VM that is gone,
     /// but the focus does not move by itself when the focused VM goes: the user moves
     /// it, and meanwhile typed bytes are still delivered to it for the caller to drop. A
@@ -295,6 +301,74 @@ impl Mux {
     }
 }
 
+/// How much typed input waits for a VM that does not read it yet: a pasted line and
+/// more. Beyond it, bytes for that VM are dropped (as a UART overruns), so the console
+/// never stops reading and three Ctrl-A always get through.
+pub const TYPED_CAPACITY: usize = 1024;
+
+/// Typed bytes on their way to one VM, in order, bounded.
+pub struct TypedQueue {
+    bytes: alloc::collections::VecDeque<u8>,
+    /// Set when bytes were dropped, until the VM reads again: one line per overrun.
+    overrun: Overrun,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Overrun {
+    None,
+    /// Bytes were dropped; not said yet.
+    Started,
+    /// Said; quiet until the VM makes room.
+    Said,
+}
+
+impl Default for TypedQueue {
+    fn default() -> Self {
+        TypedQueue { bytes: alloc::collections::VecDeque::with_capacity(TYPED_CAPACITY), overrun: Overrun::None }
+    }
+}
+
+impl TypedQueue {
+    /// Queues `bytes`; returns how many did not fit and were dropped.
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        let room = TYPED_CAPACITY - self.bytes.len();
+        let taken = bytes.len().min(room);
+        self.bytes.extend(&bytes[..taken]);
+        let dropped = bytes.len() - taken;
+        if dropped > 0 && self.overrun == Overrun::None {
+            self.overrun = Overrun::Started;
+        }
+        dropped
+    }
+
+    /// Hands queued bytes to `accept`, oldest first, until it refuses one (which stays).
+    pub fn drain(&mut self, mut accept: impl FnMut(u8) -> bool) {
+        let before = self.bytes.len();
+        while let Some(&b) = self.bytes.front() {
+            if !accept(b) {
+                break;
+            }
+            self.bytes.pop_front();
+        }
+        if self.bytes.len() < before {
+            self.overrun = Overrun::None; // it reads again
+        }
+    }
+
+    /// Whether bytes started being dropped since the VM last read: true once per overrun.
+    pub fn overrun_started(&mut self) -> bool {
+        let started = self.overrun == Overrun::Started;
+        if started {
+            self.overrun = Overrun::Said;
+        }
+        started
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +423,10 @@ mod tests {
 
     #[test]
     fn cycling_wraps_and_skips_absent_vms() {
+        let mut lone = Mux::new(&["a", "b"], false);
+        assert!(lone.can_switch());
+        lone.set_present(1, false);
+        assert!(!lone.can_switch(), "nowhere to go once the other VM is gone");
         let mut mux = Mux::new(&["a", "b", "c"], false);
         mux.set_present(1, false);
         let mut order = Vec::new();
@@ -443,5 +521,38 @@ mod tests {
         // The focused VM's line is still open: a switch ends it before saying where input goes.
         let (_, shown) = type_keys(&mut mux, &[CTRL_A; SWITCH_PRESSES]);
         assert_eq!(shown, format!("\r\n{}", switch_line(1, "b")));
+    }
+
+    #[test]
+    fn typed_input_waits_in_order_and_overflow_is_dropped_and_counted() {
+        let mut q = TypedQueue::default();
+        assert_eq!(q.push(b"abc"), 0);
+        let mut got = Vec::new();
+        q.drain(|b| {
+            if got.len() < 2 {
+                got.push(b);
+                true
+            } else {
+                false
+            }
+        });
+        assert_eq!(got, b"ab", "a refused byte stays for later");
+        q.drain(|b| {
+            got.push(b);
+            true
+        });
+        assert_eq!(got, b"abc");
+        assert!(q.is_empty());
+        let fill = [b'x'; TYPED_CAPACITY];
+        assert_eq!(q.push(&fill), 0);
+        assert!(!q.overrun_started());
+        assert_eq!(q.push(b"yz"), 2, "past its capacity, bytes are dropped");
+        assert!(q.overrun_started());
+        assert_eq!(q.push(b"more"), 4);
+        assert!(!q.overrun_started(), "said once per overrun");
+        q.drain(|_| true);
+        q.push(&fill);
+        q.push(b"again");
+        assert!(q.overrun_started(), "once the VM has read, a new overrun is said again");
     }
 }

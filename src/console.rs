@@ -14,7 +14,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::arch::aarch64::{cpu, gic};
-use crate::conmux::{Input, Mux, Target, SWITCH_PRESSES};
+use crate::conmux::{Input, Mux, Target, TypedQueue, TYPED_CAPACITY};
 use crate::dt::UartKind;
 use crate::vm::uart::SerialPort;
 
@@ -83,10 +83,9 @@ impl Uart {
         Some(self.read_reg(UARTDR) as u8)
     }
 
-    /// Turns the receive interrupts on or off: off while the VM with the input has no room,
-    /// so the line does not fire again and again while the bytes wait in the FIFO.
-    fn receive_interrupts(&self, on: bool) {
-        self.write_reg(UARTIMSC, if on { UARTIMSC_RXIM | UARTIMSC_RTIM } else { 0 });
+    /// Turns the receive and receive-timeout interrupts on: Cairn reads what is typed.
+    fn enable_receive_interrupts(&self) {
+        self.write_reg(UARTIMSC, UARTIMSC_RXIM | UARTIMSC_RTIM);
     }
 }
 
@@ -161,16 +160,13 @@ pub fn init_logging(level: LevelFilter) {
     log::set_max_level(level);
 }
 
-/// The console once VMs have serial ports: their ports, in VM order, and the mux that
-/// shares the line between them and Cairn (crate::conmux).
+/// The console once VMs have serial ports: their ports, in VM order, the mux that shares
+/// the line between them and Cairn (crate::conmux), and each VM's typed input waiting for
+/// room in its UART's FIFO.
 struct Shared {
     ports: Vec<Arc<SerialPort>>,
     mux: Mux,
-    /// Typed bytes the VM with the input had no room for yet, in order.
-    held: [u8; SWITCH_PRESSES],
-    held_len: usize,
-    /// The port the held bytes are for.
-    held_for: usize,
+    typed: Vec<TypedQueue>,
 }
 
 static SHARED: spin::Mutex<Option<Shared>> = spin::Mutex::new(None);
@@ -189,8 +185,9 @@ pub fn attach(ports: Vec<(Arc<SerialPort>, &str)>) {
     if let (Some(uart), true) = (uart(), names.len() > 1) {
         mux.announce(&mut raw_sink(&uart));
     }
+    let typed = ports.iter().map(|_| TypedQueue::default()).collect();
     let ports = ports.into_iter().map(|(p, _)| p).collect();
-    *SHARED.lock() = Some(Shared { ports, mux, held: [0; SWITCH_PRESSES], held_len: 0, held_for: 0 });
+    *SHARED.lock() = Some(Shared { ports, mux, typed });
 }
 
 /// Takes the PL011's receive interrupt (`intid`) for Cairn, on the boot CPU, so typed
@@ -198,12 +195,12 @@ pub fn attach(ports: Vec<(Arc<SerialPort>, &str)>) {
 pub fn take_input(intid: u32) {
     let Some(uart) = uart().filter(|u| !u.mini) else { return };
     gic::claim_spi(intid, 0, pass_input);
-    uart.receive_interrupts(true);
+    uart.enable_receive_interrupts();
 }
 
-/// Moves typed bytes from the PL011 through the mux to the VM with the input until the
-/// FIFO is empty or that VM has no room; then the receive interrupts stay off until it
-/// has (vm_input_room). The PL011's receive interrupt runs this.
+/// The PL011's receive interrupt: every typed byte goes through the mux (three Ctrl-A
+/// move the input) to the queue of the VM with the input, and from there into its UART's
+/// FIFO as it has room. The PL011 is always read empty, so the console always answers.
 fn pass_input() {
     let Some(uart) = uart() else { return };
     let _line = LINE_LOCK.lock();
@@ -212,37 +209,35 @@ fn pass_input() {
         while uart.get().is_some() {} // nobody listens: drop it, or the line never falls
         return;
     };
-    if !sh.deliver_held() {
-        uart.receive_interrupts(false);
-        return;
-    }
+    let mut touched = 0u64;
     while let Some(byte) = uart.get() {
-        if let Input::Deliver { to: Target::Vm(vm), bytes, len } = sh.mux.input(byte, &mut raw_sink(&uart)) {
-            sh.held[..len].copy_from_slice(&bytes[..len]);
-            (sh.held_len, sh.held_for) = (len, vm);
-            if !sh.deliver_held() {
-                uart.receive_interrupts(false);
-                return;
+        if let Input::Deliver { to: Target::Vm(slot), bytes, len } = sh.mux.input(byte, &mut raw_sink(&uart)) {
+            if let Some(queue) = sh.typed.get_mut(slot) {
+                queue.push(&bytes[..len]);
+                touched |= 1 << slot.min(63);
             }
         }
     }
-    uart.receive_interrupts(true);
+    for slot in 0..sh.ports.len() {
+        if touched & (1 << slot.min(63)) != 0 {
+            sh.pass_on(slot, &uart);
+        }
+    }
 }
 
 impl Shared {
-    /// Hands the held bytes to their port. False if it had no room for all of them.
-    fn deliver_held(&mut self) -> bool {
-        let Some(port) = self.ports.get(self.held_for) else {
-            self.held_len = 0;
-            return true;
-        };
-        let mut taken = 0;
-        while taken < self.held_len && port.receive(self.held[taken]) {
-            taken += 1;
+    /// Moves VM `slot`'s typed bytes into its UART's FIFO while it has room; says so in
+    /// one line if bytes were dropped because it was not reading.
+    fn pass_on(&mut self, slot: usize, uart: &Uart) {
+        let (Some(port), Some(queue)) = (self.ports.get(slot), self.typed.get_mut(slot)) else { return };
+        queue.drain(|b| port.receive(b));
+        if queue.overrun_started() {
+            let line = alloc::format!(
+                "cairn: vm{} is not reading its console: what is typed for it past {TYPED_CAPACITY} bytes is dropped",
+                port.vm
+            );
+            self.mux.cairn_line(&line, &mut raw_sink(uart));
         }
-        self.held.copy_within(taken..self.held_len, 0);
-        self.held_len -= taken;
-        self.held_len == 0
     }
 
     fn slot_of(&self, vm: usize) -> Option<usize> {
@@ -265,19 +260,28 @@ pub fn vm_output(vm: usize, byte: u8) {
     }
 }
 
-/// VM `vm`'s UART has room for input again: pass on what waits, if it has the input.
+/// VM `vm`'s UART has room for input again: pass on what waits for it.
 pub fn vm_input_room(vm: usize) {
-    let waiting = SHARED.lock().as_ref().is_some_and(|sh| sh.held_len > 0 && sh.slot_of(vm) == Some(sh.held_for));
-    if waiting {
-        pass_input();
+    let Some(uart) = uart() else { return };
+    let _line = LINE_LOCK.lock();
+    if let Some(sh) = SHARED.lock().as_mut() {
+        if let Some(slot) = sh.slot_of(vm).filter(|&s| !sh.typed[s].is_empty()) {
+            sh.pass_on(slot, &uart);
+        }
     }
 }
 
-/// VM `vm` is gone: the mux skips it when the input moves on.
+/// VM `vm` is gone: the input moves on from it if it had it, and the mux skips it.
 pub fn vm_gone(vm: usize) {
+    let Some(uart) = uart() else { return };
+    let _line = LINE_LOCK.lock();
     if let Some(sh) = SHARED.lock().as_mut() {
         if let Some(slot) = sh.slot_of(vm) {
             sh.mux.set_present(slot, false);
+            sh.typed[slot] = TypedQueue::default();
+            if sh.mux.focus() == Target::Vm(slot) && sh.mux.can_switch() {
+                sh.mux.switch(&mut raw_sink(&uart));
+            }
         }
     }
 }
