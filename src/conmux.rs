@@ -229,6 +229,11 @@ impl Mux {
         }
     }
 
+    /// Output of Cairn's prompt, which has the input: raw, like a focused VM's.
+    pub fn prompt_output(&mut self, bytes: &[u8], sink: &mut dyn FnMut(&[u8])) {
+        self.column.emit(bytes, sink);
+    }
+
     /// Prints one of Cairn's own lines (the caller has prefixed it `cairn[cpuN]`) where
     /// the focused VM's output stands.
     pub fn cairn_line(&mut self, line: &str, sink: &mut dyn FnMut(&[u8])) {

@@ -16,6 +16,8 @@ use alloc::vec::Vec;
 use crate::arch::aarch64::{cpu, gic};
 use crate::conmux::{Input, Mux, Target, TypedQueue, TYPED_CAPACITY};
 use crate::dt::UartKind;
+use crate::manage;
+use crate::prompt::LineEditor;
 use crate::vm::uart::SerialPort;
 
 /// PL011 registers (Arm PrimeCell UART PL011 TRM, §3.2): data and flags.
@@ -167,6 +169,8 @@ struct Shared {
     ports: Vec<Arc<SerialPort>>,
     mux: Mux,
     typed: Vec<TypedQueue>,
+    /// Cairn's own prompt, the target after the VMs (crate::prompt, crate::manage).
+    editor: LineEditor,
 }
 
 static SHARED: spin::Mutex<Option<Shared>> = spin::Mutex::new(None);
@@ -180,14 +184,14 @@ fn raw_sink(uart: &Uart) -> impl FnMut(&[u8]) + '_ {
 /// several VMs, says where the input goes.
 pub fn attach(ports: Vec<(Arc<SerialPort>, &str)>) {
     let names: Vec<&str> = ports.iter().map(|(_, n)| *n).collect();
-    let mut mux = Mux::new(&names, false);
+    let mut mux = Mux::new(&names, true);
     let _line = LINE_LOCK.lock();
     if let (Some(uart), true) = (uart(), names.len() > 1) {
         mux.announce(&mut raw_sink(&uart));
     }
     let typed = ports.iter().map(|_| TypedQueue::default()).collect();
     let ports = ports.into_iter().map(|(p, _)| p).collect();
-    *SHARED.lock() = Some(Shared { ports, mux, typed });
+    *SHARED.lock() = Some(Shared { ports, mux, typed, editor: LineEditor::new() });
 }
 
 /// Takes the PL011's receive interrupt (`intid`) for Cairn, on the boot CPU, so typed
@@ -211,11 +215,18 @@ fn pass_input() {
     };
     let mut touched = 0u64;
     while let Some(byte) = uart.get() {
-        if let Input::Deliver { to: Target::Vm(slot), bytes, len } = sh.mux.input(byte, &mut raw_sink(&uart)) {
-            if let Some(queue) = sh.typed.get_mut(slot) {
-                queue.push(&bytes[..len]);
-                touched |= 1 << slot.min(63);
+        match sh.mux.input(byte, &mut raw_sink(&uart)) {
+            Input::Deliver { to: Target::Vm(slot), bytes, len } => {
+                if let Some(queue) = sh.typed.get_mut(slot) {
+                    queue.push(&bytes[..len]);
+                    touched |= 1 << slot.min(63);
+                }
             }
+            Input::Deliver { to: Target::Prompt, bytes, len } => {
+                bytes[..len].iter().for_each(|&b| sh.at_prompt(b, &uart));
+            }
+            Input::Switched if sh.mux.focus() == Target::Prompt => sh.show_prompt(&uart),
+            _ => {}
         }
     }
     for slot in 0..sh.ports.len() {
@@ -226,6 +237,26 @@ fn pass_input() {
 }
 
 impl Shared {
+    /// A byte typed at Cairn's prompt: edits the line; a whole line is answered, then the
+    /// prompt comes again. The answers read the VMs' state and print nothing else, so
+    /// they run here, under the console's lock.
+    fn at_prompt(&mut self, byte: u8, uart: &Uart) {
+        let (editor, mux) = (&mut self.editor, &mut self.mux);
+        let mut sink = |bytes: &[u8]| mux.prompt_output(bytes, &mut raw_sink(uart));
+        let Some(line) = editor.feed(byte, &mut sink) else { return };
+        for answer in manage::answer(&line) {
+            sink(answer.as_bytes());
+            sink(b"\r\n");
+        }
+        editor.prompt(&mut sink);
+    }
+
+    /// Prints the prompt (and the line typed so far), the prompt having the input again.
+    fn show_prompt(&mut self, uart: &Uart) {
+        let (editor, mux) = (&mut self.editor, &mut self.mux);
+        editor.prompt(&mut |bytes: &[u8]| mux.prompt_output(bytes, &mut raw_sink(uart)));
+    }
+
     /// Moves VM `slot`'s typed bytes into its UART's FIFO while it has room; says so in
     /// one line if bytes were dropped because it was not reading.
     fn pass_on(&mut self, slot: usize, uart: &Uart) {
@@ -281,6 +312,9 @@ pub fn vm_gone(vm: usize) {
             sh.typed[slot] = TypedQueue::default();
             if sh.mux.focus() == Target::Vm(slot) && sh.mux.can_switch() {
                 sh.mux.switch(&mut raw_sink(&uart));
+                if sh.mux.focus() == Target::Prompt {
+                    sh.show_prompt(&uart);
+                }
             }
         }
     }

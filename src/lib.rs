@@ -20,11 +20,14 @@ pub mod guest_dt;
 pub mod guest_image;
 #[cfg(any(test, target_os = "none"))]
 pub mod hw;
+#[cfg(any(test, target_os = "none"))]
+pub mod manage;
 pub mod mm;
 pub mod partition;
 pub mod platform;
 #[cfg(any(test, target_os = "none"))]
 pub mod policy;
+pub mod prompt;
 pub mod smccc;
 pub mod vcpu;
 pub mod verdict;

@@ -26,10 +26,37 @@ fn two_linux_vms(gic: u8) -> Boot {
         .linux_vm("cairn.name=beta")
 }
 
-/// Moves the input to the next VM and waits for the console to say it went to `vm`.
-fn switch_to(s: &mut Session, vm: &str) {
-    s.send(SWITCH);
-    s.wait_for(ShellMarker(&format!("*** input to {vm};")));
+/// Cairn's prompt (src/prompt.rs).
+const PROMPT: &str = "cairn> ";
+/// What the console says when the input goes to Cairn's prompt.
+const TO_PROMPT: &str = "Cairn (cairn> )";
+/// Targets the input cycles through at most: the VMs of these tests and the prompt.
+const MAX_TARGETS: usize = 3;
+
+/// Moves the input on (three Ctrl-A at a time) until the console says it went to
+/// `target` (`vm1 (beta)`, or TO_PROMPT).
+fn switch_to(s: &mut Session, target: &str) {
+    let wanted = format!("*** input to {target};");
+    for _ in 0..MAX_TARGETS {
+        s.send(SWITCH);
+        let said = s.wait_for(common::re(r"\*\*\* input to [^;]*;"));
+        if said == wanted {
+            if target == TO_PROMPT {
+                s.wait_for(ShellMarker(PROMPT));
+            }
+            return;
+        }
+    }
+    s.fail(&format!("the input never went to {target}"));
+}
+
+/// Types `command` at Cairn's prompt (which has the input) and returns its answer: the
+/// lines up to the next prompt.
+fn at_prompt(s: &mut Session, command: &str) -> String {
+    let start = s.mark();
+    s.send_line(command);
+    s.wait_for(ShellMarker(PROMPT));
+    s.log_since(start).trim_end_matches(PROMPT).to_string()
 }
 
 /// Per-CPU sums of the rows of /proc/interrupts whose label or name `pick` accepts.
@@ -103,11 +130,32 @@ fn two_linux_vms_share_the_board(gic: u8) {
         format!("    before {ipis_before:?}, after {ipis_after:?}")
     });
 
+    // Cairn's prompt, after the VMs: it lists them, tells about one, answers mistakes.
+    switch_to(&mut s, TO_PROMPT);
+    let list = at_prompt(&mut s, "list");
+    let rows: Vec<&str> = list.lines().filter(|l| l.starts_with("alpha") || l.starts_with("beta")).collect();
+    c.check(
+        "list shows both VMs with their 2 vCPUs",
+        rows.len() == 2 && rows.iter().all(|r| r.contains(" 2 ")),
+        || block(&list),
+    );
+    let info = at_prompt(&mut s, "info beta");
+    c.check("info tells beta's CPUs and its reset", info.contains("on cpu3") && info.contains("reset"), || {
+        block(&info)
+    });
+    let bad = at_prompt(&mut s, "info");
+    c.check("a command without its VM gets the usage", bad.contains("usage: info VM"), || block(&bad));
+    let garbage = at_prompt(&mut s, "\x1b[A\x7f\x7fzzz");
+    c.check("garbage gets one line saying so", garbage.contains("unknown command"), || block(&garbage));
+    let version = at_prompt(&mut s, "get alpha psci-version");
+    c.check("get reads alpha's PSCI version", version.contains("psci-version = 0x10001"), || block(&version));
+
     switch_to(&mut s, "vm1 (beta)");
     s.send_line("poweroff -f");
     s.wait_for(ShellMarker("vm1: gone"));
     // The input leaves a VM that is gone by itself.
-    s.wait_for(ShellMarker("*** input to vm0 (alpha);"));
+    s.wait_for(ShellMarker(&format!("*** input to {TO_PROMPT};")));
+    switch_to(&mut s, "vm0 (alpha)");
     let alive = s.sh_value("echo alive");
     c.check("beta's poweroff left alpha running", alive == "alive", || format!("    alpha answered {alive:?}"));
 
@@ -255,5 +303,34 @@ fn a_bare_metal_vm_beside_linux_reaches_only_its_own(gic: u8) {
     s.send_line("poweroff -f");
     let status = s.wait_exit();
     c.check("QEMU exits 0 once both are off", status == Some(0), || format!("    QEMU's status: {status:?}"));
+    c.finish(&mut s);
+}
+
+/// One VM alone: three Ctrl-A move the input between it and Cairn's prompt, which lists
+/// it; back at the VM, a key typed reaches it.
+#[test]
+fn a_lone_vm_and_the_prompt_share_the_console() {
+    let mut s = Boot::new("partition-lone-vm-and-prompt")
+        .smp(2)
+        .guest("isolation")
+        .bootargs("resets=1 wait-key gic-spis=any")
+        .spawn();
+    s.wait_for(ShellMarker("isolation: press a key to start the checks"));
+    let mut c = Checks::new();
+    switch_to(&mut s, TO_PROMPT);
+    let list = at_prompt(&mut s, "list");
+    c.check("list shows the one VM", list.lines().any(|l| l.starts_with("vm0 ")), || block(&list));
+    let help = at_prompt(&mut s, "help");
+    c.check(
+        "help lists the commands",
+        ["list", "info", "events", "get", "log"].iter().all(|w| help.contains(w)),
+        || block(&help),
+    );
+    switch_to(&mut s, "vm0 (vm0)");
+    s.send("k");
+    let result = s.wait_for(common::re(r"CAIRN-TEST isolation result: \w+ \("));
+    c.check("the key reached the VM, which passed", result.contains("result: pass"), || result.clone());
+    let status = s.wait_exit();
+    c.check("QEMU exits 0", status == Some(0), || format!("    QEMU's status: {status:?}"));
     c.finish(&mut s);
 }

@@ -118,4 +118,6 @@ impl Hardware for Fake {
     fn serial_room(vm: usize) {
         SERIAL_ROOM.with(|s| s.borrow_mut().push(vm));
     }
+
+    fn settle() {}
 }

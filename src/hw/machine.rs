@@ -47,4 +47,15 @@ impl Hardware for Machine {
     fn serial_room(vm: usize) {
         console::vm_input_room(vm);
     }
+
+    fn settle() {
+        let end = cpu::counter() + cpu::counter_frequency() / SETTLE_DIVISOR;
+        while cpu::counter() < end {
+            core::hint::spin_loop();
+        }
+    }
 }
+
+/// How long a kicked CPU is given to exit: a tenth of a millisecond (the counter's
+/// frequency divided by this), some thousand instructions of an exit path even under QEMU.
+const SETTLE_DIVISOR: u64 = 10_000;

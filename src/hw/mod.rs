@@ -26,6 +26,8 @@ pub trait Hardware {
     fn serial_out(vm: usize, byte: u8);
     /// VM `vm`'s virtual UART has room for typed input again.
     fn serial_room(vm: usize);
+    /// Waits long enough for a kicked CPU to leave its guest and note where it was.
+    fn settle();
 }
 
 #[cfg(target_os = "none")]

@@ -170,6 +170,7 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
     let resume = match action {
         Action::Resume(r) => r,
         Action::TakeInterrupts => {
+            vcpu.note_pc(frame.elr);
             gic_cpu::take_physical_interrupts(vcpu.pcpu);
             // Only an interrupt can end a run at the deadline (Cairn's timer's, if nothing
             // else), so only then is the clock read.
@@ -179,6 +180,7 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
             return Carried::Resume(true);
         }
         Action::Halt { then } => {
+            vcpu.note_pc(frame.elr);
             if wait_for_wakeup(vm, vcpu, Wait::Halt) == Wakeup::TimedOut {
                 return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
             }
@@ -289,6 +291,7 @@ fn install_fast_calls(vm: &Vm, vcpu: &Vcpu) {
 #[cold]
 #[inline(never)]
 fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) -> Wakeup {
+    vcpu.note_pc(frame.elr);
     if system {
         vm.record(SystemEvent::Suspend { vcpu: vcpu.index, entry: s.entry });
     }

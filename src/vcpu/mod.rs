@@ -8,7 +8,7 @@
 pub mod power;
 pub mod saved;
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use power::Power;
 pub use power::Wait;
@@ -38,6 +38,9 @@ pub struct Vcpu {
     /// Set while the physical CPU idles at EL2 with no guest context live: the
     /// acknowledgement a system event waits for.
     parked: AtomicBool,
+    /// The guest PC at the vCPU's latest interrupt exit or wait, for the console's `info`
+    /// (which kicks the vCPU to refresh it).
+    last_pc: AtomicU64,
 }
 
 impl Vcpu {
@@ -49,7 +52,18 @@ impl Vcpu {
             power: spin::Mutex::new(Power::new()),
             leave: AtomicBool::new(true),
             parked: AtomicBool::new(false),
+            last_pc: AtomicU64::new(0),
         }
+    }
+
+    /// Notes where the guest is (an interrupt exit, a wait).
+    pub fn note_pc(&self, pc: u64) {
+        self.last_pc.store(pc, Ordering::Relaxed);
+    }
+
+    /// The guest PC last noted.
+    pub fn last_pc(&self) -> u64 {
+        self.last_pc.load(Ordering::Relaxed)
     }
 
     /// Runs `f` on the power state under the lock, then republishes `leave`.

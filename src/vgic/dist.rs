@@ -194,7 +194,8 @@ const SGI1R_IRM: u64 = 1 << 40;
 const SGI1R_RS_SHIFT: u32 = 44;
 const SGI1R_AFF3_SHIFT: u32 = 48;
 
-/// A software interrupt to take back out of a vCPU's list registers.
+/// An interrupt to take back out of a vCPU's list registers (and, forwarded, out of
+/// Cairn's queue of acknowledged ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retraction {
     pub vcpu: usize,
@@ -222,8 +223,8 @@ pub struct VGic {
     /// one becomes pending, recomputed when one is taken or the guest writes the
     /// distributor.
     soft_maybe_pending: bool,
-    /// Software interrupts the guest disabled or cleared after they went into a list
-    /// register: (vCPU, INTID, whether it stays pending). The vCPU's next flush takes
+    /// Interrupts the guest disabled or cleared after they went into a list register (or,
+    /// forwarded, were acknowledged at EL2 and queued): (vCPU, INTID, whether it stays pending). The vCPU's next flush takes
     /// them back out, as a GIC stops presenting an interrupt that is no longer pending
     /// and enabled (IHI 0069H §4.1.2).
     retract: Vec<Retraction>,
@@ -868,7 +869,8 @@ impl VGic {
                             irq.enabled = kind == BitReg::SetEnable;
                             if is_hw {
                                 hw.set_enabled(cpu, intid, irq.enabled);
-                            } else if !irq.enabled {
+                            }
+                            if !irq.enabled {
                                 self.retract.push(Retraction { vcpu: target, intid, still_pending: true });
                             }
                         }
@@ -878,9 +880,9 @@ impl VGic {
                                 hw.set_pending(cpu, intid, pending);
                             } else {
                                 irq.pending = pending;
-                                if !pending {
-                                    self.retract.push(Retraction { vcpu: target, intid, still_pending: false });
-                                }
+                            }
+                            if !pending {
+                                self.retract.push(Retraction { vcpu: target, intid, still_pending: false });
                             }
                         }
                         BitReg::SetActive | BitReg::ClearActive => {

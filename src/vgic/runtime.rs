@@ -181,12 +181,11 @@ impl<'g, C: CpuInterface> ListRegs<'g, C> {
         &self.regs[..self.count]
     }
 
-    /// Takes the software interrupt `intid` out of its register, if it is there pending:
+    /// Takes the interrupt `intid` out of its register, if it is there pending:
     /// a pending-only entry is freed and returned; a pending and active one becomes
     /// active only.
     fn retract(&mut self, intid: u32) -> Option<ListReg> {
-        let index =
-            self.regs[..self.count].iter().position(|lr| !lr.is_free() && lr.pintid.is_none() && lr.vintid == intid)?;
+        let index = self.regs[..self.count].iter().position(|lr| !lr.is_free() && lr.vintid == intid)?;
         let lr = self.regs[index];
         match lr.state {
             LrState::Pending => {
@@ -255,7 +254,7 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
     let mut snapshot = [ListReg::empty(); MAX_LRS];
     let mut lrs = ListRegs::read(gic, &mut snapshot);
     if retract {
-        take_back(&mut lrs, &mut vgic, vcpu);
+        take_back(gic, &mut lrs, &mut queue, &mut vgic, vcpu);
     }
     let mut leftover = false;
     // Forwarded interrupts a more urgent one displaced from a register go back to the
@@ -307,19 +306,32 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
     gic.set_underflow_interrupt(leftover);
 }
 
-/// Takes the software interrupts the guest disabled or cleared out of the list registers:
-/// an entry only pending goes (back to the model if it is still pending, disabled); one
-/// also active stays, active only.
+/// Takes the interrupts the guest disabled or cleared out of the list registers and the
+/// queue: an entry only pending goes (a software one back to the model if it is still
+/// pending, disabled; a forwarded one deactivated at the physical GIC, which holds its
+/// pending state from then on); one also active stays, active only.
 #[cold]
 #[inline(never)]
-fn take_back<C: CpuInterface>(lrs: &mut ListRegs<'_, C>, vgic: &mut VGic, vcpu: usize) {
+fn take_back<C: CpuInterface>(gic: &C, lrs: &mut ListRegs<'_, C>, queue: &mut HwQueue, vgic: &mut VGic, vcpu: usize) {
     for r in vgic.take_retractions(vcpu) {
         if let Some(old) = lrs.retract(r.intid) {
-            if r.still_pending {
-                let p = Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source };
-                vgic.requeue(vcpu, &p);
+            match old.pintid {
+                Some(p) => gic.deactivate_forwarded(p),
+                None if r.still_pending => {
+                    let p =
+                        Pending { intid: old.vintid, priority: old.priority, group1: old.group1, source: old.source };
+                    vgic.requeue(vcpu, &p);
+                }
+                None => {}
             }
         }
+        queue.retain(|intid| {
+            let taken_back = intid == r.intid;
+            if taken_back {
+                gic.deactivate_forwarded(intid);
+            }
+            !taken_back
+        });
     }
 }
 

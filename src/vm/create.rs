@@ -382,6 +382,7 @@ fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '
         boot,
         actions: vp.actions,
         serial: parts.uart,
+        passthrough: my_devices.iter().map(|d| d.path.clone()).collect(),
     };
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
     let wipe = leftovers_in(host, parts, &placed, vp.ram);

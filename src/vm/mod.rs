@@ -12,6 +12,7 @@
 
 pub mod devices;
 pub mod gic;
+pub mod status;
 pub mod uart;
 
 #[cfg(target_os = "none")]
@@ -99,6 +100,8 @@ pub struct VmConfig {
     pub actions: VmActions,
     /// The virtual UART's register frame and SPI, when the VM gets one.
     pub serial: Option<(Region, u32)>,
+    /// The host device-tree nodes passed through to it, by path.
+    pub passthrough: Vec<String>,
 }
 
 /// No deadline: the VM runs until it ends.
@@ -131,10 +134,16 @@ pub struct Vm {
     exit_status: AtomicU8,
     /// The counter value (CNTPCT) past which the VM has run too long.
     deadline: AtomicU64,
+    /// The host device-tree nodes passed through to it, by path.
+    pub passthrough: Vec<String>,
+    /// Set once the VM is gone (its SYSTEM_OFF, a crash): it stays listed.
+    gone: AtomicBool,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
 static VMS: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
+/// Every VM built, alive or gone, in order: what the console lists.
+static EVERY_VM: spin::Mutex<Vec<Arc<Vm>>> = spin::Mutex::new(Vec::new());
 
 impl Vm {
     /// Builds a VM from its parts and registers its virtual GIC's frames as devices.
@@ -171,6 +180,8 @@ impl Vm {
             actions: c.actions,
             exit_status: AtomicU8::new(0),
             deadline: AtomicU64::new(NO_DEADLINE),
+            passthrough: c.passthrough,
+            gone: AtomicBool::new(false),
         })
     }
 
@@ -209,6 +220,18 @@ impl Vm {
     /// Adds the VM to the live set.
     pub fn publish(self: &Arc<Self>) {
         VMS.lock().push(self.clone());
+        EVERY_VM.lock().push(self.clone());
+    }
+
+    /// Whether the VM is gone (ended by a system event or a crash).
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    /// The system events recorded, oldest first (the latest few), and how many in all.
+    pub fn events(&self) -> (u64, Vec<SystemEvent>) {
+        let log = self.events.lock();
+        (log.total(), log.recent().copied().collect())
     }
 
     /// How the boot vCPU starts: at the kernel entry with the device tree in x0, x1-x3
@@ -319,8 +342,14 @@ impl VmFirmware for Vm {
     }
 }
 
+/// Every VM built, alive or gone, in the order they were built.
+pub fn every_vm() -> Vec<Arc<Vm>> {
+    EVERY_VM.lock().clone()
+}
+
 /// Removes `vm` from the live set. Returns how many VMs are left.
 pub fn destroy(vm: &Vm) -> usize {
+    vm.gone.store(true, Ordering::Release);
     let mut vms = VMS.lock();
     vms.retain(|v| !core::ptr::eq(Arc::as_ptr(v), vm));
     vms.len()

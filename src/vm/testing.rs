@@ -49,6 +49,7 @@ pub fn vm_on_cpus(version: psci::Version, pcpus: &[usize]) -> Vm {
         boot: BootImages { entry: BOOT_ENTRY, ..BootImages::default() },
         actions: VmActions::default(),
         serial: Some((UART, UART_SPI)),
+        passthrough: alloc::vec!["/virtio_mmio@a000000".into()],
     };
     Vm::new(config).expect("the GIC frames do not overlap")
 }
