@@ -10,13 +10,14 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::arch::aarch64::{cpu, gic};
 use crate::conmux::{Input, Mux, Target, TypedQueue, TYPED_CAPACITY};
 use crate::dt::UartKind;
-use crate::manage;
+use crate::manage::{self, Answer, Control};
 use crate::prompt::LineEditor;
 use crate::vm::uart::SerialPort;
 
@@ -202,19 +203,46 @@ pub fn take_input(intid: u32) {
     uart.enable_receive_interrupts();
 }
 
+/// What carries out a prompt command that changes a VM's life (run::control), set at boot.
+static CONTROL: spin::Once<fn(Control) -> String> = spin::Once::new();
+
+/// Has `carry_out` do what `stop`, `start` and `reset` at the prompt ask.
+pub fn on_control(carry_out: fn(Control) -> String) {
+    CONTROL.call_once(|| carry_out);
+}
+
 /// The PL011's receive interrupt: every typed byte goes through the mux (three Ctrl-A
 /// move the input) to the queue of the VM with the input, and from there into its UART's
-/// FIFO as it has room. The PL011 is always read empty, so the console always answers.
+/// FIFO as it has room, or to Cairn's prompt. The PL011 is always read empty, so the
+/// console always answers. A command that stops or starts a VM runs after the console's
+/// locks are let go: it waits for other CPUs, which may be printing.
 fn pass_input() {
+    let Some(control) = take_typed() else { return };
     let Some(uart) = uart() else { return };
+    let outcome = match CONTROL.get() {
+        Some(carry_out) => carry_out(control),
+        None => String::from("not available on this machine"),
+    };
+    let _line = LINE_LOCK.lock();
+    if let Some(sh) = SHARED.lock().as_mut() {
+        sh.answer(&[outcome], &uart);
+    }
+}
+
+/// Takes what was typed; returns a control the prompt asked for, if any (the rest of the
+/// typed bytes wait in the PL011 until it is carried out).
+fn take_typed() -> Option<Control> {
+    let uart = uart()?;
     let _line = LINE_LOCK.lock();
     let mut shared = SHARED.lock();
     let Some(sh) = shared.as_mut() else {
         while uart.get().is_some() {} // nobody listens: drop it, or the line never falls
-        return;
+        return None;
     };
+    let mut control = None;
     let mut touched = 0u64;
-    while let Some(byte) = uart.get() {
+    while control.is_none() {
+        let Some(byte) = uart.get() else { break };
         match sh.mux.input(byte, &mut raw_sink(&uart)) {
             Input::Deliver { to: Target::Vm(slot), bytes, len } => {
                 if let Some(queue) = sh.typed.get_mut(slot) {
@@ -223,7 +251,9 @@ fn pass_input() {
                 }
             }
             Input::Deliver { to: Target::Prompt, bytes, len } => {
-                bytes[..len].iter().for_each(|&b| sh.at_prompt(b, &uart));
+                for &b in &bytes[..len] {
+                    control = control.or_else(|| sh.at_prompt(b, &uart));
+                }
             }
             Input::Switched if sh.mux.focus() == Target::Prompt => sh.show_prompt(&uart),
             _ => {}
@@ -234,18 +264,32 @@ fn pass_input() {
             sh.pass_on(slot, &uart);
         }
     }
+    control
 }
 
 impl Shared {
     /// A byte typed at Cairn's prompt: edits the line; a whole line is answered, then the
     /// prompt comes again. The answers read the VMs' state and print nothing else, so
     /// they run here, under the console's lock.
-    fn at_prompt(&mut self, byte: u8, uart: &Uart) {
+    fn at_prompt(&mut self, byte: u8, uart: &Uart) -> Option<Control> {
         let (editor, mux) = (&mut self.editor, &mut self.mux);
         let mut sink = |bytes: &[u8]| mux.prompt_output(bytes, &mut raw_sink(uart));
-        let Some(line) = editor.feed(byte, &mut sink) else { return };
-        for answer in manage::answer(&line) {
-            sink(answer.as_bytes());
+        let line = editor.feed(byte, &mut sink)?;
+        match manage::answer(&line) {
+            Answer::Lines(lines) => {
+                self.answer(&lines, uart);
+                None
+            }
+            Answer::Control(control) => Some(control),
+        }
+    }
+
+    /// Prints `lines` at the prompt, then the prompt again.
+    fn answer(&mut self, lines: &[String], uart: &Uart) {
+        let (editor, mux) = (&mut self.editor, &mut self.mux);
+        let mut sink = |bytes: &[u8]| mux.prompt_output(bytes, &mut raw_sink(uart));
+        for line in lines {
+            sink(line.as_bytes());
             sink(b"\r\n");
         }
         editor.prompt(&mut sink);
@@ -298,6 +342,15 @@ pub fn vm_input_room(vm: usize) {
     if let Some(sh) = SHARED.lock().as_mut() {
         if let Some(slot) = sh.slot_of(vm).filter(|&s| !sh.typed[s].is_empty()) {
             sh.pass_on(slot, &uart);
+        }
+    }
+}
+
+/// VM `vm` runs again (a `start` at the prompt): the mux offers it the input again.
+pub fn vm_back(vm: usize) {
+    if let Some(sh) = SHARED.lock().as_mut() {
+        if let Some(slot) = sh.slot_of(vm) {
+            sh.mux.set_present(slot, true);
         }
     }
 }

@@ -32,6 +32,10 @@ pub enum SystemEvent {
     /// The VM ran past its `cairn.timeout` (`secs`): it is stopped. `vcpu` is the one
     /// whose exit noticed.
     Timeout { vcpu: usize, secs: u64 },
+    /// `stop` at Cairn's prompt: every vCPU stopped, the VM off.
+    Stop,
+    /// `reset` or `start` at Cairn's prompt: the VM boots again from its images.
+    Restart,
 }
 
 impl SystemEvent {
@@ -45,6 +49,8 @@ impl SystemEvent {
             SystemEvent::Wakeup { .. } => "wakeup",
             SystemEvent::Crash { .. } => "crash",
             SystemEvent::Timeout { .. } => "timeout",
+            SystemEvent::Stop => "stop",
+            SystemEvent::Restart => "restart",
         }
     }
 }
@@ -77,6 +83,7 @@ impl fmt::Display for SystemEvent {
             }
             SystemEvent::Crash { vcpu, pc, why } => write!(f, "({why}, PC {pc:#x}) from vcpu{vcpu}"),
             SystemEvent::Timeout { vcpu, secs } => write!(f, "(ran past cairn.timeout={secs}s) seen by vcpu{vcpu}"),
+            SystemEvent::Stop | SystemEvent::Restart => write!(f, "(from Cairn's prompt)"),
         }
     }
 }

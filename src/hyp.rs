@@ -218,6 +218,7 @@ fn connect_console(m: &Machine<'_>, vms: &[alloc::sync::Arc<vm::Vm>]) {
         return;
     }
     console::attach(ports);
+    console::on_control(run::control::carry_out);
     if let Some(intid) = m.uart_irq {
         console::take_input(intid);
     }

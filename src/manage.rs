@@ -1,6 +1,7 @@
 //! The management prompt's commands carried out (crate::prompt reads and parses them):
-//! what `list`, `info`, `events`, `get` and `log` answer, from the VMs as they stand.
-//! Commands that change a VM (pause, resume, reset, stop, start, save, restore, set) are
+//! what `list`, `info`, `events`, `get` and `log` answer, from the VMs as they stand, and
+//! which [`Control`] `stop`, `start`, `reset`, `pause` and `resume` ask of a VM: the run
+//! loop carries that out (run::control), as only it can stop vCPUs. Save, restore and set are
 //! recognised but answered as not available yet, in one line each.
 
 use alloc::format;
@@ -12,12 +13,59 @@ use crate::hw::{Hardware, Hw};
 use crate::prompt::{self, Command, FwReg, VmRef};
 use crate::vm::{self, Vm};
 
-/// The answer to one line typed at the prompt, a line of text each (no line endings):
-/// nothing for an empty line, one line or more for anything else.
-pub fn answer(line: &str) -> Vec<String> {
+/// What a prompt command asks of a VM's life, for the run loop to carry out.
+pub enum Control {
+    /// Stop every vCPU and turn the VM off, as its SYSTEM_OFF would.
+    Stop(Arc<Vm>),
+    /// Stop it and boot it again from its pristine images, as its SYSTEM_RESET would.
+    Reset(Arc<Vm>),
+    /// Boot a VM that is off again from its pristine images.
+    Start(Arc<Vm>),
+    /// Keep every vCPU out of the guest from its next exit on.
+    Pause(Arc<Vm>),
+    /// Let a paused VM run again.
+    Resume(Arc<Vm>),
+}
+
+/// The answer to one line typed at the prompt: lines of text (no line endings; none for
+/// an empty line), or a [`Control`] whose outcome is the answer.
+pub enum Answer {
+    Lines(Vec<String>),
+    Control(Control),
+}
+
+/// Answers one line typed at the prompt.
+pub fn answer(line: &str) -> Answer {
     match prompt::parse(line) {
-        Ok(command) => run(command),
-        Err(e) => prompt::error_lines(&e),
+        Ok(Command::Stop(r)) => control(&r, |vm| (!vm.is_gone()).then(|| Control::Stop(vm.clone())), "is off already"),
+        Ok(Command::Start(r)) => control(&r, |vm| vm.is_gone().then(|| Control::Start(vm.clone())), "is running"),
+        Ok(Command::Reset(r)) => control(
+            &r,
+            |vm| Some(if vm.is_gone() { Control::Start(vm.clone()) } else { Control::Reset(vm.clone()) }),
+            "",
+        ),
+        Ok(Command::Pause(r)) => control(
+            &r,
+            |vm| (!vm.is_gone() && !vm.is_paused()).then(|| Control::Pause(vm.clone())),
+            "is off or paused already",
+        ),
+        Ok(Command::Resume(r)) => {
+            control(&r, |vm| vm.is_paused().then(|| Control::Resume(vm.clone())), "is not paused")
+        }
+        Ok(command) => Answer::Lines(run(command)),
+        Err(e) => Answer::Lines(prompt::error_lines(&e)),
+    }
+}
+
+/// The control `ask` makes of the VM `r` names, or the line saying why there is none
+/// (`refusal` follows the VM's name).
+fn control(r: &VmRef, ask: impl FnOnce(&Arc<Vm>) -> Option<Control>, refusal: &str) -> Answer {
+    match find(r) {
+        None => Answer::Lines(alloc::vec![prompt::no_vm_line(r)]),
+        Some(vm) => match ask(&vm) {
+            Some(c) => Answer::Control(c),
+            None => Answer::Lines(alloc::vec![format!("{} {refusal}", vm.name)]),
+        },
     }
 }
 
@@ -36,14 +84,11 @@ fn run(command: Command) -> Vec<String> {
             log::set_max_level(level);
             alloc::vec![prompt::log_line(level)]
         }
-        Command::Pause(r)
-        | Command::Resume(r)
-        | Command::Reset(r)
-        | Command::Stop(r)
-        | Command::Start(r)
-        | Command::Save(r)
-        | Command::Restore(r)
-        | Command::Set(r, _, _) => on_vm(&r, |_| alloc::vec![String::from("not available in this version of Cairn")]),
+        // Answered as controls, by `answer`.
+        Command::Stop(_) | Command::Start(_) | Command::Reset(_) | Command::Pause(_) | Command::Resume(_) => Vec::new(),
+        Command::Save(r) | Command::Restore(r) | Command::Set(r, _, _) => {
+            on_vm(&r, |_| alloc::vec![String::from("not available in this version of Cairn")])
+        }
     }
 }
 
@@ -96,16 +141,24 @@ fn refresh_pcs(vm: &Vm) {
 mod tests {
     use super::*;
 
+    fn lines(line: &str) -> Vec<String> {
+        match answer(line) {
+            Answer::Lines(lines) => lines,
+            Answer::Control(_) => panic!("{line:?} asked for a control"),
+        }
+    }
+
     #[test]
     fn every_line_gets_an_answer_and_mistakes_get_the_usage() {
-        assert!(answer("").is_empty(), "an empty line just prompts again");
-        assert!(answer("help").iter().any(|l| l.starts_with("list")));
-        let unknown = answer("frobnicate");
+        assert!(lines("").is_empty(), "an empty line just prompts again");
+        assert!(lines("help").iter().any(|l| l.starts_with("list")));
+        let unknown = lines("frobnicate");
         assert!(unknown[0].contains("unknown command"), "{unknown:?}");
-        let missing = answer("info");
+        let missing = lines("info");
         assert!(missing.iter().any(|l| l.starts_with("usage: info VM")), "{missing:?}");
-        assert!(answer("info nosuchvm")[0].starts_with("no VM `nosuchvm`"));
-        assert!(answer("list")[0].starts_with("Name"));
-        assert_eq!(answer("log debug"), ["log level: debug"]);
+        assert!(lines("info nosuchvm")[0].starts_with("no VM `nosuchvm`"));
+        assert!(lines("stop nosuchvm")[0].starts_with("no VM `nosuchvm`"));
+        assert!(lines("list")[0].starts_with("Name"));
+        assert_eq!(lines("log debug"), ["log level: debug"]);
     }
 }

@@ -3,6 +3,7 @@
 //! as an [`Exit`], asks the policy for an [`Action`] and carries it out. Only this loop
 //! (and powering the machine off) diverges.
 
+pub mod control;
 pub mod selftest;
 
 use alloc::sync::Arc;
@@ -25,6 +26,9 @@ use crate::vcpu::{PowerState, Start, Vcpu, Wait, WaitEnd};
 use crate::vgic::gic_cpu;
 use crate::vm::{self, Vm};
 use selftest::SAVE_RESTORE_SELFTEST;
+
+/// How long a stop from Cairn's prompt waits for each vCPU to leave the guest.
+const PARK_TIMEOUT_MS: u64 = 1000;
 
 /// PSTATE for a vCPU entering the guest: EL1h with D, A, I and F masked (booting.rst, and
 /// DEN0022 §6.4 for CPU_ON).
@@ -138,6 +142,9 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
     if vcpu.state() == PowerState::Stopped {
         return None;
     }
+    if vm.is_paused() {
+        hold_while_paused(vm, vcpu);
+    }
     loop {
         let exit = trap::run_guest(&mut frame);
         let action = policy::on_exit(vm, vcpu, &frame, exit);
@@ -172,6 +179,9 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
         Action::TakeInterrupts => {
             vcpu.note_pc(frame.elr);
             gic_cpu::take_physical_interrupts(vcpu.pcpu);
+            if vm.is_paused() {
+                hold_while_paused(vm, vcpu);
+            }
             // Only an interrupt can end a run at the deadline (Cairn's timer's, if nothing
             // else), so only then is the clock read.
             if vm.timed_out(cpu::counter) {
@@ -184,11 +194,17 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
             if wait_for_wakeup(vm, vcpu, Wait::Halt) == Wakeup::TimedOut {
                 return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
             }
+            if vm.is_paused() {
+                hold_while_paused(vm, vcpu);
+            }
             Resume { writes: then, step: true, refill: true }
         }
         Action::Suspend { resume, system } => {
             if suspend(vm, vcpu, frame, resume, system) == Wakeup::TimedOut {
                 return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
+            }
+            if vm.is_paused() {
+                hold_while_paused(vm, vcpu);
             }
             return Carried::Resume(true);
         }
@@ -227,12 +243,27 @@ fn inject_exception(frame: &mut TrapFrame, injection: Injection) {
     }
 }
 
+/// Keeps `vcpu` out of the guest while its VM is paused (`pause` at Cairn's prompt), its
+/// CPU idle at EL2; its physical interrupts are taken and queued meanwhile, for after. On
+/// resume the guest's virtual counter is moved back by the time the VM was paused. A stop
+/// ends the hold too.
+#[cold]
+#[inline(never)]
+fn hold_while_paused(vm: &Vm, vcpu: &Vcpu) {
+    while vm.is_paused() && !vcpu.must_leave_guest() {
+        gic_cpu::take_physical_interrupts(vcpu.pcpu);
+        cpu::wait_for_interrupt();
+    }
+    cpu::set_virtual_offset(vm.virtual_offset());
+}
+
 /// Sets this CPU up for its vCPU at `s`, in the architectural entry state, and returns the
 /// frame to enter the guest from.
 #[cold]
 #[inline(never)]
 fn enter_state(vm: &Vm, vcpu: &Vcpu, s: Start) -> TrapFrame {
     cpu::init_guest_traps(vcpu.mpidr);
+    cpu::set_virtual_offset(vm.virtual_offset());
     cpu::reset_el1_control(s.big_endian);
     cpu::disable_el1_timers();
     arm_deadline(vm, vcpu);

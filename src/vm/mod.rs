@@ -138,6 +138,12 @@ pub struct Vm {
     pub passthrough: Vec<String>,
     /// Set once the VM is gone (its SYSTEM_OFF, a crash): it stays listed.
     gone: AtomicBool,
+    /// Set while `pause` at Cairn's prompt keeps the VM out of its guest; since when
+    /// (counter value); and the time it has been paused in all, which its vCPUs' virtual
+    /// counter offset (CNTVOFF) leaves out.
+    paused: AtomicBool,
+    paused_at: AtomicU64,
+    paused_total: AtomicU64,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
@@ -182,6 +188,9 @@ impl Vm {
             deadline: AtomicU64::new(NO_DEADLINE),
             passthrough: c.passthrough,
             gone: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            paused_at: AtomicU64::new(0),
+            paused_total: AtomicU64::new(0),
         })
     }
 
@@ -221,6 +230,38 @@ impl Vm {
     pub fn publish(self: &Arc<Self>) {
         VMS.lock().push(self.clone());
         EVERY_VM.lock().push(self.clone());
+    }
+
+    /// Pauses the VM at counter value `now`: its vCPUs stay out of the guest from their
+    /// next exit on. False if it was paused already.
+    pub fn pause(&self, now: u64) -> bool {
+        if self.paused.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        self.paused_at.store(now, Ordering::SeqCst);
+        true
+    }
+
+    /// Resumes a paused VM at counter value `now`; the time it was paused is added to what
+    /// its virtual counter leaves out. False if it was not paused.
+    pub fn resume(&self, now: u64) -> bool {
+        if !self.paused.load(Ordering::SeqCst) {
+            return false;
+        }
+        let paused_for = now.saturating_sub(self.paused_at.load(Ordering::SeqCst));
+        self.paused_total.fetch_add(paused_for, Ordering::SeqCst);
+        self.paused.store(false, Ordering::SeqCst);
+        true
+    }
+
+    #[inline(always)]
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// The guest's virtual counter offset: every tick it has been paused.
+    pub fn virtual_offset(&self) -> u64 {
+        self.paused_total.load(Ordering::SeqCst)
     }
 
     /// Whether the VM is gone (ended by a system event or a crash).
@@ -340,6 +381,15 @@ impl VmFirmware for Vm {
     fn set_exit_status(&self, status: u8) {
         self.exit_status.store(status, Ordering::Relaxed);
     }
+}
+
+/// Brings a VM that is gone back into the live set (a `start` at the prompt).
+pub fn revive(vm: &Arc<Vm>) {
+    let mut vms = VMS.lock();
+    if !vms.iter().any(|v| Arc::ptr_eq(v, vm)) {
+        vms.push(vm.clone());
+    }
+    vm.gone.store(false, Ordering::Release);
 }
 
 /// Every VM built, alive or gone, in the order they were built.

@@ -24,6 +24,9 @@ impl Vm {
                 _ => VmState::ShutDown,
             };
         }
+        if self.is_paused() {
+            return VmState::Paused;
+        }
         if self.vcpus.iter().any(|v| v.state() == PowerState::Runnable) {
             VmState::Running
         } else {
@@ -108,6 +111,10 @@ mod tests {
         assert_eq!(s.last_event, None);
         vm.record(SystemEvent::Reset { vcpu: 0 });
         assert_eq!(vm.summary().last_event.as_deref(), Some("reset"));
+        assert!(vm.pause(100) && !vm.pause(150), "paused once");
+        assert_eq!(vm.summary().state, VmState::Paused);
+        assert!(vm.resume(400) && !vm.resume(500));
+        assert_eq!(vm.virtual_offset(), 300, "the paused time leaves the virtual counter");
         crate::vm::destroy(&vm);
         assert_eq!(vm.summary().state, VmState::ShutDown);
     }

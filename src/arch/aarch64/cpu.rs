@@ -171,6 +171,13 @@ pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
 }
 
+/// Sets the guest's virtual counter offset (CNTVOFF_EL2): its virtual count is the physical
+/// count minus this, so raising it by the time a VM was paused keeps that time out of the
+/// guest's virtual clock (as KVM does for a paused VM).
+pub fn set_virtual_offset(offset: u64) {
+    CNTVOFF_EL2.set(offset);
+}
+
 /// The physical counter (CNTPCT_EL0), which keeps counting while the guest runs.
 pub fn counter() -> u64 {
     CNTPCT_EL0.get()

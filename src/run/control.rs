@@ -1,0 +1,118 @@
+//! What Cairn's prompt asks of a VM's life (crate::manage::Control), carried out from the
+//! console's interrupt on the boot CPU, outside the console's locks: `stop` and `reset` as
+//! the guest's own SYSTEM_OFF and SYSTEM_RESET would (every vCPU out of the guest first),
+//! `start` as a reset of a VM that is off; `pause` and `resume` by a flag each vCPU heeds
+//! at its next exit. A stop from the prompt never powers the machine
+//! off: the prompt is still there to start a VM again.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::PARK_TIMEOUT_MS;
+use crate::arch::aarch64::cpu;
+use crate::console;
+use crate::event::SystemEvent;
+use crate::manage::Control;
+use crate::vm::{self, Vm};
+
+/// Carries out `control` and says, in one line, what came of it.
+pub fn carry_out(control: Control) -> String {
+    match control {
+        Control::Stop(vm) => stop(&vm),
+        Control::Reset(vm) => restart(&vm, false),
+        Control::Start(vm) => restart(&vm, true),
+        Control::Pause(vm) => pause(&vm),
+        Control::Resume(vm) => resume(&vm),
+    }
+}
+
+/// Every vCPU of `vm` stays out of the guest from its next exit on, which a kick makes
+/// now (run::hold_while_paused).
+fn pause(vm: &Vm) -> String {
+    if vm.is_gone() || !vm.pause(cpu::counter()) {
+        return format!("{} is off or paused already", vm.name);
+    }
+    vm.vcpus.iter().for_each(|v| vm.wake(v));
+    format!("{} paused", vm.name)
+}
+
+fn resume(vm: &Vm) -> String {
+    if !vm.resume(cpu::counter()) {
+        return format!("{} is not paused", vm.name);
+    }
+    vm.vcpus.iter().for_each(|v| vm.wake(v));
+    format!("{} resumed", vm.name)
+}
+
+fn stop(vm: &Arc<Vm>) -> String {
+    let Some(_event) = vm.event_lock.try_lock() else { return busy(vm) };
+    if vm.is_gone() {
+        return format!("{} is off already", vm.name);
+    }
+    if !halt_every_vcpu(vm) {
+        return stuck(vm);
+    }
+    vm.record(SystemEvent::Stop);
+    vm.record_end(&SystemEvent::Stop);
+    vm::destroy(vm);
+    console::vm_gone(vm.id);
+    format!("{} stopped", vm.name)
+}
+
+/// `reset` (a VM that runs) or `start` (one that is off): every vCPU out of the guest, the
+/// images, device tree and interrupt state as at creation, the boot vCPU started.
+fn restart(vm: &Arc<Vm>, from_off: bool) -> String {
+    let Some(_event) = vm.event_lock.try_lock() else { return busy(vm) };
+    if vm.is_gone() != from_off {
+        return format!("{} {}", vm.name, if from_off { "is running" } else { "is off: start it" });
+    }
+    if !halt_every_vcpu(vm) {
+        return stuck(vm);
+    }
+    vm.record(SystemEvent::Restart);
+    vm.reset_vgic();
+    vm.restore_images();
+    if from_off {
+        vm::revive(vm);
+        console::vm_back(vm.id);
+    }
+    let boot = &vm.vcpus[0];
+    boot.restart(vm.boot_start());
+    vm.halting.store(false, Ordering::SeqCst);
+    vm.wake(boot);
+    format!("{} {}", vm.name, if from_off { "started" } else { "reset" })
+}
+
+/// Stops every vCPU of `vm` and waits until each has left the guest, but the one on this
+/// CPU, whose exit this runs in: it leaves as soon as this returns. False if a vCPU did
+/// not leave in time (it stays marked to stop).
+fn halt_every_vcpu(vm: &Vm) -> bool {
+    vm.halting.store(true, Ordering::SeqCst);
+    for v in &vm.vcpus {
+        v.power_off();
+        vm.wake(v);
+    }
+    let here = cpu::current();
+    let deadline = cpu::counter() + cpu::counter_frequency() * PARK_TIMEOUT_MS / MS_PER_S;
+    vm.vcpus.iter().filter(|v| v.pcpu != here).all(|v| {
+        while !v.is_parked() {
+            if cpu::counter() > deadline {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    })
+}
+
+const MS_PER_S: u64 = 1000;
+
+fn busy(vm: &Vm) -> String {
+    format!("{} is in the middle of a system event: try again", vm.name)
+}
+
+fn stuck(vm: &Vm) -> String {
+    format!("{}: a vCPU did not leave the guest in time; it stops when it next exits", vm.name)
+}
