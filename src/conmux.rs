@@ -246,6 +246,11 @@ impl Mux {
         self.next_target() != self.focus
     }
 
+    /// Whether a VM other than the focused target is present.
+    pub fn another_vm_present(&self) -> bool {
+        self.vms.iter().enumerate().any(|(i, vm)| vm.present && self.focus != Target::Vm(i))
+    }
+
     /// Marks VM `vm` present or gone (powered off). Switching skips a VM that is gone,
     /// but the focus does not move by itself when the focused VM goes: the user moves
     /// it, and meanwhile typed bytes are still delivered to it for the caller to drop. A
@@ -432,6 +437,7 @@ mod tests {
         assert!(lone.can_switch());
         lone.set_present(1, false);
         assert!(!lone.can_switch(), "nowhere to go once the other VM is gone");
+        assert!(!lone.another_vm_present());
         let mut mux = Mux::new(&["a", "b", "c"], false);
         mux.set_present(1, false);
         let mut order = Vec::new();

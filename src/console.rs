@@ -355,7 +355,8 @@ pub fn vm_back(vm: usize) {
     }
 }
 
-/// VM `vm` is gone: the input moves on from it if it had it, and the mux skips it.
+/// VM `vm` is gone: the input moves on from it if it had it and another VM runs, and the
+/// mux skips it.
 pub fn vm_gone(vm: usize) {
     let Some(uart) = uart() else { return };
     let _line = LINE_LOCK.lock();
@@ -363,7 +364,9 @@ pub fn vm_gone(vm: usize) {
         if let Some(slot) = sh.slot_of(vm) {
             sh.mux.set_present(slot, false);
             sh.typed[slot] = TypedQueue::default();
-            if sh.mux.focus() == Target::Vm(slot) && sh.mux.can_switch() {
+            // Not after the last VM: the machine powers off, or the prompt's `stop` took it
+            // and the prompt still has the input.
+            if sh.mux.focus() == Target::Vm(slot) && sh.mux.another_vm_present() {
                 sh.mux.switch(&mut raw_sink(&uart));
                 if sh.mux.focus() == Target::Prompt {
                     sh.show_prompt(&uart);

@@ -343,6 +343,12 @@ impl VmFirmwareState {
         self.has_run = true;
     }
 
+    /// Records that the VM is off (gone, to be started again from Cairn's prompt): until
+    /// it runs again its registers can be rewritten, as before its first run.
+    pub fn mark_stopped(&mut self) {
+        self.has_run = false;
+    }
+
     /// Whether TRNG calls (owner 4, 0x50-0x5F) are answered; otherwise they return
     /// NOT_SUPPORTED (digest §3.2: "a bit that is cleared makes the matching calls return -1").
     pub fn trng_enabled(&self) -> bool {

@@ -215,6 +215,37 @@ pub fn build(host_dtb: &[u8], cfg: &GuestDtConfig<'_>) -> core::result::Result<V
     Ok(writer.finish()?)
 }
 
+/// The same guest tree for another PSCI version (a `set VM psci-version` at Cairn's prompt
+/// while the VM is off): `/psci`, the idle states and everything else rewritten from
+/// `guest_dtb` itself, its command line and initrd kept.
+pub fn with_psci_version(
+    guest_dtb: &[u8],
+    memory: &[Region],
+    vcpu_mpidrs: &[u64],
+    psci_version: Version,
+) -> core::result::Result<Vec<u8>, GuestDtError> {
+    let fdt = Fdt::new(guest_dtb).map_err(|_| GuestDtError::InvalidHostDtb)?;
+    let chosen = fdt.find_node("/chosen");
+    let cell = |name: &str| chosen.and_then(|c| c.property(name)).map(|p| be_cells(p.value));
+    let initrd = match (cell("linux,initrd-start"), cell("linux,initrd-end")) {
+        (Some(start), Some(end)) if end > start => Some(Region::from_bounds(start, end)),
+        _ => None,
+    };
+    let cfg = GuestDtConfig {
+        memory,
+        vcpu_mpidrs,
+        psci_version,
+        psci_0_1_ids: Psci01Ids::PSCI_0_2_SMC64,
+        bootargs: chosen.and_then(|c| str_prop(c, "bootargs")),
+        initrd,
+        gic: None,
+        hidden: &[],
+        virtual_uart: None,
+        other_vms_devices: &[],
+    };
+    build(guest_dtb, &cfg)
+}
+
 fn check_config(cfg: &GuestDtConfig<'_>) -> Result<()> {
     let regions_ok = |r: &Region| !r.is_empty() && r.base.checked_add(r.size).is_some();
     let memory_ok = !cfg.memory.is_empty() && cfg.memory.iter().all(regions_ok);
@@ -949,6 +980,26 @@ mod tests {
         assert!(fdt.find_node("/virtio_mmio@a000000").is_none());
         assert!(fdt.find_node("/pl031@9010000").is_none());
         assert!(fdt.find_node("/virtio_mmio@a000200").is_some(), "its neighbour stays");
+    }
+
+    #[test]
+    fn a_guest_tree_changes_psci_version_and_keeps_the_rest() {
+        let uart = Region::new(0x0900_0000, 0x1000);
+        let cfg = GuestDtConfig { virtual_uart: Some(uart), ..config(&[RAM], &[0, 1]) };
+        let first = build(VIRT_GICV3, &cfg).unwrap();
+        let again = with_psci_version(&first, &[RAM], &[0, 1], Version::V0_2).unwrap();
+        let fdt = Fdt::new(&again).unwrap();
+        assert_eq!(compatible(&fdt, "/psci"), ["arm,psci-0.2", "arm,psci"]);
+        assert_eq!(fdt.chosen().bootargs(), Some("console=ttyAMA0 earlycon"));
+        let m = dt::parse(&again).unwrap();
+        assert_eq!((m.memory.as_slice(), m.cpus.len()), (&[RAM][..], 2));
+        assert_eq!(m.initrd, Some(INITRD));
+        assert_eq!(compatible(&fdt, "/pl011@9000000"), ["arm,sbsa-uart"], "the virtual UART stays");
+        assert!(fdt.find_node("/cpus/idle-states").is_some(), "0.2 has Cairn's idle state");
+        let old = with_psci_version(&again, &[RAM], &[0, 1], Version::V0_1).unwrap();
+        let fdt = Fdt::new(&old).unwrap();
+        assert_eq!(compatible(&fdt, "/psci"), ["arm,psci"]);
+        assert!(fdt.find_node("/cpus/idle-states").is_none(), "0.1 has no CPU_SUSPEND idle state");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The management prompt's commands carried out (crate::prompt reads and parses them):
 //! what `list`, `info`, `events`, `get` and `log` answer, from the VMs as they stand, and
 //! which [`Control`] `stop`, `start`, `reset`, `pause` and `resume` ask of a VM: the run
-//! loop carries that out (run::control), as only it can stop vCPUs. Save, restore and set are
-//! recognised but answered as not available yet, in one line each.
+//! loop carries that out (run::control), as only it can stop vCPUs; `set` writes a firmware
+//! register under KVM's rules. Save and restore are recognised but answered as not
+//! available yet, in one line each.
 
 use alloc::format;
 use alloc::string::String;
@@ -86,7 +87,8 @@ fn run(command: Command) -> Vec<String> {
         }
         // Answered as controls, by `answer`.
         Command::Stop(_) | Command::Start(_) | Command::Reset(_) | Command::Pause(_) | Command::Resume(_) => Vec::new(),
-        Command::Save(r) | Command::Restore(r) | Command::Set(r, _, _) => {
+        Command::Set(r, reg, value) => on_vm(&r, |vm| set(vm, reg, value)),
+        Command::Save(r) | Command::Restore(r) => {
             on_vm(&r, |_| alloc::vec![String::from("not available in this version of Cairn")])
         }
     }
@@ -127,6 +129,17 @@ fn get(vm: &Vm, reg: FwReg) -> Vec<String> {
     }
 }
 
+/// `set`: with KVM's rules (crate::fwregs): once the VM has run, a register changes only
+/// while it is off (stopped, to be started again); a value Cairn cannot honour is refused.
+fn set(vm: &Vm, reg: FwReg, value: u64) -> Vec<String> {
+    let result = vm.firmware_regs(|regs| regs.set(reg.id(), value));
+    let mut out = alloc::vec![prompt::set_line(reg, value, result)];
+    if result.is_ok() && vm.is_gone() {
+        out.push(format!("{} has it from its next start", vm.name));
+    }
+    out
+}
+
 /// Has every running vCPU of `vm` note where it is: a kick makes it exit, and the exit
 /// notes its PC. Waits a little for them (a vCPU that does not exit in time shows its
 /// previous PC).
@@ -160,5 +173,21 @@ mod tests {
         assert!(lines("stop nosuchvm")[0].starts_with("no VM `nosuchvm`"));
         assert!(lines("list")[0].starts_with("Name"));
         assert_eq!(lines("log debug"), ["log level: debug"]);
+    }
+
+    #[test]
+    fn set_follows_kvms_rules_and_a_stopped_vm_takes_a_new_psci_version() {
+        use crate::smccc::call::VmFirmware;
+        use crate::smccc::psci::Version;
+        let vm = crate::vm::testing::vm(Version::V1_1, 1);
+        vm.firmware.lock().mark_run();
+        let busy = set(&vm, FwReg::PsciVersion, 0x1_0000);
+        assert!(busy[0].contains("EBUSY"), "a VM that has run keeps its version: {busy:?}");
+        crate::vm::destroy(&vm);
+        let done = set(&vm, FwReg::PsciVersion, 0x1_0000);
+        assert!(done[0].starts_with("psci-version = 0x10000") && done[1].contains("next start"), "{done:?}");
+        assert_eq!(vm.psci_version(), Version::V1_0);
+        let refused = set(&vm, FwReg::PsciVersion, 0x1_0002);
+        assert!(refused[0].contains("EINVAL"), "a version Cairn does not implement: {refused:?}");
     }
 }

@@ -72,12 +72,13 @@ fn restart(vm: &Arc<Vm>, from_off: bool) -> String {
         return stuck(vm);
     }
     vm.record(SystemEvent::Restart);
-    vm.reset_vgic();
-    vm.restore_images();
     if from_off {
+        // Before the images go back: its device tree may change with its PSCI version.
         vm::revive(vm);
         console::vm_back(vm.id);
     }
+    vm.reset_vgic();
+    vm.restore_images();
     let boot = &vm.vcpus[0];
     boot.restart(vm.boot_start());
     vm.halting.store(false, Ordering::SeqCst);

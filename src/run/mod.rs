@@ -194,17 +194,11 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
             if wait_for_wakeup(vm, vcpu, Wait::Halt) == Wakeup::TimedOut {
                 return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
             }
-            if vm.is_paused() {
-                hold_while_paused(vm, vcpu);
-            }
             Resume { writes: then, step: true, refill: true }
         }
         Action::Suspend { resume, system } => {
             if suspend(vm, vcpu, frame, resume, system) == Wakeup::TimedOut {
                 return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
-            }
-            if vm.is_paused() {
-                hold_while_paused(vm, vcpu);
             }
             return Carried::Resume(true);
         }
@@ -374,7 +368,13 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
             |requested: bool| timed_out.or(pending.map(Wakeup::Interrupt)).or(requested.then_some(Wakeup::Request));
         match vcpu.end_wait_if(woken) {
             WaitEnd::Stopped => return Wakeup::Stopped,
-            WaitEnd::Woken(w) => return w,
+            WaitEnd::Woken(w) => {
+                // Woken while its VM is paused, it stays out of the guest until resumed.
+                if vm.is_paused() {
+                    hold_while_paused(vm, vcpu);
+                }
+                return w;
+            }
             WaitEnd::Waiting => {}
         }
         if let Some(g) = gic::get() {

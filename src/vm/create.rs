@@ -366,8 +366,13 @@ fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '
     if parts.several {
         vgic.limit_spis(&own_spis(vp, parts.devices, parts.first));
     }
-    let boot =
-        BootImages { entry: placed.kernel.entry, dtb, kernel: Some(kernel_image), initrd: placed.initrd, guest_dtb };
+    let boot = BootImages {
+        entry: placed.kernel.entry,
+        dtb,
+        kernel: Some(kernel_image),
+        initrd: placed.initrd,
+        guest_dtb: spin::Mutex::new(guest_dtb),
+    };
     let config = VmConfig {
         id: vp.index,
         name: vp.name.clone(),

@@ -47,7 +47,7 @@ impl Vm {
     }
 
     fn install_device_tree(&self) {
-        let dtb = &self.boot.guest_dtb;
+        let dtb = self.boot.guest_dtb.lock();
         copy_to_guest(dtb.as_ptr() as u64, Region::new(self.boot.dtb, dtb.len() as u64));
     }
 }

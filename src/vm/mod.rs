@@ -77,7 +77,8 @@ pub struct BootImages {
     pub dtb: u64,
     pub kernel: Option<Image>,
     pub initrd: Option<Image>,
-    pub guest_dtb: Vec<u8>,
+    /// The guest's device tree; rebuilt when its PSCI version is set while it is off.
+    pub guest_dtb: spin::Mutex<Vec<u8>>,
 }
 
 /// Everything a VM is made of, for [`Vm::new`].
@@ -316,6 +317,22 @@ impl Vm {
         Hw::kick(vcpu.pcpu);
     }
 
+    /// Rebuilds the guest's device tree for the VM's PSCI version, if it changed.
+    pub fn refresh_device_tree(&self) {
+        let version = self.psci_version();
+        let mut dtb = self.boot.guest_dtb.lock();
+        let mpidrs: Vec<u64> = self.vcpus.iter().map(|v| v.mpidr).collect();
+        match crate::guest_dt::with_psci_version(&dtb, &self.ram, &mpidrs, version) {
+            Ok(rebuilt) => *dtb = rebuilt,
+            Err(e) => log::warn!(
+                "vm{}: device tree kept as it was for PSCI {}.{}: {e:?}",
+                self.id,
+                version.major,
+                version.minor
+            ),
+        }
+    }
+
     /// Resets the virtual GIC to its power-on state.
     pub fn reset_vgic(&self) {
         Hw::with_gic(|hw| self.vgic.lock().reset(hw));
@@ -383,12 +400,16 @@ impl VmFirmware for Vm {
     }
 }
 
-/// Brings a VM that is gone back into the live set (a `start` at the prompt).
+/// Brings a VM that is gone back into the live set (a `start` at the prompt): its device
+/// tree follows its PSCI version (which may have been set while it was off), and from now
+/// on it has run again.
 pub fn revive(vm: &Arc<Vm>) {
     let mut vms = VMS.lock();
     if !vms.iter().any(|v| Arc::ptr_eq(v, vm)) {
         vms.push(vm.clone());
     }
+    vm.refresh_device_tree();
+    vm.firmware.lock().mark_run();
     vm.gone.store(false, Ordering::Release);
 }
 
@@ -399,6 +420,7 @@ pub fn every_vm() -> Vec<Arc<Vm>> {
 
 /// Removes `vm` from the live set. Returns how many VMs are left.
 pub fn destroy(vm: &Vm) -> usize {
+    vm.firmware.lock().mark_stopped();
     vm.gone.store(true, Ordering::Release);
     let mut vms = VMS.lock();
     vms.retain(|v| !core::ptr::eq(Arc::as_ptr(v), vm));
