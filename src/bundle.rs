@@ -152,15 +152,6 @@ fn add_member<'a>(guest: &mut Guest<'a>, file: &str, member: Member<'a>) -> Resu
     Ok(())
 }
 
-/// One `key=value` setting of a `vm.conf`, if present (`#` starts a comment).
-pub fn setting<'a>(conf: &'a str, key: &str) -> Option<&'a str> {
-    conf.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,9 +200,7 @@ mod tests {
         assert_eq!(b.initramfs.unwrap().data, b"0707 initramfs");
         assert_eq!(b.dtb.unwrap().data, b"\xd0\x0d\xfe\xed");
         assert_eq!(b.cmdline, Some("console=ttyAMA0 quiet"));
-        assert_eq!(setting(b.vm_conf.unwrap(), "vcpus"), Some("4"));
-        assert_eq!(setting(b.vm_conf.unwrap(), "psci"), Some("1.0"));
-        assert_eq!(setting(b.vm_conf.unwrap(), "mem"), None);
+        assert_eq!(b.vm_conf, Some("vcpus=4 # every CPU\npsci=1.0"), "read by crate::partition");
     }
 
     #[test]

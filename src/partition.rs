@@ -190,7 +190,7 @@ fn conf_settings(conf: &str) -> impl Iterator<Item = Setting<'_>> {
 }
 
 /// Splits bootargs into Cairn's settings and the guest's command line (the other words, in
-/// order, single-spaced), as verdict::take_vm_words does.
+/// order, single-spaced).
 fn split_bootargs(args: &str) -> (Vec<Setting<'_>>, String) {
     let (mut settings, mut guest) = (Vec::new(), Vec::new());
     for word in args.split_ascii_whitespace() {

@@ -7,7 +7,6 @@
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
 
 use crate::bootargs;
@@ -111,26 +110,6 @@ impl VmActions {
         }
         Ok(())
     }
-}
-
-/// Splits a VM's bootargs into its `cairn.*` settings, applied over `base` (a vm.conf's),
-/// and the command line the guest sees (the other words, in order, single-spaced). Words
-/// Cairn cannot use are dropped too, and reported.
-pub fn take_vm_words(base: VmActions, args: &str) -> (VmActions, String, Vec<BadWord>) {
-    let mut actions = base;
-    let mut guest: Vec<&str> = Vec::new();
-    let mut bad = Vec::new();
-    for word in args.split_ascii_whitespace() {
-        let Some(setting) = word.strip_prefix(VM_WORD_PREFIX) else {
-            guest.push(word);
-            continue;
-        };
-        let (key, value) = setting.split_once('=').unwrap_or((setting, ""));
-        if let Err(e) = actions.set(key, value) {
-            bad.push(e);
-        }
-    }
-    (actions, guest.join(" "), bad)
 }
 
 /// How a VM ended, as far as its status is concerned.
@@ -240,31 +219,6 @@ mod tests {
         for bad in ["", "s", "30", "0s", "-1s", "1.5m", "5x", "99999999999999999999s"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn cairn_words_leave_the_guest_command_line() {
-        let (actions, guest, bad) =
-            take_vm_words(VmActions::default(), "console=ttyAMA0  cairn.on-reset=fail panic=-1 cairn.timeout=5m quiet");
-        assert_eq!(actions, VmActions { on_reset: OnReset::Fail, timeout_secs: Some(300) });
-        assert_eq!(guest, "console=ttyAMA0 panic=-1 quiet");
-        assert!(bad.is_empty());
-        let (actions, guest, _) = take_vm_words(VmActions::default(), "");
-        assert_eq!((actions, guest.as_str()), (VmActions::default(), ""));
-        let conf = VmActions { on_reset: OnReset::Stop, timeout_secs: Some(30) };
-        let (actions, _, _) = take_vm_words(conf, "cairn.timeout=1m");
-        assert_eq!(actions, VmActions { on_reset: OnReset::Stop, timeout_secs: Some(60) }, "words over vm.conf");
-        assert_eq!(VmActions::default().on_reset, OnReset::Restart);
-    }
-
-    #[test]
-    fn bad_cairn_words_are_reported_and_dropped() {
-        let (actions, guest, bad) =
-            take_vm_words(VmActions::default(), "a cairn.on-reset=never cairn.timeout=soon cairn.colour=red b");
-        assert_eq!(actions, VmActions::default());
-        assert_eq!(guest, "a b");
-        let bad: Vec<String> = bad.iter().map(|b| b.0.clone()).collect();
-        assert_eq!(bad, ["cairn.on-reset=never", "cairn.timeout=soon", "cairn.colour=red"]);
     }
 
     #[test]
