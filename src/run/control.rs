@@ -51,6 +51,8 @@ fn stop(vm: &Arc<Vm>) -> String {
     if vm.is_gone() {
         return format!("{} is off already", vm.name);
     }
+    // A paused VM stops as it is: its next start is not paused.
+    vm.resume(cpu::counter());
     if !halt_every_vcpu(vm) {
         return stuck(vm);
     }
@@ -68,6 +70,8 @@ fn restart(vm: &Arc<Vm>, from_off: bool) -> String {
     if vm.is_gone() != from_off {
         return format!("{} {}", vm.name, if from_off { "is running" } else { "is off: start it" });
     }
+    // A reset of a paused VM boots it running.
+    vm.resume(cpu::counter());
     if !halt_every_vcpu(vm) {
         return stuck(vm);
     }
