@@ -296,12 +296,6 @@ pub fn passthrough_devices(blob: &[u8]) -> Vec<Device> {
     found
 }
 
-/// The MMIO regions of the devices a guest gets passed through: every `reg` of every
-/// node but RAM, CPUs and the GIC, page-aligned, never overlapping RAM.
-pub fn passthrough_regions(blob: &[u8]) -> Vec<Region> {
-    merge_regions(passthrough_devices(blob).into_iter().flat_map(|d| d.regions).collect())
-}
-
 /// Sorts `regions` and merges those that overlap or touch, so each page is mapped once.
 pub fn merge_regions(mut out: Vec<Region>) -> Vec<Region> {
     out.sort_by_key(|r| r.base);
@@ -578,6 +572,11 @@ fn modules<'a>(fdt: &Fdt<'a>) -> Vec<Module<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every passed-through device's frames, merged: what one VM given every device maps.
+    fn passthrough_regions(blob: &[u8]) -> Vec<Region> {
+        merge_regions(passthrough_devices(blob).into_iter().flat_map(|d| d.regions).collect())
+    }
 
     const VIRT_GICV3: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-gicv3-smp4.dtb");
     const VIRT_GICV2: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-gicv2-smp2.dtb");

@@ -43,11 +43,6 @@ impl SerialPort {
         taken
     }
 
-    /// Free room in the guest's receive FIFO.
-    pub fn rx_room(&self) -> usize {
-        self.uart.lock().rx_room()
-    }
-
     /// Back to the UART's power-on state (the VM's reset); typed input still queued is
     /// dropped, as a real UART's FIFO is at a reset.
     pub fn reset(&self) {
