@@ -138,7 +138,7 @@ fn check_linux_works((mut s, marker_cpus): (Session, usize), smp: usize) {
     c.check("PSCI not in the v0.1 fallback", !psci.contains("Using PSCI v0.1 Function IDs from DT"), || {
         format!("    dmesg | grep -i psci:\n{}", block(&psci))
     });
-    let method = s.sh("tr -d '\\000' < /proc/device-tree/psci/method; echo");
+    let method = s.sh_value("tr -d '\\000' < /proc/device-tree/psci/method; echo");
     c.check("PSCI method in the guest device tree is hvc", method.trim_end_matches(['\0', '\n']) == "hvc", || {
         format!("    /proc/device-tree/psci/method: {method:?}")
     });

@@ -85,10 +85,10 @@ fn linux_hotplugs_every_secondary_50_times() {
         format!("    failures:\n{}", block(&failures.join("\n")))
     });
 
-    let online = s.sh("cat /sys/devices/system/cpu/online");
+    let online = s.sh_value("cat /sys/devices/system/cpu/online");
     let all = format!("0-{}", CPUS - 1);
     c.check(&format!("CPUs {all} online at the end"), online.trim() == all, || format!("    online: {online:?}"));
-    let nproc = s.sh("nproc");
+    let nproc = s.sh_value("nproc");
     c.check(&format!("nproc says {CPUS}"), nproc.trim() == CPUS.to_string(), || format!("    nproc: {nproc:?}"));
 
     check_cpuidle(&mut s, &mut c, "after the hotplug rounds");
