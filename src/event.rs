@@ -36,6 +36,8 @@ pub enum SystemEvent {
     Stop,
     /// `reset` or `start` at Cairn's prompt: the VM boots again from its images.
     Restart,
+    /// `restore` at Cairn's prompt: the VM is back as its snapshot had it.
+    Restore,
 }
 
 impl SystemEvent {
@@ -51,6 +53,7 @@ impl SystemEvent {
             SystemEvent::Timeout { .. } => "timeout",
             SystemEvent::Stop => "stop",
             SystemEvent::Restart => "restart",
+            SystemEvent::Restore => "restore",
         }
     }
 }
@@ -83,7 +86,7 @@ impl fmt::Display for SystemEvent {
             }
             SystemEvent::Crash { vcpu, pc, why } => write!(f, "({why}, PC {pc:#x}) from vcpu{vcpu}"),
             SystemEvent::Timeout { vcpu, secs } => write!(f, "(ran past cairn.timeout={secs}s) seen by vcpu{vcpu}"),
-            SystemEvent::Stop | SystemEvent::Restart => write!(f, "(from Cairn's prompt)"),
+            SystemEvent::Stop | SystemEvent::Restart | SystemEvent::Restore => write!(f, "(from Cairn's prompt)"),
         }
     }
 }

@@ -70,6 +70,7 @@ pub fn own_memory() -> MemoryUse {
         heap: CAIRN_HEAP_SIZE,
         heap_in_use: HEAP.lock().stats_alloc_actual() as u64,
         pristine: 0,
+        snapshot: 0,
         unused: 0,
     }
 }

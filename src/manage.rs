@@ -1,9 +1,8 @@
 //! The management prompt's commands carried out (crate::prompt reads and parses them):
 //! what `list`, `info`, `events`, `get` and `log` answer, from the VMs as they stand, and
 //! which [`Control`] `stop`, `start`, `reset`, `pause` and `resume` ask of a VM: the run
-//! loop carries that out (run::control), as only it can stop vCPUs; `set` writes a firmware
-//! register under KVM's rules. Save and restore are recognised but answered as not
-//! available yet, in one line each.
+//! loop carries that out (run::control), as only it can stop vCPUs; so are `save` and
+//! `restore`; `set` writes a firmware register under KVM's rules.
 
 use alloc::format;
 use alloc::string::String;
@@ -26,6 +25,10 @@ pub enum Control {
     Pause(Arc<Vm>),
     /// Let a paused VM run again.
     Resume(Arc<Vm>),
+    /// Take a snapshot of the VM into its slot.
+    Save(Arc<Vm>),
+    /// Put the VM back as its snapshot had it.
+    Restore(Arc<Vm>),
 }
 
 /// The answer to one line typed at the prompt: lines of text (no line endings; none for
@@ -53,6 +56,12 @@ pub fn answer(line: &str) -> Answer {
         Ok(Command::Resume(r)) => {
             control(&r, |vm| vm.is_paused().then(|| Control::Resume(vm.clone())), "is not paused")
         }
+        Ok(Command::Save(r)) => control(&r, |vm| savable(vm).map(|()| Control::Save(vm.clone())), ""),
+        Ok(Command::Restore(r)) => control(
+            &r,
+            |vm| vm.snapshot.lock().is_some().then(|| Control::Restore(vm.clone())),
+            "has no snapshot: save it first",
+        ),
         Ok(command) => Answer::Lines(run(command)),
         Err(e) => Answer::Lines(prompt::error_lines(&e)),
     }
@@ -65,8 +74,25 @@ fn control(r: &VmRef, ask: impl FnOnce(&Arc<Vm>) -> Option<Control>, refusal: &s
         None => Answer::Lines(alloc::vec![prompt::no_vm_line(r)]),
         Some(vm) => match ask(&vm) {
             Some(c) => Answer::Control(c),
+            None if refusal.is_empty() => Answer::Lines(alloc::vec![why_not_save(&vm)]),
             None => Answer::Lines(alloc::vec![format!("{} {refusal}", vm.name)]),
         },
+    }
+}
+
+/// Whether `vm` can be saved: it runs (or is paused) and has a slot.
+fn savable(vm: &Vm) -> Option<()> {
+    (!vm.is_gone() && vm.snapshot_slot.is_some()).then_some(())
+}
+
+fn why_not_save(vm: &Vm) -> String {
+    if vm.is_gone() {
+        format!("{} is off: there is nothing to save", vm.name)
+    } else {
+        format!(
+            "{} has no snapshot slot: give it one with cairn.snapshot=on (as large as its RAM) or cairn.snapshot=SIZE",
+            vm.name
+        )
     }
 }
 
@@ -86,11 +112,14 @@ fn run(command: Command) -> Vec<String> {
             alloc::vec![prompt::log_line(level)]
         }
         // Answered as controls, by `answer`.
-        Command::Stop(_) | Command::Start(_) | Command::Reset(_) | Command::Pause(_) | Command::Resume(_) => Vec::new(),
+        Command::Stop(_)
+        | Command::Start(_)
+        | Command::Reset(_)
+        | Command::Pause(_)
+        | Command::Resume(_)
+        | Command::Save(_)
+        | Command::Restore(_) => Vec::new(),
         Command::Set(r, reg, value) => on_vm(&r, |vm| set(vm, reg, value)),
-        Command::Save(r) | Command::Restore(r) => {
-            on_vm(&r, |_| alloc::vec![String::from("not available in this version of Cairn")])
-        }
     }
 }
 
@@ -173,6 +202,17 @@ mod tests {
         assert!(lines("stop nosuchvm")[0].starts_with("no VM `nosuchvm`"));
         assert!(lines("list")[0].starts_with("Name"));
         assert_eq!(lines("log debug"), ["log level: debug"]);
+        assert!(lines("save nosuchvm")[0].starts_with("no VM `nosuchvm`"));
+    }
+
+    #[test]
+    fn save_needs_a_running_vm_with_a_slot() {
+        let vm = crate::vm::testing::vm(crate::smccc::psci::Version::V1_1, 1);
+        assert_eq!(savable(&vm), None);
+        let why = why_not_save(&vm);
+        assert!(why.contains("has no snapshot slot") && why.contains("cairn.snapshot=on"), "{why}");
+        crate::vm::destroy(&vm);
+        assert_eq!(why_not_save(&vm), "vm0 is off: there is nothing to save");
     }
 
     #[test]

@@ -10,10 +10,13 @@
 //!    later VM. A VM is refused as a whole, so it claims nothing.
 //! 3. Named RAM sizes are placed, in order, each at the lowest free range big enough; one
 //!    that does not fit is refused. They go before the shares because they cannot shrink.
+//!    Snapshot slots of a named size (or, with `snapshot=on`, as large as a named RAM) are
+//!    placed with them.
 //! 4. CPUs nobody named are split evenly among the VMs without `cairn.cpus`; a VM left with
 //!    none is refused.
 //! 5. The RAM left is split evenly among the VMs without `cairn.mem`, each share placed the
 //!    same way or shrunk to the largest free piece; a VM left with under 2 MiB is refused.
+//!    A sharer with `snapshot=on` counts twice: its slot is as large as its share.
 //! 6. Devices nobody named go to the first VM still standing.
 //!
 //! A refusal in steps 3-5 frees what the VM held, so they run again until none is refused.
@@ -42,6 +45,11 @@ pub const PSCI_KEY: &str = "psci";
 pub const DEVICES_KEY: &str = "devices";
 /// The Raspberry Pi bundle's legacy vm.conf key: at most N of the shared-out CPUs.
 pub const VCPUS_KEY: &str = "vcpus";
+/// A snapshot slot for the prompt's `save` and `restore`: a size, or `on` for one as large
+/// as the VM's RAM.
+pub const SNAPSHOT_KEY: &str = "snapshot";
+/// What a slot needs beyond the RAM it holds (its page map), rounded to the RAM granule.
+pub const SLOT_OVERHEAD: u64 = RAM_GRANULE;
 
 /// One kernel module, which starts one VM.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +85,8 @@ pub struct VmPlan {
     pub psci: Option<Version>,
     /// Its devices, as indices into [`Board::devices`], ascending.
     pub devices: Vec<usize>,
+    /// Its snapshot slot, if it asked for one.
+    pub snapshot: Option<Region>,
     pub actions: VmActions,
     /// The command line its guest sees: the bootargs without the `cairn.*` words.
     pub guest_args: String,
@@ -127,7 +137,16 @@ struct Request {
     psci: Option<Version>,
     devices: Option<(Vec<usize>, Word)>,
     vcpus: Option<usize>,
+    snapshot: Option<(SlotSize, Word)>,
     actions: VmActions,
+}
+
+/// How large a snapshot slot the VM asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotSize {
+    Bytes(u64),
+    /// As large as its RAM: every page fits, whatever the guest writes.
+    AsRam,
 }
 
 /// A VM whose settings read well, on its way through the plan.
@@ -156,7 +175,7 @@ pub fn plan(board: &Board, modules: &[ModuleInput]) -> Plan {
     let mut refused = Vec::new();
     let parsed = modules.iter().enumerate().filter_map(|(i, m)| read(board, i, m).map_err(|r| refused.push(r)).ok());
     let mut live = claim(board, parsed.collect(), &mut refused);
-    let (cpus, ram, notes) = loop {
+    let (cpus, (ram, slots), notes) = loop {
         match allocate(board, &live) {
             Ok(done) => break done,
             Err(out) => {
@@ -168,14 +187,15 @@ pub fn plan(board: &Board, modules: &[ModuleInput]) -> Plan {
     refused.sort_by_key(|r| r.index);
     let mut spare: Vec<usize> = (0..board.devices.len()).collect();
     spare.retain(|d| !live.iter().filter_map(|c| c.req.devices.as_ref()).any(|(named, _)| named.contains(d)));
-    let vms = live.into_iter().zip(cpus).zip(ram).enumerate().map(|(n, ((c, cpus), ram))| {
+    let vms = live.into_iter().zip(cpus).zip(ram.into_iter().zip(slots)).enumerate();
+    let vms = vms.map(|(n, ((c, cpus), (ram, snapshot)))| {
         let mut devices = c.req.devices.map(|(d, _)| d).unwrap_or_default();
         if n == 0 {
             devices.append(&mut spare);
             devices.sort_unstable();
         }
         let (psci, actions) = (c.req.psci, c.req.actions);
-        VmPlan { index: c.index, name: c.name, cpus, ram, psci, devices, actions, guest_args: c.guest_args }
+        VmPlan { index: c.index, name: c.name, cpus, ram, psci, devices, snapshot, actions, guest_args: c.guest_args }
     });
     Plan { vms: vms.collect(), refused, notes }
 }
@@ -234,11 +254,21 @@ impl Request {
             DEVICES_KEY => parse_devices(value, board.devices).map(|d| self.devices = Some((d, word.clone()))),
             // Legacy: only the bundle's vm.conf ever said `vcpus`.
             VCPUS_KEY if word.from_conf => parse_count(value).map(|n| self.vcpus = Some(n)),
+            SNAPSHOT_KEY => parse_slot(value).map(|s| self.snapshot = s.map(|s| (s, word.clone()))),
             ON_RESET_KEY => self.actions.set(key, value).map_err(|_| "expected restart, stop or fail".into()),
             TIMEOUT_KEY => self.actions.set(key, value).map_err(|_| "expected a duration: <N>s, <N>m or <N>h".into()),
             _ => Err(format!("Cairn has no setting `{key}`")),
         };
         result.map_err(|reason| (word, reason))
+    }
+}
+
+/// A snapshot slot: `on`, `off` or a size.
+fn parse_slot(value: &str) -> Result<Option<SlotSize>, String> {
+    match value {
+        "on" => Ok(Some(SlotSize::AsRam)),
+        "off" => Ok(None),
+        size => parse_size(size).map(|b| Some(SlotSize::Bytes(b))).map_err(|e| format!("{e}, or on, or off")),
     }
 }
 
@@ -372,7 +402,10 @@ fn clash(board: &Board, earlier: &[Candidate], c: &Candidate) -> Option<Refusal>
 }
 
 /// What [`allocate`] gives the VMs still standing: CPUs and RAM each, and notes.
-type Allocation = (Vec<Vec<usize>>, Vec<Region>, Vec<String>);
+/// Each VM's RAM and snapshot slot.
+type Placement = (Vec<Region>, Vec<Option<Region>>);
+/// Each VM's CPUs, RAM and snapshot slot, and the notes.
+type Allocation = (Vec<Vec<usize>>, Placement, Vec<String>);
 
 /// Steps 3-5 for the VMs `live`, or the refusals they lead to. A named size that does not
 /// fit is refused first: that holds whoever else starts, while running out of CPUs or RAM
@@ -380,7 +413,7 @@ type Allocation = (Vec<Vec<usize>>, Vec<Region>, Vec<String>);
 fn allocate(board: &Board, live: &[Candidate]) -> Result<Allocation, Vec<Refusal>> {
     let mut free: Vec<Region> = board.free_ram.iter().filter_map(usable).collect();
     free.sort_by_key(|r| r.base);
-    let mut ram = place_named(&mut free, live)?;
+    let (mut ram, mut slots) = place_named(&mut free, live)?;
     let cpus = share_cpus(board.cpus, live);
     let no_cpu = format!("no CPU is left for it ({} went to other VMs)", cpu_names(board.cpus));
     let idle = live.iter().zip(&cpus).filter(|(_, c)| c.is_empty()).map(|(c, _)| c.refuse(None, &no_cpu));
@@ -388,8 +421,8 @@ fn allocate(board: &Board, live: &[Candidate]) -> Result<Allocation, Vec<Refusal
     if !idle.is_empty() {
         return Err(idle);
     }
-    let notes = place_shares(&mut free, live, &mut ram)?;
-    Ok((cpus, ram, notes))
+    let notes = place_shares(&mut free, live, &mut ram, &mut slots)?;
+    Ok((cpus, (ram, slots), notes))
 }
 
 /// Step 4: named CPUs as named; the rest, ascending, in even runs to the other VMs in order.
@@ -429,32 +462,57 @@ fn even_split(total: usize, caps: &[Option<usize>]) -> Vec<usize> {
     }
 }
 
-/// Step 3, named sizes: each at the lowest free range big enough, in order. The RAM of VMs
-/// that share is left empty here.
-fn place_named(free: &mut [Region], live: &[Candidate]) -> Result<Vec<Region>, Vec<Refusal>> {
+/// Step 3, named sizes: each at the lowest free range big enough, in order, its slot after
+/// it. The RAM of VMs that share (and a slot as large as it) is left empty here.
+fn place_named(free: &mut [Region], live: &[Candidate]) -> Result<Placement, Vec<Refusal>> {
     let total: u64 = free.iter().map(|r| r.size).sum();
     let mut ram = vec![Region::new(0, 0); live.len()];
+    let mut slots = vec![None; live.len()];
     let mut refused = Vec::new();
     for (i, c) in live.iter().enumerate() {
-        let Some((size, word)) = &c.req.mem else { continue };
-        match take_lowest(free, *size) {
-            Some(r) => ram[i] = r,
-            None => refused.push(c.refuse(Some(word), &no_room(*size, total, free))),
+        if let Some((size, word)) = &c.req.mem {
+            match take_lowest(free, *size) {
+                Some(r) => ram[i] = r,
+                None => {
+                    refused.push(c.refuse(Some(word), &no_room(*size, total, free)));
+                    continue;
+                }
+            }
+        }
+        let slot = match (&c.req.snapshot, &c.req.mem) {
+            (Some((SlotSize::Bytes(size), word)), _) => (*size, word),
+            (Some((SlotSize::AsRam, word)), Some((size, _))) => (size + SLOT_OVERHEAD, word),
+            _ => continue,
+        };
+        match take_lowest(free, slot.0) {
+            Some(r) => slots[i] = Some(r),
+            None => refused.push(
+                c.refuse(Some(slot.1), &format!("no room for its snapshot slot: {}", no_room(slot.0, total, free))),
+            ),
         }
     }
     if refused.is_empty() {
-        Ok(ram)
+        Ok((ram, slots))
     } else {
         Err(refused)
     }
 }
 
 /// Step 5, the rest: an even share each, rounded down to 2 MiB, at the lowest free range big
-/// enough, or else the largest free piece (noted). Gives the notes.
-fn place_shares(free: &mut [Region], live: &[Candidate], ram: &mut [Region]) -> Result<Vec<String>, Vec<Refusal>> {
+/// enough, or else the largest free piece (noted); a sharer with `snapshot=on` takes a
+/// second share for its slot. Gives the notes.
+fn place_shares(
+    free: &mut [Region],
+    live: &[Candidate],
+    ram: &mut [Region],
+    slots: &mut [Option<Region>],
+) -> Result<Vec<String>, Vec<Refusal>> {
     let sharers: Vec<usize> = (0..live.len()).filter(|&i| live[i].req.mem.is_none()).collect();
     let Some(&last) = sharers.last() else { return Ok(Vec::new()) };
-    let share = align_down(free.iter().map(|r| r.size).sum::<u64>() / sharers.len() as u64, RAM_GRANULE);
+    let slot_as_ram = |i: usize| matches!(live[i].req.snapshot, Some((SlotSize::AsRam, _)));
+    let doubled = sharers.iter().filter(|&&i| slot_as_ram(i)).count() as u64;
+    let free_total = free.iter().map(|r| r.size).sum::<u64>().saturating_sub(doubled * SLOT_OVERHEAD);
+    let share = align_down(free_total / (sharers.len() as u64 + doubled), RAM_GRANULE);
     let too_little = |c: &Candidate| vec![c.refuse(None, "less than 2 MiB of RAM is left for it")];
     if share == 0 {
         // Later VMs give way, as with CPUs: plan() shares again without this one.
@@ -469,6 +527,11 @@ fn place_shares(free: &mut [Region], live: &[Candidate], ram: &mut [Region]) -> 
             notes.push(format!("{}: no {want} MiB free in one piece; it gets {got} MiB", live[i].who()));
         }
         ram[i] = r;
+        if let Some((SlotSize::AsRam, word)) = &live[i].req.snapshot {
+            let size = r.size + SLOT_OVERHEAD;
+            let slot = take_lowest(free, size);
+            slots[i] = Some(slot.ok_or_else(|| vec![live[i].refuse(Some(word), "no room for its snapshot slot")])?);
+        }
     }
     Ok(notes)
 }
@@ -770,6 +833,38 @@ mod tests {
         );
         m[0].vm_conf = Some("cpus");
         assert!(lines(&plan(&board(4, &free), &m))[0].contains(r#"vm.conf "cpus": "#));
+    }
+
+    #[test]
+    fn snapshot_slots_follow_their_vm() {
+        let free = [Region::new(BASE, 2 * GIB)];
+        let named = plan(&board(4, &free), &modules(&["cairn.mem=256M cairn.snapshot=on", "cairn.snapshot=64M"]));
+        let slots: Vec<Option<Region>> = named.vms.iter().map(|v| v.snapshot).collect();
+        assert_eq!(named.vms[0].ram, Region::new(BASE, 256 * MIB));
+        assert_eq!(slots[0], Some(Region::new(BASE + 256 * MIB, 258 * MIB)), "its RAM and the page map");
+        assert_eq!(slots[1], Some(Region::new(BASE + 514 * MIB, 64 * MIB)));
+        assert_eq!(named.vms[1].ram.size, 2 * GIB - 578 * MIB, "a sized slot comes out of the shares");
+        // A sharer with snapshot=on takes two shares: 2 GiB - 2 MiB over 3.
+        let shared = plan(&board(4, &free), &modules(&["cairn.snapshot=on", ""]));
+        let share = align_down((2 * GIB - SLOT_OVERHEAD) / 3, RAM_GRANULE);
+        assert_eq!(shared.vms[0].ram.size, share);
+        assert_eq!(shared.vms[0].snapshot.map(|r| r.size), Some(share + SLOT_OVERHEAD));
+        assert_eq!(shared.vms[1].ram.size, share);
+        assert_eq!(shared.vms[1].snapshot, None);
+    }
+
+    #[test]
+    fn a_slot_that_does_not_fit_refuses_its_vm() {
+        let free = [Region::new(BASE, GIB)];
+        let p = plan(&board(4, &free), &modules(&["cairn.mem=768M cairn.snapshot=on", "cairn.snapshot=maybe"]));
+        assert!(p.vms.is_empty());
+        assert_eq!(
+            lines(&p),
+            [
+                "vm0 (module at 0x48000000): \"cairn.snapshot=on\": no room for its snapshot slot: no 770 MiB left in one piece (the largest is 256 MiB)",
+                "vm1 (module at 0x48800000): \"cairn.snapshot=maybe\": expected a size such as 64M or 1G, or on, or off",
+            ]
+        );
     }
 
     #[test]

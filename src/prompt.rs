@@ -670,7 +670,17 @@ pub struct VmInfo<'a> {
     /// One line per device, as the caller words it (`pl011 UART at 0x9000000, SPI 1`).
     pub devices: Vec<String>,
     pub psci: Version,
+    /// Its snapshot slot, if it has one.
+    pub snapshot: Option<SnapshotInfo>,
     pub events: &'a EventLog,
+}
+
+/// A VM's snapshot slot and what it holds.
+#[derive(Debug)]
+pub struct SnapshotInfo {
+    pub slot: MemRange,
+    /// The snapshot in it: its RAM in use (bytes), and whether the VM was paused.
+    pub saved: Option<(u64, bool)>,
 }
 
 const KIB: u64 = 1 << 10;
@@ -721,9 +731,27 @@ pub fn info_lines(vm: &VmInfo<'_>) -> Vec<String> {
         lines.push(format!("  memory {:#x}-{:#x} ({})", range.base, last, size_text(range.size)));
     }
     lines.extend(vm.devices.iter().map(|device| format!("  device {device}")));
+    lines.push(snapshot_line(vm.snapshot.as_ref()));
     lines.push(format!("  {}", events_heading("events", vm.events)));
     lines.extend(vm.events.recent().map(|event| format!("    {event}")));
     lines
+}
+
+/// `info`'s line on the VM's snapshot slot.
+fn snapshot_line(snapshot: Option<&SnapshotInfo>) -> String {
+    let Some(s) = snapshot else { return String::from("  no snapshot slot (cairn.snapshot=on gives one)") };
+    let last = s.slot.base.saturating_add(s.slot.size.saturating_sub(1));
+    let holds = match s.saved {
+        None => String::from("empty"),
+        Some((ram, paused)) => {
+            format!(
+                "a snapshot with {} of RAM in use, taken {}",
+                size_text(ram),
+                if paused { "paused" } else { "running" }
+            )
+        }
+    };
+    format!("  snapshot slot {:#x}-{last:#x} ({}): {holds}", s.slot.base, size_text(s.slot.size))
 }
 
 /// `NAME: no system events` or `NAME: N system events` (`, the latest 32:` when the log
@@ -1252,6 +1280,10 @@ mod tests {
             memory: vec![MemRange { base: 0x4000_0000, size: 512 * MIB }, MemRange { base: 0x9000_0000, size: 4096 }],
             devices: vec!["pl011 UART at 0x9000000, SPI 1".into(), "GICv3 distributor at 0x8000000".into()],
             psci: Version::V1_0,
+            snapshot: Some(SnapshotInfo {
+                slot: MemRange { base: 0x8000_0000, size: 514 * MIB },
+                saved: Some((12 * MIB, true)),
+            }),
             events: &log,
         };
         assert_eq!(
@@ -1264,6 +1296,7 @@ mod tests {
                 "  memory 0x90000000-0x90000fff (4 KiB)",
                 "  device pl011 UART at 0x9000000, SPI 1",
                 "  device GICv3 distributor at 0x8000000",
+                "  snapshot slot 0x80000000-0xa01fffff (514 MiB): a snapshot with 12 MiB of RAM in use, taken paused",
                 "  events: 1 system event",
                 "    reset (PSCI SYSTEM_RESET) from vcpu1",
             ]
@@ -1275,6 +1308,7 @@ mod tests {
             memory: vec![MemRange { base: 0, size: 100 }],
             devices: Vec::new(),
             psci: Version::V0_1,
+            snapshot: None,
             events: &empty,
         };
         assert_eq!(
@@ -1282,6 +1316,7 @@ mod tests {
             [
                 "tiny (ID 3): ---s-, 1 vCPU, 0 MiB, PSCI 0.1",
                 "  memory 0x0-0x63 (100 bytes)",
+                "  no snapshot slot (cairn.snapshot=on gives one)",
                 "  events: no system events"
             ]
         );

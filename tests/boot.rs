@@ -29,11 +29,14 @@ fn check_memory_line(run: &common::Run) {
     let line = run.log.lines().find_map(|l| l.split_once(PREFIX).map(|(_, rest)| rest)).unwrap_or_else(|| {
         panic!("no memory line in the serial log {}", run.log_path.display());
     });
-    // guest MiB, Cairn MiB, image KiB, heap MiB, heap in use KiB, pristine MiB, unused MiB
+    // guest MiB, Cairn MiB, image KiB, heap MiB, heap in use KiB, pristine MiB, snapshot slot
+    // MiB, unused MiB
     let n: Vec<u64> =
         line.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.parse().unwrap()).collect();
-    let [guest, cairn, image, heap, in_use, pristine, unused] = n[..] else { panic!("unexpected memory line: {line}") };
-    assert_eq!(guest + cairn + pristine + unused, MACHINE_RAM_MIB, "all of RAM is accounted for: {line}");
+    let [guest, cairn, image, heap, in_use, pristine, slot, unused] = n[..] else {
+        panic!("unexpected memory line: {line}")
+    };
+    assert_eq!(guest + cairn + pristine + slot + unused, MACHINE_RAM_MIB, "all of RAM is accounted for: {line}");
     assert!(unused <= 2, "guest RAM is contiguous: only the piece below Cairn's image is left over: {line}");
     assert!(image > 0 && in_use > 0 && in_use < heap * 1024, "the heap's live bytes fit in it: {line}");
 }

@@ -9,12 +9,11 @@
 mod common;
 
 use common::linux::{block, echo_console_line, Checks};
+use common::prompt::{at_prompt, switch_to, PROMPT, TO_PROMPT};
 use common::{without_interleaved_lines, Boot, Session, ShellMarker};
 
 /// What the guests' /init prints once Linux is up with two CPUs (scripts/initramfs-init).
 const UP_WITH_TWO_CPUS: &str = "CAIRN-GUEST: linux up (2 CPUs)";
-/// Three Ctrl-A: the console's switch (src/conmux.rs).
-const SWITCH: &str = "\x01\x01\x01";
 
 fn two_linux_vms(gic: u8) -> Boot {
     Boot::new(&format!("partition-two-linux-gicv{gic}"))
@@ -24,53 +23,6 @@ fn two_linux_vms(gic: u8) -> Boot {
         .mem("2G")
         .bootargs("cairn.name=alpha")
         .linux_vm("cairn.name=beta")
-}
-
-/// Cairn's prompt (src/prompt.rs).
-const PROMPT: &str = "cairn> ";
-/// What the console says when the input goes to Cairn's prompt.
-const TO_PROMPT: &str = "Cairn (cairn> )";
-/// Targets the input cycles through at most: the VMs of these tests and the prompt.
-const MAX_TARGETS: usize = 3;
-
-/// Moves the input on (three Ctrl-A at a time) until the console says it went to
-/// `target` (`vm1 (beta)`, or TO_PROMPT). The console also moves the input by itself
-/// when the VM that has it goes away, and that line can cross ours; so after each switch
-/// the test lets the console settle and goes by the last line it printed.
-fn switch_to(s: &mut Session, target: &str) {
-    let wanted = format!("*** input to {target};");
-    for _ in 0..MAX_TARGETS + 1 {
-        let before = s.mark();
-        s.send(SWITCH);
-        s.wait_for_since(before, common::re(r"\*\*\* input to [^;]*;"));
-        std::thread::sleep(SWITCH_SETTLE);
-        if current_input(&s.log()).as_deref() == Some(wanted.as_str()) {
-            if target == TO_PROMPT {
-                s.wait_for(ShellMarker(PROMPT));
-            }
-            return;
-        }
-    }
-    s.fail(&format!("the input never went to {target}"));
-}
-
-/// How long a switch is given for a crossing line of the console's own to show.
-const SWITCH_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// The last `*** input to ...;` line in `log`: where the input is now.
-fn current_input(log: &str) -> Option<String> {
-    let at = log.rfind("*** input to ")?;
-    let end = at + log[at..].find(';')?;
-    Some(log[at..=end].to_string())
-}
-
-/// Types `command` at Cairn's prompt (which has the input) and returns its answer: the
-/// lines up to the next prompt.
-fn at_prompt(s: &mut Session, command: &str) -> String {
-    let start = s.mark();
-    s.send_line(command);
-    s.wait_for(ShellMarker(PROMPT));
-    s.log_since(start).trim_end_matches(PROMPT).to_string()
 }
 
 /// The highest `tick-N` count beta printed in `log` (prefixed `[beta] ` once it has not
@@ -405,6 +357,10 @@ fn a_lone_vm_and_the_prompt_share_the_console() {
     let start = at_prompt(&mut s, "start vm0");
     c.check("start boots it again", start.contains("vm0 started"), || block(&start));
     s.wait_for(ShellMarker("isolation: press a key to start the checks"));
+    let save = at_prompt(&mut s, "save vm0");
+    c.check("save without a slot says how to get one", save.contains("vm0 has no snapshot slot"), || block(&save));
+    let restore = at_prompt(&mut s, "restore vm0");
+    c.check("restore without a snapshot says so", restore.contains("vm0 has no snapshot"), || block(&restore));
     let events = at_prompt(&mut s, "events vm0");
     c.check("its events show restart, stop, restart", events.contains("3 system events"), || block(&events));
     switch_to(&mut s, "vm0 (vm0)");

@@ -2,6 +2,7 @@
 //! builder shared by the EL2 stage-1 tables and the guests' stage-2 tables.
 
 pub mod pagetable;
+pub mod ram_image;
 pub mod usage;
 
 pub const KIB: u64 = 1 << 10;

@@ -20,6 +20,8 @@ pub struct MemoryUse {
     pub heap_in_use: u64,
     /// The reserve holding pristine copies of the guest's kernel and initramfs, bytes.
     pub pristine: u64,
+    /// The VM's snapshot slot (`cairn.snapshot`), bytes.
+    pub snapshot: u64,
     /// RAM no VM got and Cairn does not use (what contiguous guest RAM leaves over, such
     /// as the piece below Cairn's image), bytes.
     pub unused: u64,
@@ -34,13 +36,14 @@ impl fmt::Display for MemoryUse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "memory: guest {} MiB; Cairn {} MiB (image {} KiB, heap {} MiB with {} KiB in use); pristine images {} MiB; unused {} MiB",
+            "memory: guest {} MiB; Cairn {} MiB (image {} KiB, heap {} MiB with {} KiB in use); pristine images {} MiB; snapshot slot {} MiB; unused {} MiB",
             self.guest / MIB,
             self.cairn / MIB,
             kib(self.image),
             self.heap / MIB,
             kib(self.heap_in_use),
             self.pristine / MIB,
+            self.snapshot / MIB,
             self.unused / MIB
         )
     }
@@ -60,11 +63,12 @@ mod tests {
             heap: 32 * MIB,
             heap_in_use: 1536 * KIB,
             pristine: 40 * MIB,
+            snapshot: 0,
             unused: 2 * MIB,
         };
         assert_eq!(
             format!("{usage}"),
-            "memory: guest 988 MiB; Cairn 34 MiB (image 401 KiB, heap 32 MiB with 1536 KiB in use); pristine images 40 MiB; unused 2 MiB"
+            "memory: guest 988 MiB; Cairn 34 MiB (image 401 KiB, heap 32 MiB with 1536 KiB in use); pristine images 40 MiB; snapshot slot 0 MiB; unused 2 MiB"
         );
     }
 }

@@ -2,7 +2,7 @@
 //! console's interrupt on the boot CPU, outside the console's locks: `stop` and `reset` as
 //! the guest's own SYSTEM_OFF and SYSTEM_RESET would (every vCPU out of the guest first),
 //! `start` as a reset of a VM that is off; `pause` and `resume` by a flag each vCPU heeds
-//! at its next exit. A stop from the prompt never powers the machine
+//! at its next exit; `save` and `restore` through run::snapshot. A stop from the prompt never powers the machine
 //! off: the prompt is still there to start a VM again.
 
 use alloc::format;
@@ -10,7 +10,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use super::PARK_TIMEOUT_MS;
+use super::{snapshot, PARK_TIMEOUT_MS};
 use crate::arch::aarch64::cpu;
 use crate::console;
 use crate::event::SystemEvent;
@@ -25,7 +25,63 @@ pub fn carry_out(control: Control) -> String {
         Control::Start(vm) => restart(&vm, true),
         Control::Pause(vm) => pause(&vm),
         Control::Resume(vm) => resume(&vm),
+        Control::Save(vm) => save(&vm),
+        Control::Restore(vm) => restore(&vm),
     }
+}
+
+/// Pauses the VM (if it runs) and asks each vCPU for its state; the last to answer
+/// finishes the save and says so in a line of its own (run::snapshot), and a VM that was
+/// running runs on.
+fn save(vm: &Vm) -> String {
+    let Some(_event) = vm.event_lock.try_lock() else { return busy(vm) };
+    if vm.is_gone() {
+        return format!("{} is off: there is nothing to save", vm.name);
+    }
+    let was_paused = vm.is_paused();
+    if !vm.begin_save(was_paused) {
+        return format!("{}: a save is under way", vm.name);
+    }
+    vm.pause(cpu::counter());
+    for v in &vm.vcpus {
+        v.request_capture();
+        vm.wake(v);
+    }
+    format!("saving {}: each vCPU hands over its state at its next exit", vm.name)
+}
+
+/// Every vCPU out of the guest, as for a reset; then RAM, virtual GIC, UART, firmware
+/// settings, clock and each vCPU as the snapshot had them, running or paused as it was.
+fn restore(vm: &Arc<Vm>) -> String {
+    let Some(_event) = vm.event_lock.try_lock() else { return busy(vm) };
+    if let Err(why) = snapshot::check_put_back(vm) {
+        return format!("{} cannot be restored: {why}", vm.name);
+    }
+    vm.cancel_save();
+    vm.resume(cpu::counter());
+    if !halt_every_vcpu(vm) {
+        return stuck(vm);
+    }
+    if vm.is_gone() {
+        vm::revive(vm);
+        console::vm_back(vm.id);
+    }
+    let answer = match snapshot::put_back(vm) {
+        Ok(line) => {
+            vm.record(SystemEvent::Restore);
+            format!("{} restored: {line}", vm.name)
+        }
+        Err(why) => {
+            // Checked above: only a slot damaged meanwhile gets here. The VM stays off.
+            vm.record(SystemEvent::Stop);
+            vm::destroy(vm);
+            console::vm_gone(vm.id);
+            return format!("{} cannot be restored: {why}; it is off now", vm.name);
+        }
+    };
+    vm.halting.store(false, Ordering::SeqCst);
+    vm.vcpus.iter().for_each(|v| vm.wake(v));
+    answer
 }
 
 /// Every vCPU of `vm` stays out of the guest from its next exit on, which a kick makes
@@ -39,6 +95,11 @@ fn pause(vm: &Vm) -> String {
 }
 
 fn resume(vm: &Vm) -> String {
+    // A save reads the VM's memory while its vCPUs are held: they must stay so until it
+    // is done (and a VM it paused resumes by itself then).
+    if vm.is_saving() {
+        return format!("{}: a save is under way; try again when it is done", vm.name);
+    }
     if !vm.resume(cpu::counter()) {
         return format!("{} is not paused", vm.name);
     }
@@ -52,6 +113,7 @@ fn stop(vm: &Arc<Vm>) -> String {
         return format!("{} is off already", vm.name);
     }
     // A paused VM stops as it is: its next start is not paused.
+    vm.cancel_save();
     vm.resume(cpu::counter());
     if !halt_every_vcpu(vm) {
         return stuck(vm);
@@ -71,6 +133,7 @@ fn restart(vm: &Arc<Vm>, from_off: bool) -> String {
         return format!("{} {}", vm.name, if from_off { "is running" } else { "is off: start it" });
     }
     // A reset of a paused VM boots it running.
+    vm.cancel_save();
     vm.resume(cpu::counter());
     if !halt_every_vcpu(vm) {
         return stuck(vm);

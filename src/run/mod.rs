@@ -5,6 +5,7 @@
 
 pub mod control;
 pub mod selftest;
+pub mod snapshot;
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -26,6 +27,7 @@ use crate::vcpu::{PowerState, Start, Vcpu, Wait, WaitEnd};
 use crate::vgic::gic_cpu;
 use crate::vm::{self, Vm};
 use selftest::SAVE_RESTORE_SELFTEST;
+use snapshot::Held;
 
 /// How long a stop from Cairn's prompt waits for each vCPU to leave the guest.
 const PARK_TIMEOUT_MS: u64 = 1000;
@@ -102,6 +104,9 @@ fn wait_for_start(pcpu: usize) -> (Arc<Vm>, usize, Start) {
         if let Some(vm) = vm {
             if let Some(vcpu) = vm.vcpu_on(pcpu) {
                 vcpu.set_parked(true);
+                if vcpu.capture_requested() {
+                    snapshot::serve_off(&vm, vcpu);
+                }
                 if let Some(s) = vcpu.take_start() {
                     let index = vcpu.index;
                     return (vm, index, s);
@@ -142,8 +147,18 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
     if vcpu.state() == PowerState::Stopped {
         return None;
     }
+    if let Some(saved) = vcpu.take_restore() {
+        if !snapshot::enter_restored(vm, vcpu, &mut frame, &saved) {
+            // Saved in a powerdown state: it waits for its wake-up event again.
+            match suspend(vm, vcpu, &mut frame, saved.start.unwrap_or(start), false) {
+                Wakeup::TimedOut => return stop_vm(vm, vcpu, timeout_event(vm, vcpu)),
+                Wakeup::Stopped => return None,
+                _ => {}
+            }
+        }
+    }
     if vm.is_paused() {
-        hold_while_paused(vm, vcpu);
+        hold_while_paused(vm, vcpu, Held::Running(&frame));
     }
     loop {
         let exit = trap::run_guest(&mut frame);
@@ -180,7 +195,7 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
             vcpu.note_pc(frame.elr);
             gic_cpu::take_physical_interrupts(vcpu.pcpu);
             if vm.is_paused() {
-                hold_while_paused(vm, vcpu);
+                hold_while_paused(vm, vcpu, Held::Running(frame));
             }
             // Only an interrupt can end a run at the deadline (Cairn's timer's, if nothing
             // else), so only then is the clock read.
@@ -191,7 +206,8 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
         }
         Action::Halt { then } => {
             vcpu.note_pc(frame.elr);
-            if wait_for_wakeup(vm, vcpu, Wait::Halt) == Wakeup::TimedOut {
+            let held = Held::Halted { frame, then, step: exit.step_len() };
+            if wait_for_wakeup(vm, vcpu, held) == Wakeup::TimedOut {
                 return Carried::Left(stop_vm(vm, vcpu, timeout_event(vm, vcpu)));
             }
             Resume { writes: then, step: true, refill: true }
@@ -238,14 +254,23 @@ fn inject_exception(frame: &mut TrapFrame, injection: Injection) {
 }
 
 /// Keeps `vcpu` out of the guest while its VM is paused (`pause` at Cairn's prompt), its
-/// CPU idle at EL2; its physical interrupts are taken and queued meanwhile, for after. On
-/// resume the guest's virtual counter is moved back by the time the VM was paused. A stop
-/// ends the hold too.
+/// CPU idle at EL2; its physical interrupts are taken and queued meanwhile, for after, and
+/// a save is given its state as `held`. On resume the guest's virtual counter is moved
+/// back by the time the VM was paused. A stop ends the hold too.
 #[cold]
 #[inline(never)]
-fn hold_while_paused(vm: &Vm, vcpu: &Vcpu) {
+fn hold_while_paused(vm: &Vm, vcpu: &Vcpu, held: Held) {
     while vm.is_paused() && !vcpu.must_leave_guest() {
         gic_cpu::take_physical_interrupts(vcpu.pcpu);
+        if vcpu.capture_requested() {
+            snapshot::serve(vm, vcpu, held);
+            continue;
+        }
+        // The console runs in this CPU's interrupts: a `resume` typed just now has already
+        // happened, and its kick of this CPU does not wake it from the WFI below.
+        if !vm.is_paused() || vcpu.must_leave_guest() {
+            break;
+        }
         cpu::wait_for_interrupt();
     }
     cpu::set_virtual_offset(vm.virtual_offset());
@@ -320,7 +345,7 @@ fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) 
     if system {
         vm.record(SystemEvent::Suspend { vcpu: vcpu.index, entry: s.entry });
     }
-    let woken = wait_for_wakeup(vm, vcpu, Wait::Suspend);
+    let woken = wait_for_wakeup(vm, vcpu, Held::Suspended { frame, resume: s });
     if let (true, Wakeup::Interrupt(intid)) = (system, woken) {
         vm.record(SystemEvent::Wakeup { vcpu: vcpu.index, intid, entry: s.entry });
     }
@@ -346,13 +371,17 @@ enum Wakeup {
     TimedOut,
 }
 
-/// Blocks this vCPU, HALTED (WFI, standby) or SUSPENDED (powerdown) per `how`, its physical
-/// CPU idle in WFI at EL2 meanwhile, until a wake-up event: a virtual interrupt pending
-/// for it (masked or not, as WFI wakes on hardware), a CPU_ON aimed at it while suspended,
-/// or a stop.
+/// Blocks this vCPU, HALTED (WFI, standby) or SUSPENDED (powerdown) as `held` says, its
+/// physical CPU idle in WFI at EL2 meanwhile, until a wake-up event: a virtual interrupt
+/// pending for it (masked or not, as WFI wakes on hardware), a CPU_ON aimed at it while
+/// suspended, or a stop. A save while it waits is given its state as `held`.
 #[inline(never)]
-fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
+fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, held: Held) -> Wakeup {
     let pcpu = vcpu.pcpu;
+    let how = match held {
+        Held::Suspended { .. } => Wait::Suspend,
+        _ => Wait::Halt,
+    };
     if !vcpu.begin_wait(how) {
         return Wakeup::Stopped;
     }
@@ -371,11 +400,14 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, how: Wait) -> Wakeup {
             WaitEnd::Woken(w) => {
                 // Woken while its VM is paused, it stays out of the guest until resumed.
                 if vm.is_paused() {
-                    hold_while_paused(vm, vcpu);
+                    hold_while_paused(vm, vcpu, held);
                 }
                 return w;
             }
             WaitEnd::Waiting => {}
+        }
+        if vcpu.capture_requested() {
+            snapshot::serve(vm, vcpu, held);
         }
         if let Some(g) = gic::get() {
             g.resample();

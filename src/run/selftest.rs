@@ -3,11 +3,11 @@
 //! restores it through the wire form; every wait round-trips the MP state. A guest that
 //! runs to its end under it has observed nothing of the round trips.
 
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::arch::aarch64::context::SYSREGS;
 use crate::arch::aarch64::frame::TrapFrame;
-use crate::arch::aarch64::{context, gic};
+use crate::arch::aarch64::{context, fpsimd, gic};
 use crate::fwregs;
 use crate::vcpu::saved::{VcpuState, PRIVATE_ENTRIES};
 use crate::vcpu::Vcpu;
@@ -17,6 +17,12 @@ use crate::vm::Vm;
 pub static SAVE_RESTORE_SELFTEST: AtomicBool = AtomicBool::new(false);
 /// What the self-test writes over the saved registers before restoring them.
 const SCRAMBLE: u64 = 0xDEAD_BEEF_0BAD_F00D;
+/// The round trip takes the FP/SIMD and vector registers too at one exit in this many:
+/// with SVE's longest vectors they are a thousand words, which at every exit would slow
+/// the guest more than the test needs.
+const FP_ROUND_TRIP_EVERY: u32 = 16;
+/// Exits round-tripped so far, machine-wide (only their spacing matters).
+static ROUND_TRIPS: AtomicU32 = AtomicU32::new(0);
 
 /// The complete state of this CPU's vCPU, which is stopped at an exit with its context in
 /// `frame` and the hardware.
@@ -33,6 +39,7 @@ pub fn save(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame) -> VcpuState {
     s.private = vm.vgic.lock().save_private(vcpu.index);
     (s.power, s.start) = vcpu.power.lock().save();
     s.firmware = vm.firmware_regs(|regs| regs.save());
+    s.fp = fpsimd::save();
     s
 }
 
@@ -46,13 +53,17 @@ pub fn restore(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: &VcpuState) -> Re
 }
 
 /// What of a saved state only this CPU touches (firmware registers aside, which are
-/// frozen once the VM runs): general and system registers, the virtual CPU interface.
-fn restore_registers(vm: &Vm, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
+/// frozen once the VM runs): general and system registers, FP/SIMD and vectors (if the
+/// state has them), the virtual CPU interface.
+pub(super) fn restore_registers(vm: &Vm, frame: &mut TrapFrame, s: &VcpuState) -> Result<(), fwregs::Error> {
     vm.firmware_regs(|regs| regs.restore(&s.firmware))?;
     frame.x = s.x;
     frame.elr = s.pc;
     frame.spsr = s.pstate;
     context::write_sysregs(&s.sys);
+    if !s.fp.is_empty() && !fpsimd::restore(&s.fp) {
+        log::error!("vm{}: FP/SIMD state saved on another kind of CPU: not restored", vm.id);
+    }
     if let Some(g) = gic::get() {
         g.restore_cpu_interface(&s.vgic);
     }
@@ -63,12 +74,18 @@ fn restore_registers(vm: &Vm, frame: &mut TrapFrame, s: &VcpuState) -> Result<()
 #[cold]
 #[inline(never)]
 pub fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
-    let saved = save(vm, vcpu, frame);
+    let mut saved = save(vm, vcpu, frame);
+    if !ROUND_TRIPS.fetch_add(1, Ordering::Relaxed).is_multiple_of(FP_ROUND_TRIP_EVERY) {
+        saved.fp.clear();
+    }
     let wire = saved.to_registers();
     // Scramble everything the state covers, so a register the restore missed shows.
     frame.x = [SCRAMBLE; 31];
     frame.elr = SCRAMBLE;
     context::write_sysregs(&[SCRAMBLE & !1; SYSREGS]);
+    if !saved.fp.is_empty() {
+        fpsimd::restore(&fpsimd::scrambled(&saved.fp, SCRAMBLE));
+    }
     if let Some(g) = gic::get() {
         g.clear_lrs();
     }

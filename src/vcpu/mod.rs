@@ -10,9 +10,12 @@ pub mod saved;
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use alloc::boxed::Box;
+
 use power::Power;
 pub use power::Wait;
 pub use power::{PowerState, Start};
+use saved::VcpuState;
 
 /// How a look at a waiting vCPU ended.
 pub enum WaitEnd<W> {
@@ -41,6 +44,11 @@ pub struct Vcpu {
     /// The guest PC at the vCPU's latest interrupt exit or wait, for the console's `info`
     /// (which kicks the vCPU to refresh it).
     last_pc: AtomicU64,
+    /// Set while a save at Cairn's prompt waits for this vCPU's state, which only its own
+    /// CPU can read.
+    capture: AtomicBool,
+    /// The state a restore gives it, taken by its CPU at its next start.
+    restore_from: spin::Mutex<Option<Box<VcpuState>>>,
 }
 
 impl Vcpu {
@@ -53,7 +61,33 @@ impl Vcpu {
             leave: AtomicBool::new(true),
             parked: AtomicBool::new(false),
             last_pc: AtomicU64::new(0),
+            capture: AtomicBool::new(false),
+            restore_from: spin::Mutex::new(None),
         }
+    }
+
+    /// Asks the vCPU's CPU for its state (a save); its CPU answers while it holds it.
+    pub fn request_capture(&self) {
+        self.capture.store(true, Ordering::SeqCst);
+    }
+
+    #[inline(always)]
+    pub fn capture_requested(&self) -> bool {
+        self.capture.load(Ordering::Relaxed)
+    }
+
+    /// Takes the request for its state, if there is one.
+    pub fn take_capture_request(&self) -> bool {
+        self.capture.swap(false, Ordering::SeqCst)
+    }
+
+    /// The state its CPU enters it from at its next start (a restore).
+    pub fn set_restore(&self, state: Box<VcpuState>) {
+        *self.restore_from.lock() = Some(state);
+    }
+
+    pub fn take_restore(&self) -> Option<Box<VcpuState>> {
+        self.restore_from.lock().take()
     }
 
     /// Notes where the guest is (an interrupt exit, a wait).
@@ -113,7 +147,9 @@ impl Vcpu {
     pub fn end_wait_if<W>(&self, woken: impl FnOnce(bool) -> Option<W>) -> WaitEnd<W> {
         let mut p = self.power.lock();
         // (end_wait leaves must_leave_guest as it was: no republish needed.)
-        if p.state() == PowerState::Stopped {
+        // Stopped, or stopped and started again (a reset or a restore from Cairn's prompt
+        // while it waited): the wait's context is finished either way.
+        if p.must_leave_guest() {
             return WaitEnd::Stopped;
         }
         match woken(p.wake_requested()) {

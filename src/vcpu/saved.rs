@@ -41,6 +41,10 @@ const VGIC_CPU: u64 = coproc(0x00C0);
 const VGIC_PRIVATE: u64 = coproc(0x00C1);
 /// Cairn: the MP state (KVM_GET_MP_STATE, plus the start a CPU_ON left pending).
 const MP: u64 = coproc(0x00C2);
+/// Cairn: the FP/SIMD, SVE and SME registers as arch::aarch64::fpsimd lays them out, one
+/// 64-bit word per index (KVM carries them as 128-bit and 2048-bit core and SVE registers,
+/// which this list's 64-bit values cannot).
+const FP: u64 = coproc(0x00C3);
 /// The firmware pseudo-registers' coprocessors (fwregs): 0x0014 and 0x0016.
 const FW_COPROCS: [u64; 2] = [coproc(0x0014), coproc(0x0016)];
 const COPROC_MASK: u64 = 0xFFFF_FFFF_FFFF_0000;
@@ -82,6 +86,9 @@ pub struct VcpuState {
     pub start: Option<Start>,
     /// The firmware pseudo-registers as `(id, value)` (fwregs::VcpuFirmwareRegs::save).
     pub firmware: Vec<(u64, u64)>,
+    /// The FP/SIMD, SVE and SME registers (arch::aarch64::fpsimd); empty when a state
+    /// leaves them as they are (the save/restore self-test, a vCPU that was off).
+    pub fp: Vec<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +113,7 @@ impl VcpuState {
             power: PowerState::Stopped,
             start: None,
             firmware: Vec::new(),
+            fp: Vec::new(),
         }
     }
 
@@ -129,6 +137,7 @@ impl VcpuState {
         out.push((MP | MP_CONTEXT, start.context));
         out.push((MP | MP_FLAGS, flags));
         out.extend(self.firmware.iter().copied());
+        out.extend(self.fp.iter().enumerate().map(|(n, &v)| (FP | n as u64, v)));
         out
     }
 
@@ -167,6 +176,12 @@ impl VcpuState {
         for &(id, value) in regs {
             if FW_COPROCS.contains(&(id & COPROC_MASK)) {
                 s.firmware.push((id, value));
+            } else if id & COPROC_MASK == FP {
+                // In order, from word 0: the words' meaning depends on their position.
+                if id & !COPROC_MASK != s.fp.len() as u64 {
+                    return Err(Error::UnknownRegister(id));
+                }
+                s.fp.push(value);
             } else if !s.knows(id, list_registers) {
                 return Err(Error::UnknownRegister(id));
             }
@@ -208,6 +223,7 @@ mod tests {
         }
         s.power = PowerState::Suspended;
         s.firmware = alloc::vec![(reg::PSCI_VERSION, 0x1_0000), (reg::STD_BMAP, 1)];
+        s.fp = (0..71).map(|n| 0xF000 + n).collect();
         s
     }
 
@@ -246,6 +262,14 @@ mod tests {
         let mp = regs.iter_mut().find(|(id, _)| *id == MP | MP_STATE).unwrap();
         mp.1 = 9;
         assert_eq!(VcpuState::from_registers(&regs, 4), Err(Error::BadValue(MP | MP_STATE)));
+    }
+
+    #[test]
+    fn fp_words_come_in_order() {
+        let mut regs = sample().to_registers();
+        let at = regs.iter().position(|&(id, _)| id == FP | 3).unwrap();
+        regs.swap(at, at + 1);
+        assert_eq!(VcpuState::from_registers(&regs, 4), Err(Error::UnknownRegister(FP | 4)));
     }
 
     #[test]

@@ -208,6 +208,7 @@ pub struct Retraction {
 pub type VcpuSet = u64;
 
 /// The state of one VM's virtual GIC.
+#[derive(Clone)]
 pub struct VGic {
     version: Version,
     ctlr: u32,
@@ -374,6 +375,44 @@ impl VGic {
         let fresh = VGic::new(self.version, self.nr_irqs(), &self.mpidrs);
         let (soft, pcpus, visible) = (core::mem::take(&mut self.soft_spis), self.pcpus.clone(), self.visible.take());
         *self = VGic { soft_spis: soft.into_iter().map(|(i, _)| (i, false)).collect(), pcpus, visible, ..fresh };
+    }
+
+    /// The whole model, for a VM snapshot (which takes the vCPUs' list registers with it,
+    /// so nothing is owed to them: no retractions).
+    pub fn snapshot(&self) -> VGic {
+        VGic { retract: Vec::new(), ..self.clone() }
+    }
+
+    /// Puts back a [`VGic::snapshot`] of this VM's GIC. The physical GIC keeps forwarded
+    /// SPIs' enables, triggers and routes, so the saved ones go back there too; their
+    /// pending and active states are the devices' own, which no snapshot holds. Forwarded
+    /// private interrupts are banked: their CPUs put them back ([`VGic::resync_private`]).
+    pub fn restore_snapshot(&mut self, saved: &VGic, hw: &mut dyn HwBacking) {
+        let (pcpus, visible) = (core::mem::take(&mut self.pcpus), self.visible.take());
+        *self = VGic { pcpus, visible, ..saved.snapshot() };
+        for p in &mut self.private {
+            p.maybe_pending = ALL_PRIVATE;
+        }
+        self.soft_maybe_pending = true;
+        for intid in PRIVATE_IRQS..self.nr_irqs() {
+            if !self.visible(intid) || !self.forwards(hw, intid) {
+                continue;
+            }
+            let Some(irq) = self.irq(0, intid).copied() else { continue };
+            hw.set_edge_triggered(intid, irq.edge);
+            hw.route(intid, self.cpu(self.delivery_vcpu(0, intid)));
+            hw.set_enabled(self.cpu(0), intid, irq.enabled);
+        }
+    }
+
+    /// Tells the physical GIC `vcpu`'s forwarded private interrupts' enables; on the CPU
+    /// `vcpu` runs on, where they are banked.
+    pub fn resync_private(&self, vcpu: usize, hw: &mut dyn HwBacking) {
+        for intid in 0..PRIVATE_IRQS {
+            if let (true, Some(irq)) = (self.forwards(hw, intid), self.irq(vcpu, intid)) {
+                hw.set_enabled(self.cpu(vcpu), intid, irq.enabled);
+            }
+        }
     }
 
     /// `vcpu`'s private interrupts as saved-state entries (vcpu::saved): one per INTID,
@@ -1147,6 +1186,30 @@ mod tests {
 
     fn read(g: &mut VGic, hw: &mut FakeHw, offset: u64) -> u64 {
         g.dist_access(0, offset, 4, None, hw).0
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_model_and_the_physical_gic() {
+        let (mut g, mut hw) = (v3(), FakeHw::default());
+        g.add_soft_spi(33);
+        g.dist_access(0, GICD_CTLR, 4, Some(u64::from(CTLR_ENABLE_GRP0 | CTLR_ENABLE_GRP1)), &mut hw);
+        g.dist_access(0, GICD_ISENABLER + 4, 4, Some((1 << 8) | (1 << 1)), &mut hw);
+        g.dist_access(0, GICD_IROUTER + 8 * 40, 8, Some(1), &mut hw);
+        g.set_line(33, true);
+        let saved = g.snapshot();
+        // After the save the guest disables everything and the line falls.
+        g.dist_access(0, GICD_ICENABLER + 4, 4, Some(u64::MAX), &mut hw);
+        g.dist_access(0, GICD_CTLR, 4, Some(0), &mut hw);
+        g.set_line(33, false);
+        hw.enabled.clear();
+        hw.routes.clear();
+        g.restore_snapshot(&saved, &mut hw);
+        assert_eq!(read(&mut g, &mut hw, GICD_ISENABLER + 4), (1 << 8) | (1 << 1));
+        assert_eq!(read(&mut g, &mut hw, GICD_CTLR) as u32 & CTLR_ENABLE_GRP1, CTLR_ENABLE_GRP1);
+        assert!(hw.enabled.contains(&(0, 40, true)), "the forwarded SPI enabled again: {:?}", hw.enabled);
+        assert!(hw.routes.contains(&(40, 1)), "and routed to vCPU 1's CPU: {:?}", hw.routes);
+        assert!(!hw.enabled.iter().any(|&(_, i, _)| i == 33), "a soft SPI is never the physical GIC's");
+        assert_eq!(take_all(&mut g, 0).iter().map(|p| p.intid).collect::<Vec<_>>(), [33], "the UART's SPI pending");
     }
 
     #[test]

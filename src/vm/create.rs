@@ -251,7 +251,8 @@ pub fn create_vms(
     }
     let several = plan.vms.len() > 1;
     let free: u64 = ram.iter().map(|r| r.size).sum();
-    let unused = free.saturating_sub(plan.vms.iter().map(|vp| vp.ram.size).sum::<u64>());
+    let taken = plan.vms.iter().map(|vp| vp.ram.size + vp.snapshot.map_or(0, |s| s.size)).sum::<u64>();
+    let unused = free.saturating_sub(taken);
     let mut vms = Vec::new();
     for (n, vp) in plan.vms.iter().enumerate() {
         let parts = VmParts {
@@ -388,6 +389,7 @@ fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '
         actions: vp.actions,
         serial: parts.uart,
         passthrough: my_devices.iter().map(|d| d.path.clone()).collect(),
+        snapshot_slot: vp.snapshot,
     };
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
     let wipe = leftovers_in(host, parts, &placed, vp.ram);
@@ -468,7 +470,9 @@ fn vmid(index: usize) -> u16 {
 /// VM `vm`'s memory line: its RAM and pristine images, Cairn's side as it stands, and the
 /// RAM no VM got (`unused`, machine-wide).
 fn memory_use(vm: &Vm, pristine_size: u64, unused: u64, cairns: MemoryUse) -> MemoryUse {
-    MemoryUse { guest: vm.ram_size(), pristine: align_up(pristine_size, PRISTINE_ALIGN), unused, ..cairns }
+    let pristine = align_up(pristine_size, PRISTINE_ALIGN);
+    let snapshot = vm.snapshot_slot.map_or(0, |s| s.size);
+    MemoryUse { guest: vm.ram_size(), pristine, snapshot, unused, ..cairns }
 }
 
 fn copy_raw(from: u64, to: u64, size: u64) {

@@ -12,6 +12,7 @@
 
 pub mod devices;
 pub mod gic;
+pub mod snapshot;
 pub mod status;
 pub mod uart;
 
@@ -45,6 +46,7 @@ use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::verdict::{End, VmActions, VERDICT};
 use crate::vgic::dist::VGic;
 use gic::{Distributor, Redistributors};
+use snapshot::{Saving, VmSnapshot};
 use uart::{SerialPort, UartDevice};
 
 /// The emulated GIC frames, trapped by leaving them out of stage 2.
@@ -103,6 +105,8 @@ pub struct VmConfig {
     pub serial: Option<(Region, u32)>,
     /// The host device-tree nodes passed through to it, by path.
     pub passthrough: Vec<String>,
+    /// The RAM its snapshot goes to (`cairn.snapshot`), if it has a slot.
+    pub snapshot_slot: Option<Region>,
 }
 
 /// No deadline: the VM runs until it ends.
@@ -145,6 +149,12 @@ pub struct Vm {
     paused: AtomicBool,
     paused_at: AtomicU64,
     paused_total: AtomicU64,
+    /// The RAM its snapshot goes to, if it has a slot.
+    pub snapshot_slot: Option<Region>,
+    /// The latest snapshot (`save`), for `restore`.
+    pub snapshot: spin::Mutex<Option<VmSnapshot>>,
+    /// A save under way.
+    saving: spin::Mutex<Option<Saving>>,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
@@ -192,6 +202,9 @@ impl Vm {
             paused: AtomicBool::new(false),
             paused_at: AtomicU64::new(0),
             paused_total: AtomicU64::new(0),
+            snapshot_slot: c.snapshot_slot,
+            snapshot: spin::Mutex::new(None),
+            saving: spin::Mutex::new(None),
         })
     }
 
@@ -263,6 +276,56 @@ impl Vm {
     /// The guest's virtual counter offset: every tick it has been paused.
     pub fn virtual_offset(&self) -> u64 {
         self.paused_total.load(Ordering::SeqCst)
+    }
+
+    /// The guest's virtual counter at physical counter value `now` (it stands still while
+    /// the VM is paused).
+    pub fn virtual_now(&self, now: u64) -> u64 {
+        let at = if self.is_paused() { self.paused_at.load(Ordering::SeqCst) } else { now };
+        at.saturating_sub(self.virtual_offset())
+    }
+
+    /// Sets the guest's clock back to `virtual_now` at physical counter value `now`,
+    /// paused or not (a restore): it goes on from there.
+    pub fn set_virtual_now(&self, virtual_now: u64, now: u64, paused: bool) {
+        self.paused_total.store(now.saturating_sub(virtual_now), Ordering::SeqCst);
+        self.paused_at.store(now, Ordering::SeqCst);
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Starts a save (the VM paused, `was_paused` before). False if one is under way.
+    pub fn begin_save(&self, was_paused: bool) -> bool {
+        let mut saving = self.saving.lock();
+        if saving.is_some() {
+            return false;
+        }
+        *saving = Some(Saving::new(self.vcpus.len(), was_paused));
+        true
+    }
+
+    /// Hands over vCPU `vcpu`'s state to the save under way; the save, once every vCPU's
+    /// state is in (for the caller to finish).
+    pub fn deliver_state(&self, vcpu: usize, state: crate::vcpu::saved::VcpuState) -> Option<Saving> {
+        let mut saving = self.saving.lock();
+        let complete = saving.as_mut()?.deliver(vcpu, state);
+        if complete {
+            saving.take()
+        } else {
+            None
+        }
+    }
+
+    /// Gives up a save under way (a stop, reset or restore overtook it). True if there was one.
+    pub fn cancel_save(&self) -> bool {
+        let cancelled = self.saving.lock().take().is_some();
+        for v in &self.vcpus {
+            v.take_capture_request();
+        }
+        cancelled
+    }
+
+    pub fn is_saving(&self) -> bool {
+        self.saving.lock().is_some()
     }
 
     /// Whether the VM is gone (ended by a system event or a crash).

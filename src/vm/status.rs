@@ -9,8 +9,9 @@ use alloc::vec::Vec;
 
 use super::Vm;
 use crate::event::{EventLog, SystemEvent};
+use crate::mm::ram_image::PAGE;
 use crate::mm::MIB;
-use crate::prompt::{self, FwReg, MemRange, VcpuInfo, VmInfo, VmState, VmSummary};
+use crate::prompt::{self, FwReg, MemRange, SnapshotInfo, VcpuInfo, VmInfo, VmState, VmSummary};
 use crate::smccc::call::VmFirmware;
 use crate::vcpu::PowerState;
 
@@ -70,6 +71,10 @@ impl Vm {
             memory,
             devices,
             psci: self.psci_version(),
+            snapshot: self.snapshot_slot.map(|slot| SnapshotInfo {
+                slot: MemRange { base: slot.base, size: slot.size },
+                saved: self.snapshot.lock().as_ref().map(|s| ((s.ram.pages * PAGE) as u64, s.paused)),
+            }),
             events: &log,
         };
         prompt::info_lines(&info)

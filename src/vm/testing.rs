@@ -50,6 +50,7 @@ pub fn vm_on_cpus(version: psci::Version, pcpus: &[usize]) -> Vm {
         actions: VmActions::default(),
         serial: Some((UART, UART_SPI)),
         passthrough: alloc::vec!["/virtio_mmio@a000000".into()],
+        snapshot_slot: None,
     };
     Vm::new(config).expect("the GIC frames do not overlap")
 }

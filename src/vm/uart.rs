@@ -51,6 +51,17 @@ impl SerialPort {
         self.drive_line(&uart);
     }
 
+    /// The UART's registers and FIFOs, for a VM snapshot.
+    pub fn snapshot(&self) -> VirtualUart {
+        self.uart.lock().clone()
+    }
+
+    /// Puts back a [`SerialPort::snapshot`]. Its line's level goes back with the VM's
+    /// virtual GIC, which keeps it.
+    pub fn restore(&self, saved: &VirtualUart) {
+        *self.uart.lock() = saved.clone();
+    }
+
     fn drive_line(&self, uart: &VirtualUart) -> VcpuSet {
         self.vgic.lock().set_line(self.intid, uart.irq_level())
     }

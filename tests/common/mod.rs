@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod linux;
+pub mod prompt;
 pub mod regex;
 pub mod session;
 

@@ -57,6 +57,22 @@ pub fn read_byte() -> Option<u8> {
     }
 }
 
+/// A byte from the console if one is waiting, without waiting for one.
+pub fn try_read_byte() -> Option<u8> {
+    // SAFETY: written once at start-up.
+    let (base, mini) = unsafe { (UART_BASE, MINI) };
+    if base == 0 || mini {
+        return None;
+    }
+    // SAFETY: as in read_byte; UARTDR is read only when the flags announce a byte.
+    unsafe {
+        if core::ptr::read_volatile((base + UARTFR) as *const u32) & UARTFR_RXFE != 0 {
+            return None;
+        }
+        Some(core::ptr::read_volatile((base + UARTDR) as *const u32) as u8)
+    }
+}
+
 /// Writes to the PL011; silently drops output when there is none.
 pub struct Console;
 

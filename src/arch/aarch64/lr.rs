@@ -143,6 +143,26 @@ pub struct VgicCpu {
     pub apr: [u64; 2],
 }
 
+impl VgicCpu {
+    /// The interface with every forwarded entry made purely virtual, for a vCPU restored
+    /// from a snapshot: the physical interrupts those entries stood for were deactivated
+    /// when the vCPU left its CPU, and a device that still asserts its line raises them
+    /// again. The guest still sees each entry pending or active as it was and ends it as
+    /// usual. `v3`: the registers are GICv3's, else GICv2's.
+    pub fn without_forwarding(&self, v3: bool) -> VgicCpu {
+        let virtual_only = |raw: u64| {
+            let mut lr = if v3 { ListReg::from_v3(raw) } else { ListReg::from_v2(raw as u32) };
+            lr.pintid = None;
+            if v3 {
+                lr.to_v3()
+            } else {
+                u64::from(lr.to_v2())
+            }
+        };
+        VgicCpu { lrs: self.lrs.iter().map(|&raw| virtual_only(raw)).collect(), ..self.clone() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +174,19 @@ mod tests {
         let raw = lr.to_v3();
         assert_eq!(raw, (0b01 << 62) | (1 << 61) | (1 << 60) | (0xA0 << 48) | (27 << 32) | 27);
         assert_eq!(ListReg::from_v3(raw), lr);
+    }
+
+    #[test]
+    fn restored_entries_lose_their_physical_interrupt_only() {
+        let timer =
+            ListReg { vintid: 27, pintid: Some(27), priority: 0xA0, state: LrState::Active, group1: true, source: 0 };
+        let sgi = ListReg { vintid: 3, pintid: None, priority: 0x80, state: LrState::Pending, group1: true, source: 0 };
+        let v3 = VgicCpu { lrs: alloc::vec![timer.to_v3(), sgi.to_v3(), 0], vmcr: 7, apr: [1, 2] };
+        let out = v3.without_forwarding(true);
+        assert_eq!(ListReg::from_v3(out.lrs[0]), ListReg { pintid: None, ..timer });
+        assert_eq!((out.lrs[1], out.lrs[2], out.vmcr, out.apr), (sgi.to_v3(), 0, 7, [1, 2]));
+        let v2 = VgicCpu { lrs: alloc::vec![u64::from(timer.to_v2())], ..VgicCpu::default() };
+        assert_eq!(ListReg::from_v2(v2.without_forwarding(false).lrs[0] as u32), ListReg { pintid: None, ..timer });
     }
 
     #[test]

@@ -86,11 +86,29 @@ pub fn load_stage2(root: u64, start_level: usize, vmid: u16) {
 /// Cleans `[base, base + size)` to the point of coherency, so a guest running with its MMU
 /// and caches off sees what Cairn wrote through its cacheable mapping.
 pub fn clean_dcache_range(base: u64, size: u64) {
+    for_each_line(base, size, |addr| {
+        // SAFETY: cleaning a cache line by address has no effect on memory contents.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) addr) };
+    });
+}
+
+/// Cleans and invalidates `[base, base + size)` to the point of coherency, so Cairn's
+/// cacheable reads see what a guest running with its caches off wrote to memory.
+pub fn clean_invalidate_dcache_range(base: u64, size: u64) {
+    for_each_line(base, size, |addr| {
+        // SAFETY: cleaning and invalidating a line by address writes back anything dirty
+        // first, so memory contents are unchanged.
+        unsafe { core::arch::asm!("dc civac, {}", in(reg) addr) };
+    });
+}
+
+/// Runs a cache maintenance operation on each line of `[base, base + size)`, then waits
+/// for them all to complete.
+fn for_each_line(base: u64, size: u64, op: impl Fn(u64)) {
     const LINE: u64 = 64;
     let mut addr = base & !(LINE - 1);
     while addr < base + size {
-        // SAFETY: cleaning a cache line by address has no effect on memory contents.
-        unsafe { core::arch::asm!("dc cvac, {}", in(reg) addr) };
+        op(addr);
         addr += LINE;
     }
     barrier::dsb(barrier::SY);

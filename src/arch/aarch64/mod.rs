@@ -7,6 +7,7 @@ pub mod access;
 pub mod context;
 pub mod esr;
 pub mod exit;
+pub mod fpsimd;
 pub mod frame;
 pub mod gicarch;
 pub mod limits;
