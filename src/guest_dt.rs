@@ -91,6 +91,9 @@ pub struct GuestDtConfig<'a> {
     pub virtual_uart: Option<Region>,
     /// Full paths of the host's device nodes that belong to other VMs: left out.
     pub other_vms_devices: &'a [&'a str],
+    /// Whether the guest gets SDEI: `/firmware/sdei` (Linux's arm/firmware/sdei.txt
+    /// binding), added to the host's `/firmware` node or in a new one.
+    pub sdei: bool,
 }
 
 /// Why [`build`] refused.
@@ -242,6 +245,8 @@ pub fn with_psci_version(
         hidden: &[],
         virtual_uart: None,
         other_vms_devices: &[],
+        // An `sdei` node the tree has is copied as it is.
+        sdei: false,
     };
     build(guest_dtb, &cfg)
 }
@@ -279,6 +284,8 @@ enum Kind {
     Gic,
     /// The console PL011, which becomes the VM's virtual UART.
     Uart,
+    /// The root's `firmware`, which takes `sdei` when the guest has SDEI.
+    Firmware,
     /// Copied as it is (less references to dropped nodes).
     Plain,
 }
@@ -402,6 +409,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             _ if self.is_other_vms(child) => None,
             Kind::Root if child.name == "chosen" => Some(Kind::Chosen),
             Kind::Root if child.name == "cpus" => Some(Kind::Cpus),
+            Kind::Root if child.name == FIRMWARE_NODE => Some(Kind::Firmware),
             _ if self.is_gic(child) => Some(Kind::Gic),
             _ if is_node(self.uart, child) => Some(Kind::Uart),
             _ => Some(Kind::Plain),
@@ -455,9 +463,17 @@ impl<'f, 'a> Plan<'f, 'a> {
         if let (Kind::Cpus, Some(phandle)) = (kind, self.idle_state) {
             write_idle_states(w, phandle)?;
         }
+        if kind == Kind::Firmware && self.cfg.sdei && !node.children().any(|c| c.name == SDEI_NODE) {
+            write_sdei(w)?;
+        }
         if kind == Kind::Root {
             write_memory(w, self.cfg.memory, cells)?;
             write_psci(w, self.cfg)?;
+            if self.cfg.sdei && !node.children().any(|c| c.name == FIRMWARE_NODE) {
+                let firmware = w.begin_node(FIRMWARE_NODE)?;
+                write_sdei(w)?;
+                w.end_node(firmware)?;
+            }
             if !node.children().any(|c| c.name == "chosen") {
                 let chosen = w.begin_node("chosen")?;
                 self.add_properties(w, Kind::Chosen, cells)?;
@@ -478,7 +494,7 @@ impl<'f, 'a> Plan<'f, 'a> {
             Kind::Chosen => CHOSEN_REPLACED,
             Kind::Gic => GIC_REPLACED,
             Kind::Uart => UART_REPLACED,
-            Kind::Root | Kind::Cpus | Kind::Plain => &[],
+            Kind::Root | Kind::Cpus | Kind::Firmware | Kind::Plain => &[],
         };
         let companion_dropped = |prop: &NodeProperty<'_>| {
             COMPANIONS.iter().any(|(companion, of)| {
@@ -512,7 +528,7 @@ impl<'f, 'a> Plan<'f, 'a> {
                 w.property_string("compatible", SBSA_UART_COMPATIBLE)?;
                 w.property_u32("current-speed", SBSA_UART_SPEED)?;
             }
-            Kind::Root | Kind::Cpus | Kind::Plain => {}
+            Kind::Root | Kind::Cpus | Kind::Firmware | Kind::Plain => {}
         }
         Ok(())
     }
@@ -580,6 +596,19 @@ fn write_memory(w: &mut FdtWriter, memory: &[Region], root_cells: Cells) -> Resu
     let node = w.begin_node(&format!("memory@{:x}", memory[0].base))?;
     w.property_string("device_type", "memory")?;
     w.property("reg", &encode_reg(memory, root_cells)?)?;
+    Ok(w.end_node(node)?)
+}
+
+/// The node SDEI's goes under, and SDEI's (Linux's arm/firmware/sdei.txt binding).
+const FIRMWARE_NODE: &str = "firmware";
+const SDEI_NODE: &str = "sdei";
+const SDEI_COMPATIBLE: &str = "arm,sdei-1.0";
+
+/// `sdei` for SDEI through `hvc`.
+fn write_sdei(w: &mut FdtWriter) -> Result<()> {
+    let node = w.begin_node(SDEI_NODE)?;
+    w.property_string("compatible", SDEI_COMPATIBLE)?;
+    w.property_string("method", "hvc")?;
     Ok(w.end_node(node)?)
 }
 
@@ -741,6 +770,7 @@ mod tests {
             hidden: &[],
             virtual_uart: None,
             other_vms_devices: &[],
+            sdei: false,
         }
     }
 
@@ -842,6 +872,24 @@ mod tests {
         let out = build(RPI4B, &hidden).unwrap();
         let fdt = Fdt::new(&out).unwrap();
         assert!(fdt.find_compatible(&["brcm,bcm2835-pm-wdt"]).is_none(), "Cairn's power controller is not the guest's");
+    }
+
+    #[test]
+    fn sdei_goes_under_firmware_once() {
+        let plain = build(VIRT_GICV3, &config(&[RAM], &[0])).unwrap();
+        assert!(Fdt::new(&plain).unwrap().find_node("/firmware/sdei").is_none(), "off by default");
+        let cfg = GuestDtConfig { sdei: true, ..config(&[RAM], &[0]) };
+        let out = build(VIRT_GICV3, &cfg).unwrap();
+        let fdt = Fdt::new(&out).unwrap();
+        assert_eq!(compatible(&fdt, "/firmware/sdei"), ["arm,sdei-1.0"]);
+        let method = fdt.find_node("/firmware/sdei").unwrap().property("method").unwrap().as_str();
+        assert_eq!(method, Some("hvc"));
+        // A tree that has /firmware (and even its sdei) keeps one of each.
+        let again = build(&out, &cfg).unwrap();
+        let fdt = Fdt::new(&again).unwrap();
+        let root = fdt.find_node("/").unwrap();
+        assert_eq!(root.children().filter(|c| c.name == "firmware").count(), 1);
+        assert_eq!(fdt.find_node("/firmware").unwrap().children().filter(|c| c.name == "sdei").count(), 1);
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub const VCPUS_KEY: &str = "vcpus";
 /// A snapshot slot for the prompt's `save` and `restore`: a size, or `on` for one as large
 /// as the VM's RAM.
 pub const SNAPSHOT_KEY: &str = "snapshot";
+/// SDEI for the VM's guest (`on` or `off`): crate::smccc::sdei.
+pub const SDEI_KEY: &str = "sdei";
 /// What a slot needs beyond the RAM it holds (its page map), rounded to the RAM granule.
 pub const SLOT_OVERHEAD: u64 = RAM_GRANULE;
 
@@ -87,6 +89,8 @@ pub struct VmPlan {
     pub devices: Vec<usize>,
     /// Its snapshot slot, if it asked for one.
     pub snapshot: Option<Region>,
+    /// Whether its guest gets SDEI (`cairn.sdei=on`).
+    pub sdei: bool,
     pub actions: VmActions,
     /// The command line its guest sees: the bootargs without the `cairn.*` words.
     pub guest_args: String,
@@ -138,6 +142,7 @@ struct Request {
     devices: Option<(Vec<usize>, Word)>,
     vcpus: Option<usize>,
     snapshot: Option<(SlotSize, Word)>,
+    sdei: bool,
     actions: VmActions,
 }
 
@@ -194,8 +199,9 @@ pub fn plan(board: &Board, modules: &[ModuleInput]) -> Plan {
             devices.append(&mut spare);
             devices.sort_unstable();
         }
-        let (psci, actions) = (c.req.psci, c.req.actions);
-        VmPlan { index: c.index, name: c.name, cpus, ram, psci, devices, snapshot, actions, guest_args: c.guest_args }
+        let (psci, sdei, actions) = (c.req.psci, c.req.sdei, c.req.actions);
+        let guest_args = c.guest_args;
+        VmPlan { index: c.index, name: c.name, cpus, ram, psci, devices, snapshot, sdei, actions, guest_args }
     });
     Plan { vms: vms.collect(), refused, notes }
 }
@@ -255,11 +261,21 @@ impl Request {
             // Legacy: only the bundle's vm.conf ever said `vcpus`.
             VCPUS_KEY if word.from_conf => parse_count(value).map(|n| self.vcpus = Some(n)),
             SNAPSHOT_KEY => parse_slot(value).map(|s| self.snapshot = s.map(|s| (s, word.clone()))),
+            SDEI_KEY => parse_switch(value).map(|on| self.sdei = on),
             ON_RESET_KEY => self.actions.set(key, value).map_err(|_| "expected restart, stop or fail".into()),
             TIMEOUT_KEY => self.actions.set(key, value).map_err(|_| "expected a duration: <N>s, <N>m or <N>h".into()),
             _ => Err(format!("Cairn has no setting `{key}`")),
         };
         result.map_err(|reason| (word, reason))
+    }
+}
+
+/// `on` or `off`.
+fn parse_switch(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off".into()),
     }
 }
 
@@ -833,6 +849,16 @@ mod tests {
         );
         m[0].vm_conf = Some("cpus");
         assert!(lines(&plan(&board(4, &free), &m))[0].contains(r#"vm.conf "cpus": "#));
+    }
+
+    #[test]
+    fn sdei_is_off_unless_asked_for() {
+        let free = [Region::new(BASE, GIB)];
+        let p = plan(&board(4, &free), &modules(&["cairn.sdei=on", "", "cairn.sdei=maybe"]));
+        assert_eq!(p.vms.iter().map(|v| v.sdei).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(lines(&p), ["vm2 (module at 0x49000000): \"cairn.sdei=maybe\": expected on or off"]);
+        let conf = [ModuleInput { address: BASE, bootargs: "", vm_conf: Some("sdei=on\n") }];
+        assert!(plan(&board(4, &free), &conf).vms[0].sdei, "vm.conf's sdei=on");
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub enum Action {
     StopVm(SystemEvent),
     /// SYSTEM_RESET(2): every vCPU stops and the VM restarts from its pristine images.
     ResetVm(SystemEvent),
+    /// SDEI EVENT_COMPLETE[_AND_RESUME]: the context the handler interrupted comes back
+    /// from the VM's SDEI state instead of the call returning.
+    SdeiResume,
 }
 
 #[cfg(test)]

@@ -157,9 +157,13 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame, conduit: Conduit, imm: u16
     let me = vcpu.index;
     match dispatch::dispatch(&call, vm, Hw::firmware()) {
         // The one place result registers are decided; the loop writes them.
-        Outcome::Return(results) => {
-            Action::Resume(Resume { writes: Writes::from_x0(results.registers()), step: true, refill: false })
-        }
+        // An SDEI call may have readied an event for the caller: the loop looks when it
+        // refills.
+        Outcome::Return(results) => Action::Resume(Resume {
+            writes: Writes::from_x0(results.registers()),
+            step: true,
+            refill: vcpu.sdei_ready(),
+        }),
         Outcome::CpuOff => Action::PowerOff,
         Outcome::CpuSuspend(Suspend::Standby) => Action::Halt { then: Writes::from_x0(&[ret::SUCCESS as u64]) },
         Outcome::CpuSuspend(Suspend::Powerdown { entry, context }) => {
@@ -173,6 +177,7 @@ fn hypercall(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame, conduit: Conduit, imm: u16
         Outcome::SystemReset2 { reset_type, cookie } => {
             on_reset(vm, SystemEvent::Reset2 { vcpu: me, reset_type, cookie })
         }
+        Outcome::SdeiResume => Action::SdeiResume,
     }
 }
 

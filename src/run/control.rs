@@ -57,7 +57,9 @@ fn restore(vm: &Arc<Vm>) -> String {
     if let Err(why) = snapshot::check_put_back(vm) {
         return format!("{} cannot be restored: {why}", vm.name);
     }
-    vm.cancel_save();
+    if vm.cancel_save().is_err() {
+        return saving(vm);
+    }
     vm.resume(cpu::counter());
     if !halt_every_vcpu(vm) {
         return stuck(vm);
@@ -98,7 +100,7 @@ fn resume(vm: &Vm) -> String {
     // A save reads the VM's memory while its vCPUs are held: they must stay so until it
     // is done (and a VM it paused resumes by itself then).
     if vm.is_saving() {
-        return format!("{}: a save is under way; try again when it is done", vm.name);
+        return saving(vm);
     }
     if !vm.resume(cpu::counter()) {
         return format!("{} is not paused", vm.name);
@@ -112,8 +114,10 @@ fn stop(vm: &Arc<Vm>) -> String {
     if vm.is_gone() {
         return format!("{} is off already", vm.name);
     }
+    if vm.cancel_save().is_err() {
+        return saving(vm);
+    }
     // A paused VM stops as it is: its next start is not paused.
-    vm.cancel_save();
     vm.resume(cpu::counter());
     if !halt_every_vcpu(vm) {
         return stuck(vm);
@@ -132,8 +136,10 @@ fn restart(vm: &Arc<Vm>, from_off: bool) -> String {
     if vm.is_gone() != from_off {
         return format!("{} {}", vm.name, if from_off { "is running" } else { "is off: start it" });
     }
+    if vm.cancel_save().is_err() {
+        return saving(vm);
+    }
     // A reset of a paused VM boots it running.
-    vm.cancel_save();
     vm.resume(cpu::counter());
     if !halt_every_vcpu(vm) {
         return stuck(vm);
@@ -176,6 +182,10 @@ fn halt_every_vcpu(vm: &Vm) -> bool {
 }
 
 const MS_PER_S: u64 = 1000;
+
+fn saving(vm: &Vm) -> String {
+    format!("{}: a save is under way; try again when it is done", vm.name)
+}
 
 fn busy(vm: &Vm) -> String {
     format!("{} is in the middle of a system event: try again", vm.name)

@@ -4,6 +4,7 @@
 //! (and powering the machine off) diverges.
 
 pub mod control;
+mod sdei;
 pub mod selftest;
 pub mod snapshot;
 
@@ -34,7 +35,7 @@ const PARK_TIMEOUT_MS: u64 = 1000;
 
 /// PSTATE for a vCPU entering the guest: EL1h with D, A, I and F masked (booting.rst, and
 /// DEN0022 §6.4 for CPU_ON).
-const PSTATE_EL1H_DAIF_MASKED: u64 = 0x3C5;
+pub(crate) const PSTATE_EL1H_DAIF_MASKED: u64 = 0x3C5;
 
 /// The VM whose vCPU runs on each physical CPU: set once, before the CPU's vCPU first
 /// runs, and read by the CPU's loop whenever it looks for a start.
@@ -170,7 +171,12 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
         if vcpu.must_leave_guest() {
             return None;
         }
+        // Every exit after which an SDEI event may be ready refills: an interrupt (another
+        // vCPU's kick), a wait, an SDEI call (the policy sees to it).
         if refill {
+            if vcpu.sdei_ready() {
+                sdei::deliver(vm, vcpu, &mut frame);
+            }
             gic_cpu::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
         }
         if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
@@ -225,11 +231,16 @@ fn carry_out(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, exit: Exit, action: Ac
         Action::PowerOff => {
             log::debug!("vm{}: vcpu{} off (PSCI CPU_OFF)", vm.id, vcpu.index);
             // CPU_OFF never returns (DEN0022 §5.5): even if a CPU_ON lands before this CPU
-            // parks, the loop's wait for a start takes it.
+            // parks, the loop's wait for a start takes it. Its SDEI state goes with it.
+            vm.reset_vcpu_sdei(vcpu.index);
             vcpu.power_off();
             return Carried::Left(None);
         }
         Action::StopVm(event) => return Carried::Left(stop_vm(vm, vcpu, event)),
+        Action::SdeiResume => {
+            sdei::resume(vm, vcpu, frame);
+            return Carried::Resume(true);
+        }
         Action::ResetVm(event) => {
             system_reset(vm, vcpu, event);
             return Carried::Left(None);
@@ -363,7 +374,8 @@ fn suspend(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame, s: Start, system: bool) 
 enum Wakeup {
     /// A virtual interrupt is pending for the vCPU (its INTID).
     Interrupt(u32),
-    /// A wake-up event that is not an interrupt: a CPU_ON aimed at the suspended vCPU.
+    /// A wake-up event that is not an interrupt: a CPU_ON aimed at the suspended vCPU,
+    /// an SDEI event ready for it.
     Request,
     /// The vCPU was stopped (CPU_OFF is not possible here, so: a system event).
     Stopped,
@@ -388,13 +400,24 @@ fn wait_for_wakeup(vm: &Vm, vcpu: &Vcpu, held: Held) -> Wakeup {
     if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
         selftest::mp_state_round_trip(vcpu);
     }
+    let mut offset = vm.virtual_offset();
     loop {
         gic_cpu::take_physical_interrupts(pcpu);
+        // A `resume` while it waited moved the VM's virtual clock back (its kick ends the
+        // WFI): this vCPU's clock must agree with the others', or Linux's timekeeping,
+        // fed by every CPU, runs seconds apart on them.
+        if vm.virtual_offset() != offset {
+            offset = vm.virtual_offset();
+            cpu::set_virtual_offset(offset);
+        }
         // Cairn's timer wakes the boot vCPU's CPU at the VM's deadline.
         let timed_out = vm.timed_out(cpu::counter).then_some(Wakeup::TimedOut);
         let pending = gic_cpu::pending_interrupt(&vm.vgic, vcpu.index, pcpu);
-        let woken =
-            |requested: bool| timed_out.or(pending.map(Wakeup::Interrupt)).or(requested.then_some(Wakeup::Request));
+        // A wake-up request: a CPU_ON aimed at it while suspended, or an SDEI event for it.
+        let requested = |cpu_on: bool| cpu_on || vcpu.sdei_ready();
+        let woken = |cpu_on: bool| {
+            timed_out.or(pending.map(Wakeup::Interrupt)).or(requested(cpu_on).then_some(Wakeup::Request))
+        };
         match vcpu.end_wait_if(woken) {
             WaitEnd::Stopped => return Wakeup::Stopped,
             WaitEnd::Woken(w) => {

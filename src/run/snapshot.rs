@@ -98,6 +98,7 @@ fn finish_save(vm: &Vm, saving: Saving) {
         },
         Err(why) => log::warn!("vm{} ({}): not saved: {why}", vm.id, vm.name),
     }
+    vm.end_save();
     if !was_paused {
         vm.resume(cpu::counter());
         vm.vcpus.iter().for_each(|v| vm.wake(v));

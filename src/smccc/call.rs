@@ -7,6 +7,7 @@
 pub use crate::arch::aarch64::exit::Conduit;
 
 use super::psci::{Suspend, Version};
+use super::sdei::state::Answer as SdeiAnswer;
 use super::{ret, FunctionId};
 
 /// A guest's call as the arch layer saw it.
@@ -89,6 +90,9 @@ pub enum Outcome {
     SystemSuspend { entry: u64, context: u64 },
     /// PSCI CPU_OFF: the calling vCPU stops.
     CpuOff,
+    /// SDEI EVENT_COMPLETE[_AND_RESUME]: the context the event's handler interrupted
+    /// comes back (its VM's SDEI state holds it).
+    SdeiResume,
 }
 
 /// What the dispatcher needs to know about the calling VM.
@@ -117,4 +121,8 @@ pub trait VmFirmware {
     /// Records the status (0-63, already checked) the guest asks its VM to end with
     /// (Cairn's vendor EXIT_STATUS call).
     fn set_exit_status(&self, status: u8);
+    /// SDEI function `number` from vCPU `vcpu` with arguments x1-x5, if the VM has SDEI.
+    fn sdei_call(&self, _vcpu: usize, _number: u16, _args: [u64; 5]) -> Option<SdeiAnswer> {
+        None
+    }
 }

@@ -7,6 +7,7 @@
 
 use super::call::{Call, Conduit, Outcome, Results, VmFirmware};
 use super::psci::{self, service};
+use super::sdei::{self, state::Answer as SdeiAnswer};
 use super::{
     ret, trng, vendor, FunctionId, Owner, CAIRN_SMCCC_VERSION, SMCCC_ARCH_FEATURES, SMCCC_ARCH_SOC_ID,
     SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
@@ -48,8 +49,21 @@ pub fn dispatch(call: &Call, vm: &dyn VmFirmware, host: &dyn Host) -> Outcome {
         Owner::StandardSecure if trng::FUNCTION_NUMBERS.contains(&fid.number()) && vm.trng_enabled() => {
             Outcome::Return(trng::call(fid.0, call.x[1], host))
         }
+        Owner::StandardSecure if sdei::FUNCTION_NUMBERS.contains(&fid.number()) => sdei_call(fid, call, vm),
         Owner::VendorHypervisor if vm.vendor_hyp_enabled() => Outcome::Return(vendor::call(fid.0, call.arg(1), vm)),
         _ => Outcome::Return(Results::not_supported()),
+    }
+}
+
+/// SDEI (DEN0054), for a VM that has it; NOT_SUPPORTED for one that has not, as KVM
+/// answers. Both the SMC64 IDs the specification gives and their SMC32 forms are taken,
+/// a 32-bit caller's arguments cut to 32 bits.
+fn sdei_call(fid: FunctionId, call: &Call, vm: &dyn VmFirmware) -> Outcome {
+    let args = [call.arg(1), call.arg(2), call.arg(3), call.arg(4), call.arg(5)];
+    match vm.sdei_call(call.vcpu, fid.number(), args) {
+        Some(SdeiAnswer::Value(v)) => Outcome::Return(Results::x0(v)),
+        Some(SdeiAnswer::Resume) => Outcome::SdeiResume,
+        None => Outcome::Return(Results::not_supported()),
     }
 }
 

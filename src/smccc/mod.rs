@@ -12,6 +12,7 @@ pub mod dispatch;
 #[cfg(target_os = "none")]
 pub mod machine;
 pub mod psci;
+pub mod sdei;
 pub mod trng;
 pub mod vendor;
 

@@ -49,6 +49,9 @@ pub struct Vcpu {
     capture: AtomicBool,
     /// The state a restore gives it, taken by its CPU at its next start.
     restore_from: spin::Mutex<Option<Box<VcpuState>>>,
+    /// Set when an SDEI event may be ready for it: its CPU looks before it next enters
+    /// the guest, and a wait for a wake-up event ends.
+    sdei_ready: AtomicBool,
 }
 
 impl Vcpu {
@@ -63,7 +66,23 @@ impl Vcpu {
             last_pc: AtomicU64::new(0),
             capture: AtomicBool::new(false),
             restore_from: spin::Mutex::new(None),
+            sdei_ready: AtomicBool::new(false),
         }
+    }
+
+    /// Notes that an SDEI event may be ready for it.
+    pub fn set_sdei_ready(&self) {
+        self.sdei_ready.store(true, Ordering::SeqCst);
+    }
+
+    #[inline(always)]
+    pub fn sdei_ready(&self) -> bool {
+        self.sdei_ready.load(Ordering::Relaxed)
+    }
+
+    /// Takes the note that an SDEI event may be ready.
+    pub fn take_sdei_ready(&self) -> bool {
+        self.sdei_ready.swap(false, Ordering::SeqCst)
     }
 
     /// Asks the vCPU's CPU for its state (a save); its CPU answers while it holds it.

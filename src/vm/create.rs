@@ -355,6 +355,7 @@ fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '
         hidden: &hidden,
         virtual_uart: parts.uart.map(|(frame, _)| frame),
         other_vms_devices: &others,
+        sdei: vp.sdei,
     };
     let guest_dtb = guest_dt::build(parts.base_dtb, &cfg).map_err(VmError::DeviceTree)?;
     let avoid: Vec<Region> = core::iter::once(placed.kernel.footprint).chain(placed.initrd.map(|i| i.at)).collect();
@@ -390,6 +391,7 @@ fn build_vm(host: &Host<'_>, m: &Machine<'_>, vp: &VmPlan, parts: &VmParts<'_, '
         serial: parts.uart,
         passthrough: my_devices.iter().map(|d| d.path.clone()).collect(),
         snapshot_slot: vp.snapshot,
+        sdei: vp.sdei,
     };
     let vm = Arc::new(Vm::new(config).map_err(VmError::Devices)?);
     let wipe = leftovers_in(host, parts, &placed, vp.ram);

@@ -42,11 +42,12 @@ use crate::hw::{Hardware, Hw};
 use crate::mm::Region;
 use crate::smccc::call::VmFirmware;
 use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
+use crate::smccc::sdei::state::{Answer as SdeiAnswer, SdeiState};
 use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::verdict::{End, VmActions, VERDICT};
 use crate::vgic::dist::VGic;
 use gic::{Distributor, Redistributors};
-use snapshot::{Saving, VmSnapshot};
+use snapshot::{SaveFinishing, SavePhase, Saving, VmSnapshot};
 use uart::{SerialPort, UartDevice};
 
 /// The emulated GIC frames, trapped by leaving them out of stage 2.
@@ -107,7 +108,14 @@ pub struct VmConfig {
     pub passthrough: Vec<String>,
     /// The RAM its snapshot goes to (`cairn.snapshot`), if it has a slot.
     pub snapshot_slot: Option<Region>,
+    /// Whether its guest gets SDEI (`cairn.sdei=on`).
+    pub sdei: bool,
 }
+
+/// Interrupts a VM may bind to SDEI events: none until the virtual GIC delivers bound
+/// interrupts as events (INTERRUPT_BIND then answers OUT_OF_RESOURCE, and FEATURES says
+/// there are no slots).
+const SDEI_BIND_SLOTS: u32 = 0;
 
 /// No deadline: the VM runs until it ends.
 const NO_DEADLINE: u64 = u64::MAX;
@@ -154,7 +162,9 @@ pub struct Vm {
     /// The latest snapshot (`save`), for `restore`.
     pub snapshot: spin::Mutex<Option<VmSnapshot>>,
     /// A save under way.
-    saving: spin::Mutex<Option<Saving>>,
+    saving: spin::Mutex<Option<SavePhase>>,
+    /// Its SDEI state, if its guest has SDEI (crate::smccc::sdei).
+    pub sdei: Option<spin::Mutex<SdeiState>>,
 }
 
 /// VMs alive; the machine powers off when the last one is gone.
@@ -205,6 +215,7 @@ impl Vm {
             snapshot_slot: c.snapshot_slot,
             snapshot: spin::Mutex::new(None),
             saving: spin::Mutex::new(None),
+            sdei: c.sdei.then(|| spin::Mutex::new(SdeiState::new(&c.mpidrs, SDEI_BIND_SLOTS))),
         })
     }
 
@@ -299,29 +310,42 @@ impl Vm {
         if saving.is_some() {
             return false;
         }
-        *saving = Some(Saving::new(self.vcpus.len(), was_paused));
+        *saving = Some(SavePhase::Gathering(Saving::new(self.vcpus.len(), was_paused)));
         true
     }
 
     /// Hands over vCPU `vcpu`'s state to the save under way; the save, once every vCPU's
-    /// state is in (for the caller to finish).
+    /// state is in, for the caller to finish (and then [`Vm::end_save`]).
     pub fn deliver_state(&self, vcpu: usize, state: crate::vcpu::saved::VcpuState) -> Option<Saving> {
         let mut saving = self.saving.lock();
-        let complete = saving.as_mut()?.deliver(vcpu, state);
-        if complete {
-            saving.take()
-        } else {
-            None
+        let Some(SavePhase::Gathering(gathering)) = saving.as_mut() else { return None };
+        if !gathering.deliver(vcpu, state) {
+            return None;
+        }
+        match saving.replace(SavePhase::Finishing) {
+            Some(SavePhase::Gathering(done)) => Some(done),
+            _ => None,
         }
     }
 
-    /// Gives up a save under way (a stop, reset or restore overtook it). True if there was one.
-    pub fn cancel_save(&self) -> bool {
-        let cancelled = self.saving.lock().take().is_some();
+    /// The save that [`Vm::deliver_state`] handed out is finished.
+    pub fn end_save(&self) {
+        *self.saving.lock() = None;
+    }
+
+    /// Gives up a save that still gathers the vCPUs' states (a stop, reset or restore
+    /// overtook it). Err if one is being finished: it reads the VM's RAM, which must stay
+    /// as it is until then.
+    pub fn cancel_save(&self) -> Result<(), SaveFinishing> {
+        let mut saving = self.saving.lock();
+        if matches!(*saving, Some(SavePhase::Finishing)) {
+            return Err(SaveFinishing);
+        }
+        *saving = None;
         for v in &self.vcpus {
             v.take_capture_request();
         }
-        cancelled
+        Ok(())
     }
 
     pub fn is_saving(&self) -> bool {
@@ -396,11 +420,33 @@ impl Vm {
         }
     }
 
-    /// Resets the virtual GIC to its power-on state.
+    /// Resets the virtual GIC, the UART and SDEI to their power-on state.
     pub fn reset_vgic(&self) {
         Hw::with_gic(|hw| self.vgic.lock().reset(hw));
         if let Some(port) = &self.serial {
             port.reset();
+        }
+        if let Some(sdei) = &self.sdei {
+            sdei.lock().reset();
+        }
+    }
+
+    /// A vCPU that powers off loses its SDEI state (DEN0054 §4.4; an uncompleted handler
+    /// does not survive CPU_OFF).
+    pub fn reset_vcpu_sdei(&self, vcpu: usize) {
+        if let Some(sdei) = &self.sdei {
+            sdei.lock().reset_vcpu(vcpu);
+        }
+    }
+
+    /// Marks the vCPUs in `ready` (one bit each) as having an SDEI event ready, and kicks
+    /// those but `caller` (whose own exit looks before it resumes).
+    fn note_sdei_ready(&self, ready: u64, caller: usize) {
+        for v in self.vcpus.iter().filter(|v| ready & (1 << v.index) != 0) {
+            v.set_sdei_ready();
+            if v.index != caller {
+                self.wake(v);
+            }
         }
     }
 }
@@ -460,6 +506,15 @@ impl VmFirmware for Vm {
 
     fn set_exit_status(&self, status: u8) {
         self.exit_status.store(status, Ordering::Relaxed);
+    }
+    fn sdei_call(&self, vcpu: usize, number: u16, args: [u64; 5]) -> Option<SdeiAnswer> {
+        let mut state = self.sdei.as_ref()?.lock();
+        // No interrupt can be bound yet (SDEI_BIND_SLOTS).
+        let answer = state.call(vcpu, number, args, |addr| self.is_guest_ram(addr), |_| false);
+        let ready = state.ready_vcpus();
+        drop(state);
+        self.note_sdei_ready(ready, vcpu);
+        Some(answer)
     }
 }
 

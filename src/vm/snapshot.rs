@@ -33,6 +33,18 @@ pub struct VmSnapshot {
     pub ram: Stored,
 }
 
+/// Where a save is.
+pub enum SavePhase {
+    /// Its vCPUs hand over their states.
+    Gathering(Saving),
+    /// Every state is in; the last vCPU's CPU takes the RAM and the rest.
+    Finishing,
+}
+
+/// A save being finished: what a stop, reset or restore meets until it is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SaveFinishing;
+
 /// A save under way: the vCPUs' states as they come in.
 pub struct Saving {
     states: Vec<Option<VcpuState>>,

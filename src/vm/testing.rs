@@ -51,6 +51,7 @@ pub fn vm_on_cpus(version: psci::Version, pcpus: &[usize]) -> Vm {
         serial: Some((UART, UART_SPI)),
         passthrough: alloc::vec!["/virtio_mmio@a000000".into()],
         snapshot_slot: None,
+        sdei: false,
     };
     Vm::new(config).expect("the GIC frames do not overlap")
 }

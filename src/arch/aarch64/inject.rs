@@ -1,6 +1,7 @@
 //! Delivering synchronous exceptions to a guest at EL1, as the hardware would have
 //! (Arm ARM D1.10: exception entry). Used when a guest does something Cairn refuses:
-//! an undefined trapped instruction, an access outside its memory.
+//! an undefined trapped instruction, an access outside its memory; and to enter an
+//! address as an exception would (SDEI's COMPLETE_AND_RESUME).
 
 use aarch64_cpu::registers::{Readable, Writeable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1, VBAR_EL1};
 
@@ -68,4 +69,14 @@ pub fn data_abort(frame: &mut TrapFrame, va: u64) {
 pub fn instruction_abort(frame: &mut TrapFrame, va: u64) {
     let ec = if from_el0(frame) { EC_INSTRUCTION_ABORT_LOWER } else { EC_INSTRUCTION_ABORT_SAME };
     enter_el1(frame, (ec << EC_SHIFT) | ESR_IL | FSC_SYNC_EXTERNAL_ABORT, Some(va));
+}
+
+/// Enters `address` at EL1h with every exception masked, as an exception taken from the
+/// frame's context would: ELR_EL1 and SPSR_EL1 get that context's PC and PSTATE (SDEI
+/// EVENT_COMPLETE_AND_RESUME, DEN0054 §5.1.6).
+pub fn enter_as_exception(frame: &mut TrapFrame, address: u64) {
+    ELR_EL1.set(frame.elr);
+    SPSR_EL1.set(frame.spsr);
+    frame.elr = address;
+    frame.spsr = PSTATE_EL1H | PSTATE_DAIF;
 }

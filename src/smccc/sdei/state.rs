@@ -1,0 +1,592 @@
+//! One VM's SDEI state and every call's rules (DEN0054 §5.1), with TF-A's
+//! `services/std_svc/sdei/` as the reference for what the specification leaves open.
+//!
+//! Per vCPU: whether it is masked (every vCPU starts masked, §4.4), its registration of
+//! each private event, and the handlers running on it, at most one per priority (a
+//! critical handler may interrupt a normal one, never the reverse, §4.5). Per VM: the
+//! shared events' registrations and which interrupts are bound to which event.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{
+    bind_slots_word, fid, info, ret, version_word, BIND_SLOTS, BOUND_PRIVATE_BASE, BOUND_SHARED_BASE,
+    CONTEXT_REGISTERS, CRITICAL_SLOTS, EVENT_0, FEATURE_BIND_SLOTS, FEATURE_RELATIVE_ENTRY, FLAG_ROUTE_PE,
+    STATUS_ENABLED, STATUS_REGISTERED, STATUS_RUNNING,
+};
+
+/// The GIC's SGIs (INTIDs 0-15) cannot be bound (§5.1.12); PPIs are 16-31.
+const FIRST_PPI: u32 = 16;
+const FIRST_SPI: u32 = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    Normal,
+    Critical,
+}
+
+impl Priority {
+    fn index(self) -> usize {
+        match self {
+            Priority::Normal => 0,
+            Priority::Critical => 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Private,
+    Shared,
+}
+
+/// What an event number stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Event {
+    kind: Kind,
+    /// Its registration's index: among the private events (0 is event 0, 1.. the bound
+    /// private pool) or the shared ones.
+    slot: usize,
+    priority: Priority,
+    signalable: bool,
+}
+
+/// One event's registration (each vCPU has its own of a private event).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Registration {
+    registered: bool,
+    enabled: bool,
+    entry: u64,
+    arg: u64,
+    /// Shared events, RM_PE: the vCPU it goes to (None: any vCPU), and the affinity the
+    /// guest gave.
+    route_to: Option<usize>,
+    affinity: u64,
+    /// Signalled, or its interrupt fired, and not yet dispatched.
+    pending: bool,
+    /// Its handler runs.
+    running: bool,
+    /// UNREGISTER answered PENDING: it is unregistered at its handler's COMPLETE.
+    unregister_at_complete: bool,
+}
+
+impl Registration {
+    fn status(&self) -> i64 {
+        let flag = |on: bool, bit: i64| if on { bit } else { 0 };
+        flag(self.registered, STATUS_REGISTERED)
+            | flag(self.enabled, STATUS_ENABLED)
+            | flag(self.running, STATUS_RUNNING)
+    }
+
+    /// Unregisters it now, or at its COMPLETE if its handler runs.
+    fn unregister(&mut self) -> i64 {
+        if self.running {
+            self.unregister_at_complete = true;
+            return ret::PENDING;
+        }
+        *self = Registration::default();
+        ret::SUCCESS
+    }
+}
+
+/// What a vCPU was doing when a handler interrupted it: x0-x17, PC and PSTATE (§4.6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    pub event: u32,
+    pub x: [u64; CONTEXT_REGISTERS],
+    pub pc: u64,
+    pub pstate: u64,
+}
+
+/// The interrupted context coming back at EVENT_COMPLETE or EVENT_COMPLETE_AND_RESUME.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resumption {
+    pub context: Interrupted,
+    /// COMPLETE_AND_RESUME: enter here as for an IRQ exception taken from that context
+    /// (ELR_EL1 its PC, SPSR_EL1 its PSTATE, §5.1.6).
+    pub resume_at: Option<u64>,
+}
+
+/// A handler to enter: x0 = event, x1 = argument, x2 and x3 the interrupted PC and
+/// PSTATE (§4.6.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    pub event: u32,
+    pub entry: u64,
+    pub arg: u64,
+}
+
+/// How a call ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// x0 = this.
+    Value(i64),
+    /// EVENT_COMPLETE[_AND_RESUME] succeeded: the caller takes [`SdeiState::take_resumption`]
+    /// instead of returning.
+    Resume,
+}
+
+#[derive(Clone, Debug)]
+struct VcpuSdei {
+    masked: bool,
+    /// Event 0, then the bound private pool's slots.
+    private: Vec<Registration>,
+    /// The handlers running, by priority (normal, critical).
+    running: [Option<Interrupted>; 2],
+    resumption: Option<Resumption>,
+}
+
+impl VcpuSdei {
+    fn new() -> Self {
+        VcpuSdei {
+            masked: true,
+            private: vec![Registration::default(); 1 + BIND_SLOTS as usize],
+            running: [None, None],
+            resumption: None,
+        }
+    }
+
+    /// The innermost handler running.
+    fn innermost(&self) -> Option<&Interrupted> {
+        self.running[1].as_ref().or(self.running[0].as_ref())
+    }
+}
+
+/// A VM's SDEI state.
+#[derive(Clone, Debug)]
+pub struct SdeiState {
+    mpidrs: Vec<u64>,
+    vcpus: Vec<VcpuSdei>,
+    shared: Vec<Registration>,
+    /// The vCPU each running shared event's handler runs on.
+    shared_running_on: Vec<Option<usize>>,
+    /// The INTID bound to each private pool slot, and to each shared one.
+    private_bound: Vec<Option<u32>>,
+    shared_bound: Vec<Option<u32>>,
+    /// How many slots of each pool INTERRUPT_BIND may use (FEATURES reports it).
+    bind_slots: usize,
+}
+
+/// A call's arguments x1-x5.
+pub type Args = [u64; 5];
+
+impl SdeiState {
+    /// The state of a VM whose vCPUs have these MPIDR affinities, as at reset, binding up
+    /// to `bind_slots` (at most [`BIND_SLOTS`]) interrupts of each kind.
+    pub fn new(mpidrs: &[u64], bind_slots: u32) -> Self {
+        SdeiState {
+            mpidrs: mpidrs.to_vec(),
+            vcpus: vec![VcpuSdei::new(); mpidrs.len()],
+            shared: vec![Registration::default(); BIND_SLOTS as usize],
+            shared_running_on: vec![None; BIND_SLOTS as usize],
+            private_bound: vec![None; BIND_SLOTS as usize],
+            shared_bound: vec![None; BIND_SLOTS as usize],
+            bind_slots: bind_slots.min(BIND_SLOTS) as usize,
+        }
+    }
+
+    /// Answers SDEI function `number` from vCPU `vcpu`. `in_ram` says whether an entry
+    /// point is in the VM's RAM; `owns_interrupt` whether the VM may bind an INTID.
+    pub fn call(
+        &mut self,
+        vcpu: usize,
+        number: u16,
+        a: Args,
+        in_ram: impl Fn(u64) -> bool,
+        owns_interrupt: impl Fn(u32) -> bool,
+    ) -> Answer {
+        if vcpu >= self.vcpus.len() {
+            return Answer::Value(ret::INVALID_PARAMETERS);
+        }
+        let event = a[0] as u32;
+        let value = match number {
+            fid::VERSION => version_word() as i64,
+            fid::EVENT_REGISTER => self.register(vcpu, a, &in_ram),
+            fid::EVENT_ENABLE => self.set_enabled(vcpu, event, a[0], true),
+            fid::EVENT_DISABLE => self.set_enabled(vcpu, event, a[0], false),
+            fid::EVENT_CONTEXT => self.context(vcpu, a[0]),
+            fid::EVENT_COMPLETE => return self.complete(vcpu, None),
+            fid::EVENT_COMPLETE_AND_RESUME => return self.complete(vcpu, Some(a[0])),
+            fid::EVENT_UNREGISTER => self.unregister(vcpu, event, a[0]),
+            fid::EVENT_STATUS => self.status(vcpu, event, a[0]),
+            fid::EVENT_GET_INFO => self.get_info(event, a[0], a[1]),
+            fid::EVENT_ROUTING_SET => self.routing_set(event, a[0], a[1], a[2]),
+            fid::PE_MASK => i64::from(!core::mem::replace(&mut self.vcpus[vcpu].masked, true)),
+            fid::PE_UNMASK => {
+                self.vcpus[vcpu].masked = false;
+                ret::SUCCESS
+            }
+            fid::INTERRUPT_BIND => self.bind(a[0], &owns_interrupt),
+            fid::INTERRUPT_RELEASE => self.release(event, a[0]),
+            fid::EVENT_SIGNAL => self.signal(event, a[0], a[1]),
+            fid::FEATURES => match a[0] {
+                FEATURE_BIND_SLOTS => bind_slots_word(self.bind_slots as u32),
+                FEATURE_RELATIVE_ENTRY => 0,
+                _ => ret::INVALID_PARAMETERS,
+            },
+            fid::PRIVATE_RESET => self.private_reset(vcpu),
+            fid::SHARED_RESET => self.shared_reset(),
+            _ => ret::NOT_SUPPORTED,
+        };
+        Answer::Value(value)
+    }
+
+    /// What event number `n` (the whole 64-bit argument, `raw`) stands for, if the VM has it.
+    fn event(&self, n: u32, raw: u64) -> Option<Event> {
+        if raw > u64::from(u32::MAX) {
+            return None;
+        }
+        let pool = |base: u32| n.checked_sub(base).filter(|&k| k < BIND_SLOTS).map(|k| k as usize);
+        let priority = |k: usize| if (k as u32) < CRITICAL_SLOTS { Priority::Critical } else { Priority::Normal };
+        if n == EVENT_0 {
+            return Some(Event { kind: Kind::Private, slot: 0, priority: Priority::Normal, signalable: true });
+        }
+        if let Some(k) = pool(BOUND_PRIVATE_BASE).filter(|&k| self.private_bound[k].is_some()) {
+            return Some(Event { kind: Kind::Private, slot: 1 + k, priority: priority(k), signalable: false });
+        }
+        if let Some(k) = pool(BOUND_SHARED_BASE).filter(|&k| self.shared_bound[k].is_some()) {
+            return Some(Event { kind: Kind::Shared, slot: k, priority: priority(k), signalable: false });
+        }
+        None
+    }
+
+    /// The registration of `e` as `vcpu` sees it.
+    fn registration(&mut self, vcpu: usize, e: Event) -> &mut Registration {
+        match e.kind {
+            Kind::Private => &mut self.vcpus[vcpu].private[e.slot],
+            Kind::Shared => &mut self.shared[e.slot],
+        }
+    }
+
+    fn vcpu_of(&self, mpidr: u64) -> Option<usize> {
+        self.mpidrs.iter().position(|&m| m == mpidr)
+    }
+
+    /// EVENT_REGISTER(event, entry, arg, flags, affinity) (§5.1.2).
+    fn register(&mut self, vcpu: usize, a: Args, in_ram: &impl Fn(u64) -> bool) -> i64 {
+        let [event, entry, arg, flags, affinity] = a;
+        let Some(e) = self.event(event as u32, event) else { return ret::INVALID_PARAMETERS };
+        if flags & !FLAG_ROUTE_PE != 0 || !in_ram(entry) {
+            return ret::INVALID_PARAMETERS;
+        }
+        // A private event always goes to the vCPU that registered it: its flags are ignored.
+        let route_to = match (e.kind, flags & FLAG_ROUTE_PE != 0) {
+            (Kind::Shared, true) => match self.vcpu_of(affinity) {
+                Some(v) => Some(v),
+                None => return ret::INVALID_PARAMETERS,
+            },
+            _ => None,
+        };
+        let r = self.registration(vcpu, e);
+        if r.registered || r.unregister_at_complete {
+            return ret::DENIED;
+        }
+        *r = Registration { registered: true, entry, arg, route_to, affinity, ..Registration::default() };
+        ret::SUCCESS
+    }
+
+    /// EVENT_ENABLE and EVENT_DISABLE (§5.1.3-5.1.4 of the state machine, §6.1).
+    fn set_enabled(&mut self, vcpu: usize, event: u32, raw: u64, on: bool) -> i64 {
+        let Some(e) = self.event(event, raw) else { return ret::INVALID_PARAMETERS };
+        let r = self.registration(vcpu, e);
+        if !r.registered || r.unregister_at_complete || r.enabled == on {
+            return ret::DENIED;
+        }
+        r.enabled = on;
+        ret::SUCCESS
+    }
+
+    /// EVENT_CONTEXT(n): the interrupted x<n> of the innermost handler (§5.1.5).
+    fn context(&self, vcpu: usize, n: u64) -> i64 {
+        let Some(i) = self.vcpus[vcpu].innermost() else { return ret::DENIED };
+        match i.x.get(n as usize) {
+            Some(&x) if n < CONTEXT_REGISTERS as u64 => x as i64,
+            _ => ret::INVALID_PARAMETERS,
+        }
+    }
+
+    /// EVENT_COMPLETE and EVENT_COMPLETE_AND_RESUME (§5.1.6-5.1.7): the innermost handler
+    /// ends; an unregistration it held back happens now.
+    fn complete(&mut self, vcpu: usize, resume_at: Option<u64>) -> Answer {
+        let v = &mut self.vcpus[vcpu];
+        let level = if v.running[1].is_some() { 1 } else { 0 };
+        let Some(context) = v.running[level].take() else { return Answer::Value(ret::DENIED) };
+        v.resumption = Some(Resumption { context, resume_at });
+        if let Some(e) = self.event(context.event, u64::from(context.event)) {
+            if e.kind == Kind::Shared {
+                self.shared_running_on[e.slot] = None;
+            }
+            let r = self.registration(vcpu, e);
+            r.running = false;
+            if r.unregister_at_complete {
+                *r = Registration::default();
+            }
+        }
+        Answer::Resume
+    }
+
+    /// EVENT_UNREGISTER (§5.1.8): PENDING while the handler runs, done at its COMPLETE.
+    fn unregister(&mut self, vcpu: usize, event: u32, raw: u64) -> i64 {
+        let Some(e) = self.event(event, raw) else { return ret::INVALID_PARAMETERS };
+        let r = self.registration(vcpu, e);
+        if !r.registered || r.unregister_at_complete {
+            return ret::DENIED;
+        }
+        r.unregister()
+    }
+
+    /// EVENT_STATUS (§5.1.9).
+    fn status(&mut self, vcpu: usize, event: u32, raw: u64) -> i64 {
+        match self.event(event, raw) {
+            Some(e) => self.registration(vcpu, e).status(),
+            None => ret::INVALID_PARAMETERS,
+        }
+    }
+
+    /// EVENT_GET_INFO (§5.1.10).
+    fn get_info(&self, event: u32, raw: u64, what: u64) -> i64 {
+        let Some(e) = self.event(event, raw) else { return ret::INVALID_PARAMETERS };
+        let shared = (e.kind == Kind::Shared).then(|| &self.shared[e.slot]);
+        match (what, shared) {
+            (info::TYPE, _) => i64::from(e.kind == Kind::Shared),
+            (info::SIGNALED, _) => i64::from(e.signalable),
+            (info::PRIORITY, _) => i64::from(e.priority == Priority::Critical),
+            (info::ROUTING_MODE | info::ROUTING_AFFINITY, None) => ret::INVALID_PARAMETERS,
+            (info::ROUTING_MODE | info::ROUTING_AFFINITY, Some(r)) if !r.registered => ret::DENIED,
+            (info::ROUTING_MODE, Some(r)) => i64::from(r.route_to.is_some()),
+            (info::ROUTING_AFFINITY, Some(r)) if r.route_to.is_some() => r.affinity as i64,
+            (info::ROUTING_AFFINITY, Some(_)) => ret::INVALID_PARAMETERS,
+            _ => ret::INVALID_PARAMETERS,
+        }
+    }
+
+    /// EVENT_ROUTING_SET (§5.1.11): shared events only, registered, disabled, idle.
+    fn routing_set(&mut self, event: u32, raw: u64, flags: u64, affinity: u64) -> i64 {
+        let Some(e) = self.event(event, raw).filter(|e| e.kind == Kind::Shared) else {
+            return ret::INVALID_PARAMETERS;
+        };
+        if flags & !FLAG_ROUTE_PE != 0 {
+            return ret::INVALID_PARAMETERS;
+        }
+        let route_to = if flags & FLAG_ROUTE_PE != 0 {
+            match self.vcpu_of(affinity) {
+                Some(v) => Some(v),
+                None => return ret::INVALID_PARAMETERS,
+            }
+        } else {
+            None
+        };
+        let r = &mut self.shared[e.slot];
+        if !r.registered || r.enabled || r.running || r.pending || r.unregister_at_complete {
+            return ret::DENIED;
+        }
+        r.route_to = route_to;
+        r.affinity = affinity;
+        ret::SUCCESS
+    }
+
+    /// INTERRUPT_BIND (§5.1.12): a PPI to a private event, an SPI to a shared one; the
+    /// same event again for an interrupt already bound.
+    fn bind(&mut self, intid: u64, owns_interrupt: &impl Fn(u32) -> bool) -> i64 {
+        let Ok(intid) = u32::try_from(intid) else { return ret::INVALID_PARAMETERS };
+        if intid < FIRST_PPI || !owns_interrupt(intid) {
+            return ret::INVALID_PARAMETERS;
+        }
+        let (pool, base) = if intid < FIRST_SPI {
+            (&mut self.private_bound, BOUND_PRIVATE_BASE)
+        } else {
+            (&mut self.shared_bound, BOUND_SHARED_BASE)
+        };
+        if let Some(k) = pool.iter().position(|&b| b == Some(intid)) {
+            return i64::from(base + k as u32);
+        }
+        match pool[..self.bind_slots].iter().position(Option::is_none) {
+            Some(k) => {
+                pool[k] = Some(intid);
+                i64::from(base + k as u32)
+            }
+            None => ret::OUT_OF_RESOURCE,
+        }
+    }
+
+    /// INTERRUPT_RELEASE (§5.1.13): a bound event no vCPU has registered.
+    fn release(&mut self, event: u32, raw: u64) -> i64 {
+        let Some(e) = self.event(event, raw).filter(|_| event != EVENT_0) else { return ret::INVALID_PARAMETERS };
+        let in_use = match e.kind {
+            Kind::Private => self.vcpus.iter().any(|v| v.private[e.slot].registered),
+            Kind::Shared => self.shared[e.slot].registered,
+        };
+        if in_use {
+            return ret::DENIED;
+        }
+        match e.kind {
+            Kind::Private => self.private_bound[e.slot - 1] = None,
+            Kind::Shared => self.shared_bound[e.slot] = None,
+        }
+        ret::SUCCESS
+    }
+
+    /// EVENT_SIGNAL(event, target) (§5.1.14): only event 0, to any vCPU of the VM.
+    fn signal(&mut self, event: u32, raw: u64, target: u64) -> i64 {
+        if raw != u64::from(EVENT_0) || event != EVENT_0 {
+            return ret::INVALID_PARAMETERS;
+        }
+        let Some(v) = self.vcpu_of(target) else { return ret::INVALID_PARAMETERS };
+        self.vcpus[v].private[0].pending = true;
+        ret::SUCCESS
+    }
+
+    /// PRIVATE_RESET (§5.1.16): every private event of the caller unregistered; DENIED if
+    /// one's handler runs (it goes at its COMPLETE).
+    fn private_reset(&mut self, vcpu: usize) -> i64 {
+        let answers: Vec<i64> = self.vcpus[vcpu].private.iter_mut().map(Registration::unregister).collect();
+        if answers.contains(&ret::PENDING) {
+            ret::DENIED
+        } else {
+            ret::SUCCESS
+        }
+    }
+
+    /// SHARED_RESET (§5.1.17): every shared event unregistered and every binding no vCPU
+    /// has registered released; DENIED if a handler held one back.
+    fn shared_reset(&mut self) -> i64 {
+        let answers: Vec<i64> = self.shared.iter_mut().map(Registration::unregister).collect();
+        for k in 0..BIND_SLOTS as usize {
+            if !self.shared[k].registered {
+                self.shared_bound[k] = None;
+            }
+            if self.vcpus.iter().all(|v| !v.private[1 + k].registered) {
+                self.private_bound[k] = None;
+            }
+        }
+        if answers.contains(&ret::PENDING) {
+            ret::DENIED
+        } else {
+            ret::SUCCESS
+        }
+    }
+
+    /// The event to dispatch to `vcpu` now, if any (§6.2, TF-A's rules): pending,
+    /// registered and enabled, the vCPU unmasked and a target of it, and no handler of
+    /// its priority or above running there; critical events first. Signals for an event
+    /// not registered and enabled are dropped, as TF-A drops their interrupt.
+    fn candidate(&mut self, vcpu: usize) -> Option<(Event, Priority)> {
+        self.drop_unready_signals(vcpu);
+        let v = &self.vcpus[vcpu];
+        if v.masked || v.running[Priority::Critical.index()].is_some() {
+            return None;
+        }
+        let normal_may_run = v.running[Priority::Normal.index()].is_none();
+        let private = (0..v.private.len()).filter(|&s| v.private[s].pending).filter_map(|s| self.private_event(s));
+        let for_me = |r: &Registration| r.pending && !r.running && r.route_to.is_none_or(|t| t == vcpu);
+        let shared = (0..self.shared.len()).filter(|&s| for_me(&self.shared[s])).filter_map(|s| self.shared_event(s));
+        let mut normal = None;
+        for e in private.chain(shared) {
+            match e.priority {
+                Priority::Critical => return Some((e, Priority::Critical)),
+                Priority::Normal if normal_may_run && normal.is_none() => normal = Some((e, Priority::Normal)),
+                Priority::Normal => {}
+            }
+        }
+        normal
+    }
+
+    /// Signals of `vcpu`'s events (and shared ones) that are not registered and enabled
+    /// any more are dropped.
+    fn drop_unready_signals(&mut self, vcpu: usize) {
+        let v = &mut self.vcpus[vcpu];
+        for r in v.private.iter_mut().chain(self.shared.iter_mut()).filter(|r| r.pending) {
+            if !r.registered || !r.enabled || r.unregister_at_complete {
+                r.pending = false;
+            }
+        }
+    }
+
+    fn private_event(&self, slot: usize) -> Option<Event> {
+        let n = if slot == 0 { EVENT_0 } else { BOUND_PRIVATE_BASE + slot as u32 - 1 };
+        self.event(n, u64::from(n))
+    }
+
+    fn shared_event(&self, slot: usize) -> Option<Event> {
+        let n = BOUND_SHARED_BASE + slot as u32;
+        self.event(n, u64::from(n))
+    }
+
+    /// Whether an event is ready for `vcpu` (a vCPU waiting in WFI wakes for it).
+    pub fn deliverable(&mut self, vcpu: usize) -> bool {
+        vcpu < self.vcpus.len() && self.candidate(vcpu).is_some()
+    }
+
+    /// Takes the event to dispatch to `vcpu` now, if any, recording what it interrupts
+    /// (x0-x17, PC, PSTATE) for its COMPLETE.
+    pub fn dispatch(&mut self, vcpu: usize, x: &[u64; CONTEXT_REGISTERS], pc: u64, pstate: u64) -> Option<Dispatch> {
+        if vcpu >= self.vcpus.len() {
+            return None;
+        }
+        let (e, priority) = self.candidate(vcpu)?;
+        let number = match e.kind {
+            Kind::Private if e.slot == 0 => EVENT_0,
+            Kind::Private => BOUND_PRIVATE_BASE + e.slot as u32 - 1,
+            Kind::Shared => BOUND_SHARED_BASE + e.slot as u32,
+        };
+        if e.kind == Kind::Shared {
+            self.shared_running_on[e.slot] = Some(vcpu);
+        }
+        let r = self.registration(vcpu, e);
+        r.pending = false;
+        r.running = true;
+        let (entry, arg) = (r.entry, r.arg);
+        self.vcpus[vcpu].running[priority.index()] = Some(Interrupted { event: number, x: *x, pc, pstate });
+        Some(Dispatch { event: number, entry, arg })
+    }
+
+    /// What the vCPU's last successful EVENT_COMPLETE[_AND_RESUME] gives back.
+    pub fn take_resumption(&mut self, vcpu: usize) -> Option<Resumption> {
+        self.vcpus.get_mut(vcpu)?.resumption.take()
+    }
+
+    /// A vCPU that powers off (CPU_OFF) or restarts loses its SDEI state: its private
+    /// registrations, its handlers (an uncompleted one does not survive, as Linux's
+    /// kdump path needs) and any shared handler it ran; it is masked again (§4.4).
+    pub fn reset_vcpu(&mut self, vcpu: usize) {
+        let Some(v) = self.vcpus.get_mut(vcpu) else { return };
+        *v = VcpuSdei::new();
+        for (slot, on) in self.shared_running_on.iter_mut().enumerate() {
+            if *on == Some(vcpu) {
+                *on = None;
+                let r = &mut self.shared[slot];
+                r.running = false;
+                if r.unregister_at_complete {
+                    *r = Registration::default();
+                }
+            }
+        }
+    }
+
+    /// The whole VM back to its reset state (a VM reset).
+    pub fn reset(&mut self) {
+        *self = SdeiState::new(&self.mpidrs, self.bind_slots as u32);
+    }
+
+    /// The private interrupt `intid` fired on `vcpu`, or the SPI `intid` fired: its
+    /// bound event becomes pending. False if no event is bound to it (the interrupt then
+    /// goes to the guest as an interrupt).
+    pub fn interrupt(&mut self, vcpu: usize, intid: u32) -> bool {
+        if intid < FIRST_SPI {
+            let Some(k) = self.private_bound.iter().position(|&b| b == Some(intid)) else { return false };
+            match self.vcpus.get_mut(vcpu) {
+                Some(v) => v.private[1 + k].pending = true,
+                None => return false,
+            }
+        } else {
+            let Some(k) = self.shared_bound.iter().position(|&b| b == Some(intid)) else { return false };
+            self.shared[k].pending = true;
+        }
+        true
+    }
+
+    /// The vCPUs an event may be ready for, one bit each.
+    pub fn ready_vcpus(&mut self) -> u64 {
+        (0..self.vcpus.len()).filter(|&v| self.deliverable(v)).fold(0, |m, v| m | 1 << v)
+    }
+}
