@@ -3,16 +3,16 @@
 //! at its EVENT_COMPLETE.
 
 use crate::arch::aarch64::frame::TrapFrame;
-use crate::arch::aarch64::inject;
-use crate::smccc::sdei::CONTEXT_REGISTERS;
+use crate::arch::aarch64::{cpu, inject};
+use crate::smccc::sdei::state::Context;
 use crate::vcpu::Vcpu;
 use crate::vm::Vm;
 
 use super::PSTATE_EL1H_DAIF_MASKED;
 
 /// Enters the handler of each event ready for this vCPU (a critical one may nest in a
-/// normal one entered just before): x0-x17, PC and PSTATE as they are go to the VM's SDEI
-/// state; the handler starts at EL1h with every exception masked, x0 = event, x1 = its
+/// normal one entered just before): the context as it is (registers, PC, PSTATE, the EL1
+/// stack pointers) goes to the VM's SDEI state; the handler starts at EL1h with every exception masked, x0 = event, x1 = its
 /// argument, x2 and x3 the interrupted PC and PSTATE (DEN0054 §4.6.2).
 #[cold]
 #[inline(never)]
@@ -23,9 +23,9 @@ pub fn deliver(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     let Some(sdei) = &vm.sdei else { return };
     let mut state = sdei.lock();
     loop {
-        let mut x = [0u64; CONTEXT_REGISTERS];
-        x.copy_from_slice(&frame.x[..CONTEXT_REGISTERS]);
-        let Some(d) = state.dispatch(vcpu.index, &x, frame.elr, frame.spsr) else { return };
+        let (sp_el0, sp_el1) = cpu::el1_stack_pointers();
+        let context = Context { x: frame.x, pc: frame.elr, pstate: frame.spsr, sp_el0, sp_el1 };
+        let Some(d) = state.dispatch(vcpu.index, &context) else { return };
         frame.x[0] = u64::from(d.event);
         frame.x[1] = d.arg;
         frame.x[2] = frame.elr;
@@ -44,9 +44,11 @@ pub fn resume(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     let Some(sdei) = &vm.sdei else { return };
     let mut state = sdei.lock();
     let Some(back) = state.take_resumption(vcpu.index) else { return };
-    frame.x[..CONTEXT_REGISTERS].copy_from_slice(&back.context.x);
-    frame.elr = back.context.pc;
-    frame.spsr = back.context.pstate;
+    let context = back.context.context;
+    frame.x = context.x;
+    frame.elr = context.pc;
+    frame.spsr = context.pstate;
+    cpu::set_el1_stack_pointers(context.sp_el0, context.sp_el1);
     if let Some(address) = back.resume_at {
         inject::enter_as_exception(frame, address);
     }

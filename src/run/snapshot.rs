@@ -120,6 +120,7 @@ fn take_the_rest(vm: &Vm, vcpus: alloc::vec::Vec<VcpuState>, paused: bool) -> Re
         vgic: vm.vgic.lock().snapshot(),
         uart: vm.serial.as_ref().map(|p| p.snapshot()),
         firmware: *vm.firmware.lock(),
+        sdei: vm.sdei.as_ref().map(|s| s.lock().clone()),
         virtual_now: vm.virtual_now(cpu::counter()),
         paused,
         ram: stored,
@@ -167,6 +168,12 @@ pub fn put_back(vm: &Vm) -> Result<String, String> {
     }
     Hw::with_gic(|hw| vm.vgic.lock().restore_snapshot(&snapshot.vgic, hw));
     *vm.firmware.lock() = snapshot.firmware;
+    if let (Some(now), Some(saved)) = (&vm.sdei, &snapshot.sdei) {
+        let mut state = now.lock();
+        *state = saved.clone();
+        let ready = state.ready_vcpus();
+        vm.vcpus.iter().filter(|v| ready & (1 << v.index) != 0).for_each(|v| v.set_sdei_ready());
+    }
     // A reset after the restore boots with the firmware settings the snapshot had.
     vm.refresh_device_tree();
     vm.set_virtual_now(snapshot.virtual_now, cpu::counter(), snapshot.paused);

@@ -289,6 +289,12 @@ impl VGic {
         self.visible = Some(bits);
     }
 
+    /// Whether `intid` is one of the VM's own: a private interrupt, or an SPI it was given
+    /// (and its GIC implements).
+    pub fn owns(&self, intid: u32) -> bool {
+        intid < self.nr_irqs() && self.visible(intid)
+    }
+
     /// Whether the VM sees `intid`: every private one, and the SPIs it was given.
     fn visible(&self, intid: u32) -> bool {
         let Some(bits) = &self.visible else { return true };

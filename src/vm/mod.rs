@@ -509,8 +509,8 @@ impl VmFirmware for Vm {
     }
     fn sdei_call(&self, vcpu: usize, number: u16, args: [u64; 5]) -> Option<SdeiAnswer> {
         let mut state = self.sdei.as_ref()?.lock();
-        // No interrupt can be bound yet (SDEI_BIND_SLOTS).
-        let answer = state.call(vcpu, number, args, |addr| self.is_guest_ram(addr), |_| false);
+        let owns = |intid: u32| self.vgic.lock().owns(intid);
+        let answer = state.call(vcpu, number, args, |addr| self.is_guest_ram(addr), owns);
         let ready = state.ready_vcpus();
         drop(state);
         self.note_sdei_ready(ready, vcpu);

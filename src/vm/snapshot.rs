@@ -1,7 +1,8 @@
 //! A VM's snapshot, as `save` at Cairn's prompt takes it and `restore` puts it back: every
 //! vCPU's saved state (registers, FP/SIMD and vector state, list registers, MP state,
 //! firmware pseudo-registers), the virtual GIC's distributor and redistributor model, the
-//! virtual UART, the VM's firmware settings, its virtual clock and whether it was paused.
+//! virtual UART, the VM's firmware settings and SDEI state, its virtual clock and whether
+//! it was paused.
 //! Its RAM goes to the slot Cairn reserved for it (`cairn.snapshot`, packed by
 //! [`crate::mm::ram_image`]); the rest is small and lives on Cairn's heap.
 //!
@@ -13,6 +14,7 @@ use alloc::vec::Vec;
 
 use crate::fwregs::VmFirmwareState;
 use crate::mm::ram_image::Stored;
+use crate::smccc::sdei::state::SdeiState;
 use crate::vcpu::saved::VcpuState;
 use crate::vcpu::PowerState;
 use crate::vgic::dist::VGic;
@@ -25,6 +27,8 @@ pub struct VmSnapshot {
     pub vgic: VGic,
     pub uart: Option<VirtualUart>,
     pub firmware: VmFirmwareState,
+    /// Its SDEI state (registrations, masks, handlers running), if it has SDEI.
+    pub sdei: Option<SdeiState>,
     /// The guest's virtual counter when it was taken.
     pub virtual_now: u64,
     /// Whether the VM was paused (it comes back so).

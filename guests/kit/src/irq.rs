@@ -16,6 +16,11 @@ static TAKEN: PerCpu<u32> = PerCpu::new(0);
 /// acknowledged) would starve the guest forever, so the kit reports it and stops.
 const IRQ_STORM_LIMIT: u32 = 100_000;
 
+/// IRQ exceptions the calling CPU has taken, spurious ones included.
+pub fn taken() -> u32 {
+    TAKEN.mine()
+}
+
 /// Registers `handler` for IRQs taken on the calling CPU.
 pub fn set_handler(handler: Handler) {
     HANDLERS.set_mine(Some(handler));

@@ -6,7 +6,7 @@ use aarch64_cpu::asm::random::ArmRng;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTFRQ_EL0, CNTHCTL_EL2, CNTHP_CTL_EL2, CNTPCT_EL0, CNTP_CTL_EL0, CNTVOFF_EL2, CNTV_CTL_EL0,
     CPTR_EL2, HCR_EL2, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, ID_AA64PFR1_EL1, MDCR_EL2, MIDR_EL1, MPIDR_EL1, SCTLR_EL1,
-    TPIDR_EL2, VMPIDR_EL2,
+    SP_EL0, SP_EL1, TPIDR_EL2, VMPIDR_EL2,
 };
 
 pub use super::mpidr::MPIDR_AFFINITY_MASK;
@@ -176,6 +176,16 @@ pub fn wait_for_interrupt() {
 /// guest's virtual clock (as KVM does for a paused VM).
 pub fn set_virtual_offset(offset: u64) {
     CNTVOFF_EL2.set(offset);
+}
+
+/// The guest's SP_EL0 and SP_EL1, as this CPU holds them while its vCPU is at EL2.
+pub fn el1_stack_pointers() -> (u64, u64) {
+    (SP_EL0.get(), SP_EL1.get())
+}
+
+pub fn set_el1_stack_pointers(sp_el0: u64, sp_el1: u64) {
+    SP_EL0.set(sp_el0);
+    SP_EL1.set(sp_el1);
 }
 
 /// The physical counter (CNTPCT_EL0), which keeps counting while the guest runs.

@@ -89,13 +89,24 @@ impl Registration {
     }
 }
 
-/// What a vCPU was doing when a handler interrupted it: x0-x17, PC and PSTATE (§4.6.1).
+/// What a vCPU was doing when a handler interrupted it. The specification names x0-x17,
+/// PC and PSTATE (§4.6.1, what EVENT_CONTEXT reads); like TF-A, Cairn keeps the whole
+/// general-purpose context and both EL1 stack pointers, so COMPLETE gives back exactly
+/// what ran, whatever the handler left in its registers and on its stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    pub x: [u64; 31],
+    pub pc: u64,
+    pub pstate: u64,
+    pub sp_el0: u64,
+    pub sp_el1: u64,
+}
+
+/// A handler's event and the context it interrupted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interrupted {
     pub event: u32,
-    pub x: [u64; CONTEXT_REGISTERS],
-    pub pc: u64,
-    pub pstate: u64,
+    pub context: Context,
 }
 
 /// The interrupted context coming back at EVENT_COMPLETE or EVENT_COMPLETE_AND_RESUME.
@@ -299,7 +310,7 @@ impl SdeiState {
     /// EVENT_CONTEXT(n): the interrupted x<n> of the innermost handler (§5.1.5).
     fn context(&self, vcpu: usize, n: u64) -> i64 {
         let Some(i) = self.vcpus[vcpu].innermost() else { return ret::DENIED };
-        match i.x.get(n as usize) {
+        match i.context.x.get(n as usize) {
             Some(&x) if n < CONTEXT_REGISTERS as u64 => x as i64,
             _ => ret::INVALID_PARAMETERS,
         }
@@ -517,9 +528,9 @@ impl SdeiState {
         vcpu < self.vcpus.len() && self.candidate(vcpu).is_some()
     }
 
-    /// Takes the event to dispatch to `vcpu` now, if any, recording what it interrupts
-    /// (x0-x17, PC, PSTATE) for its COMPLETE.
-    pub fn dispatch(&mut self, vcpu: usize, x: &[u64; CONTEXT_REGISTERS], pc: u64, pstate: u64) -> Option<Dispatch> {
+    /// Takes the event to dispatch to `vcpu` now, if any, recording the context it
+    /// interrupts for its COMPLETE.
+    pub fn dispatch(&mut self, vcpu: usize, context: &Context) -> Option<Dispatch> {
         if vcpu >= self.vcpus.len() {
             return None;
         }
@@ -536,7 +547,7 @@ impl SdeiState {
         r.pending = false;
         r.running = true;
         let (entry, arg) = (r.entry, r.arg);
-        self.vcpus[vcpu].running[priority.index()] = Some(Interrupted { event: number, x: *x, pc, pstate });
+        self.vcpus[vcpu].running[priority.index()] = Some(Interrupted { event: number, context: *context });
         Some(Dispatch { event: number, entry, arg })
     }
 

@@ -2,7 +2,7 @@
 //! vCPU's reset takes away, as the KVM series' selftest orders them (VERSION, FEATURES,
 //! resets, PE_UNMASK, GET_INFO, REGISTER, ENABLE, SIGNAL, PE_MASK, DISABLE, UNREGISTER).
 
-use super::state::{Answer, Args, Dispatch, Resumption, SdeiState};
+use super::state::{Answer, Args, Context, Dispatch, Interrupted, Resumption, SdeiState};
 use super::*;
 
 const MPIDRS: [u64; 2] = [0x0, 0x1];
@@ -35,13 +35,12 @@ fn ready(s: &mut SdeiState, vcpu: usize, event: u32) {
     value(s, vcpu, fid::PE_UNMASK, &[]);
 }
 
-fn interrupted(tag: u64) -> ([u64; CONTEXT_REGISTERS], u64, u64) {
-    (core::array::from_fn(|n| tag + n as u64), 0x4010_0000 + tag, 0x5)
+fn interrupted(tag: u64) -> Context {
+    Context { x: core::array::from_fn(|n| tag + n as u64), pc: 0x4010_0000 + tag, pstate: 0x5, sp_el0: 1, sp_el1: 2 }
 }
 
 fn dispatch(s: &mut SdeiState, vcpu: usize, tag: u64) -> Option<Dispatch> {
-    let (x, pc, pstate) = interrupted(tag);
-    s.dispatch(vcpu, &x, pc, pstate)
+    s.dispatch(vcpu, &interrupted(tag))
 }
 
 #[test]
@@ -132,9 +131,8 @@ fn a_signal_is_dispatched_with_the_interrupted_context_and_completed() {
     assert_eq!(value(&mut s, 1, fid::EVENT_CONTEXT, &[18]), ret::INVALID_PARAMETERS);
     assert_eq!(value(&mut s, 0, fid::EVENT_CONTEXT, &[0]), ret::DENIED, "not in a handler");
     assert_eq!(call(&mut s, 1, fid::EVENT_COMPLETE, &[0]), Answer::Resume);
-    let (x, pc, pstate) = interrupted(100);
     let back = s.take_resumption(1).unwrap();
-    assert_eq!(back, Resumption { context: super::state::Interrupted { event: 0, x, pc, pstate }, resume_at: None });
+    assert_eq!(back, Resumption { context: Interrupted { event: 0, context: interrupted(100) }, resume_at: None });
     assert_eq!(value(&mut s, 1, fid::EVENT_STATUS, &[0]), STATUS_REGISTERED | STATUS_ENABLED);
     assert_eq!(value(&mut s, 1, fid::EVENT_COMPLETE, &[0]), ret::DENIED, "nothing runs any more");
 }
