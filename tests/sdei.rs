@@ -7,7 +7,7 @@
 mod common;
 
 use common::linux::{block, Checks};
-use common::{Boot, Run};
+use common::{Boot, Run, ShellMarker};
 
 const GUEST: &str = "sdei";
 
@@ -45,7 +45,7 @@ fn every_sdei_call_is_not_supported_with_sdei_off() {
 }
 
 /// Linux probes SDEI at boot (VERSION, then the resets on every CPU) and masks and
-/// unmasks it around CPU hotplug and idle.
+/// unmasks it around CPU hotplug, idle and suspend-to-RAM, and resets it to reboot.
 #[test]
 fn linux_finds_sdei_in_firmware() {
     let mut s = Boot::new("sdei-linux").linux().smp(2).bootargs("cairn.sdei=on").spawn();
@@ -60,8 +60,19 @@ fn linux_finds_sdei_in_firmware() {
     );
     let hotplug = s.sh_value("echo 0 > /sys/devices/system/cpu/cpu1/online; echo 1 > /sys/devices/system/cpu/cpu1/online; cat /sys/devices/system/cpu/online");
     c.check("CPU 1 goes off and on again", hotplug.ends_with("0-1"), || block(&hotplug));
+    // Suspend-to-RAM: Linux masks SDEI on the way down and unmasks it on the way up.
+    s.sh("echo +2 > /sys/class/rtc/rtc0/wakealarm && echo mem > /sys/power/state");
+    let online = s.sh_value("cat /sys/devices/system/cpu/online");
+    c.check("both CPUs back after suspend-to-RAM", online == "0-1", || format!("    online: {online}"));
     let errors = s.sh_value("dmesg | grep -ciE 'sdei.*(fail|err)|BUG:|Oops' || true");
     c.check("no SDEI error or oops", errors == "0", || format!("    {errors}"));
+    // A reboot resets SDEI from Linux's reboot notifier, and the next boot finds it again.
+    let rebooted = s.mark();
+    s.send_line("reboot -f");
+    s.wait_for_since(rebooted, ShellMarker("CAIRN-GUEST: linux up"));
+    s.wait_for_shell();
+    let again = s.sh("dmesg | grep -i 'sdei' || true");
+    c.check("after a reboot Linux finds SDEI again", again.contains("SDEIv1.1"), || block(&again));
     s.send_line("poweroff -f");
     let status = s.wait_exit();
     c.check("it powers off and QEMU exits 0", status == Some(0), || format!("    QEMU's status: {status:?}"));
