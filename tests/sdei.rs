@@ -38,6 +38,20 @@ fn the_whole_interface_with_sdei_on_gicv2() {
     sdei_on(2);
 }
 
+/// The same with Cairn saving, scrambling and restoring every vCPU at every exit, its SDEI
+/// state (registrations, mask, handlers running) included.
+#[test]
+fn the_whole_interface_under_a_save_restore_at_every_exit() {
+    let run = Boot::new("sdei-on-save-restore")
+        .smp(2)
+        .guest(GUEST)
+        .append("selftest=save-restore")
+        .bootargs("cairn.sdei=on expect=on")
+        .run();
+    assert_passed(&run);
+    assert!(!run.log.contains("did not round-trip"), "a round trip failed: {}", run.log_path.display());
+}
+
 #[test]
 fn every_sdei_call_is_not_supported_with_sdei_off() {
     let run = Boot::new("sdei-off").smp(2).guest(GUEST).bootargs("expect=off").run();

@@ -40,6 +40,7 @@ pub fn save(vm: &Vm, vcpu: &Vcpu, frame: &TrapFrame) -> VcpuState {
     (s.power, s.start) = vcpu.power.lock().save();
     s.firmware = vm.firmware_regs(|regs| regs.save());
     s.fp = fpsimd::save();
+    s.sdei = vm.sdei.as_ref().map(|sdei| sdei.lock().save_vcpu(vcpu.index)).unwrap_or_default();
     s
 }
 
@@ -98,6 +99,7 @@ pub fn save_restore_round_trip(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
             // restoring the copy saved above would undo that.
             mp_state_round_trip(vcpu);
             private_interrupts_round_trip(vm, vcpu);
+            sdei_round_trip(vm, vcpu);
             if let Err(e) = restore_registers(vm, frame, &back) {
                 log::error!("vm{}: vcpu{}: restore refused: {e:?}", vm.id, vcpu.index);
             }
@@ -115,6 +117,17 @@ fn private_interrupts_round_trip(vm: &Vm, vcpu: &Vcpu) {
     vgic.restore_private(vcpu.index, &saved);
     if vgic.save_private(vcpu.index) != saved {
         log::error!("vm{}: vcpu{}: private interrupts did not round-trip", vm.id, vcpu.index);
+    }
+}
+
+/// The vCPU's SDEI state through its saved words and back, under the VM's SDEI lock
+/// (another vCPU may signal it meanwhile).
+fn sdei_round_trip(vm: &Vm, vcpu: &Vcpu) {
+    let Some(sdei) = &vm.sdei else { return };
+    let mut state = sdei.lock();
+    let saved = state.save_vcpu(vcpu.index);
+    if state.restore_vcpu(vcpu.index, &saved).is_err() || state.save_vcpu(vcpu.index) != saved {
+        log::error!("vm{}: vcpu{}: SDEI state did not round-trip", vm.id, vcpu.index);
     }
 }
 

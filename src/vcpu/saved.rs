@@ -1,7 +1,8 @@
 //! A vCPU's complete saved state, and its wire form: a list of `(id, value)` registers in
 //! the style of KVM's `KVM_GET_ONE_REG`/`KVM_SET_ONE_REG`, so one format carries the
 //! general registers, the EL1 system registers, the timers, the vGIC CPU interface, the
-//! vCPU's private interrupts, its MP state and the firmware pseudo-registers (fwregs).
+//! vCPU's private interrupts, its MP state, the firmware pseudo-registers (fwregs), its
+//! FP/SIMD and vector registers and its SDEI state.
 //!
 //! IDs: general registers use KVM's `KVM_REG_ARM_CORE` numbering (offset in `struct
 //! kvm_regs` / 4) and system registers KVM's `ARM64_SYS_REG` encoding (op0, op1, CRn, CRm,
@@ -45,6 +46,9 @@ const MP: u64 = coproc(0x00C2);
 /// 64-bit word per index (KVM carries them as 128-bit and 2048-bit core and SVE registers,
 /// which this list's 64-bit values cannot).
 const FP: u64 = coproc(0x00C3);
+/// Cairn: the vCPU's SDEI state as crate::smccc::sdei::state lays it out (masked, its
+/// private events, the handlers running), one 64-bit word per index.
+const SDEI: u64 = coproc(0x00C4);
 /// The firmware pseudo-registers' coprocessors (fwregs): 0x0014 and 0x0016.
 const FW_COPROCS: [u64; 2] = [coproc(0x0014), coproc(0x0016)];
 const COPROC_MASK: u64 = 0xFFFF_FFFF_FFFF_0000;
@@ -89,6 +93,8 @@ pub struct VcpuState {
     /// The FP/SIMD, SVE and SME registers (arch::aarch64::fpsimd); empty when a state
     /// leaves them as they are (the save/restore self-test, a vCPU that was off).
     pub fp: Vec<u64>,
+    /// Its SDEI state (smccc::sdei::state::SdeiState::save_vcpu); empty without SDEI.
+    pub sdei: Vec<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +120,7 @@ impl VcpuState {
             start: None,
             firmware: Vec::new(),
             fp: Vec::new(),
+            sdei: Vec::new(),
         }
     }
 
@@ -138,6 +145,7 @@ impl VcpuState {
         out.push((MP | MP_FLAGS, flags));
         out.extend(self.firmware.iter().copied());
         out.extend(self.fp.iter().enumerate().map(|(n, &v)| (FP | n as u64, v)));
+        out.extend(self.sdei.iter().enumerate().map(|(n, &v)| (SDEI | n as u64, v)));
         out
     }
 
@@ -176,17 +184,26 @@ impl VcpuState {
         for &(id, value) in regs {
             if FW_COPROCS.contains(&(id & COPROC_MASK)) {
                 s.firmware.push((id, value));
-            } else if id & COPROC_MASK == FP {
+            } else if let Some(words) = s.words_of(id & COPROC_MASK) {
                 // In order, from word 0: the words' meaning depends on their position.
-                if id & !COPROC_MASK != s.fp.len() as u64 {
+                if id & !COPROC_MASK != words.len() as u64 {
                     return Err(Error::UnknownRegister(id));
                 }
-                s.fp.push(value);
+                words.push(value);
             } else if !s.knows(id, list_registers) {
                 return Err(Error::UnknownRegister(id));
             }
         }
         Ok(s)
+    }
+
+    /// The word lists the coprocessor `coproc` carries, if it is one of them.
+    fn words_of(&mut self, coproc: u64) -> Option<&mut Vec<u64>> {
+        match coproc {
+            FP => Some(&mut self.fp),
+            SDEI => Some(&mut self.sdei),
+            _ => None,
+        }
     }
 
     fn knows(&self, id: u64, list_registers: usize) -> bool {
@@ -224,6 +241,7 @@ mod tests {
         s.power = PowerState::Suspended;
         s.firmware = alloc::vec![(reg::PSCI_VERSION, 0x1_0000), (reg::STD_BMAP, 1)];
         s.fp = (0..71).map(|n| 0xF000 + n).collect();
+        s.sdei = (0..101).map(|n| 0x5DE1_0000 + n).collect();
         s
     }
 

@@ -70,7 +70,44 @@ struct Registration {
     unregister_at_complete: bool,
 }
 
+/// A saved context's words: x0-x30, PC, PSTATE, SP_EL0, SP_EL1.
+const CONTEXT_WORDS: usize = 31 + 4;
+/// A saved registration's flag bits.
+const SAVED_REGISTERED: u64 = 1 << 0;
+const SAVED_ENABLED: u64 = 1 << 1;
+const SAVED_PENDING: u64 = 1 << 2;
+const SAVED_RUNNING: u64 = 1 << 3;
+const SAVED_UNREGISTER_AT_COMPLETE: u64 = 1 << 4;
+const SAVED_FLAGS: u64 = (1 << 5) - 1;
+
+/// Words that are not a saved SDEI state Cairn can put back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadState;
+
 impl Registration {
+    fn flags(&self) -> u64 {
+        let flag = |on: bool, bit: u64| if on { bit } else { 0 };
+        flag(self.registered, SAVED_REGISTERED)
+            | flag(self.enabled, SAVED_ENABLED)
+            | flag(self.pending, SAVED_PENDING)
+            | flag(self.running, SAVED_RUNNING)
+            | flag(self.unregister_at_complete, SAVED_UNREGISTER_AT_COMPLETE)
+    }
+
+    /// A private registration from its saved words (private events route nowhere else).
+    fn from_flags(flags: u64, entry: u64, arg: u64) -> Option<Self> {
+        (flags & !SAVED_FLAGS == 0).then_some(Registration {
+            registered: flags & SAVED_REGISTERED != 0,
+            enabled: flags & SAVED_ENABLED != 0,
+            pending: flags & SAVED_PENDING != 0,
+            running: flags & SAVED_RUNNING != 0,
+            unregister_at_complete: flags & SAVED_UNREGISTER_AT_COMPLETE != 0,
+            entry,
+            arg,
+            ..Registration::default()
+        })
+    }
+
     fn status(&self) -> i64 {
         let flag = |on: bool, bit: i64| if on { bit } else { 0 };
         flag(self.registered, STATUS_REGISTERED)
@@ -594,6 +631,57 @@ impl SdeiState {
             self.shared[k].pending = true;
         }
         true
+    }
+
+    /// `vcpu`'s own SDEI state (masked, its private events' registrations, the handlers
+    /// running) as words, for its saved register list (vcpu::saved). What is bound to
+    /// which interrupt is the VM's, and goes with the VM's snapshot instead.
+    pub fn save_vcpu(&self, vcpu: usize) -> Vec<u64> {
+        let Some(v) = self.vcpus.get(vcpu) else { return Vec::new() };
+        let mut out = vec![u64::from(v.masked), v.private.len() as u64];
+        for r in &v.private {
+            out.extend([r.flags(), r.entry, r.arg]);
+        }
+        for running in &v.running {
+            match running {
+                Some(i) => {
+                    out.push(u64::from(i.event) + 1);
+                    out.extend(i.context.x);
+                    out.extend([i.context.pc, i.context.pstate, i.context.sp_el0, i.context.sp_el1]);
+                }
+                None => out.extend([0; 1 + CONTEXT_WORDS]),
+            }
+        }
+        out
+    }
+
+    /// Puts back what [`SdeiState::save_vcpu`] gave; nothing changes if the words are not
+    /// a saved state of this VM's form.
+    pub fn restore_vcpu(&mut self, vcpu: usize, words: &[u64]) -> Result<(), BadState> {
+        let slots = 1 + BIND_SLOTS as usize;
+        let expected = 2 + 3 * slots + 2 * (1 + CONTEXT_WORDS);
+        let v = self.vcpus.get_mut(vcpu).ok_or(BadState)?;
+        if words.len() != expected || words[0] > 1 || words[1] != slots as u64 {
+            return Err(BadState);
+        }
+        let mut restored = VcpuSdei::new();
+        restored.masked = words[0] == 1;
+        for (r, w) in restored.private.iter_mut().zip(words[2..].chunks_exact(3)) {
+            *r = Registration::from_flags(w[0], w[1], w[2]).ok_or(BadState)?;
+        }
+        let contexts = words[2 + 3 * slots..].chunks_exact(1 + CONTEXT_WORDS);
+        for (slot, w) in restored.running.iter_mut().zip(contexts) {
+            if w[0] == 0 {
+                continue;
+            }
+            let event = u32::try_from(w[0] - 1).map_err(|_| BadState)?;
+            let mut x = [0u64; 31];
+            x.copy_from_slice(&w[1..32]);
+            let context = Context { x, pc: w[32], pstate: w[33], sp_el0: w[34], sp_el1: w[35] };
+            *slot = Some(Interrupted { event, context });
+        }
+        *v = restored;
+        Ok(())
     }
 
     /// The vCPUs an event may be ready for, one bit each.

@@ -308,3 +308,22 @@ fn resets_unregister_and_shared_reset_releases_bindings() {
     assert_eq!(value(&mut s, 0, fid::EVENT_STATUS, &[spi]), ret::INVALID_PARAMETERS, "unregistered and released");
     assert_eq!(value(&mut s, 0, fid::EVENT_STATUS, &[ppi]), ret::INVALID_PARAMETERS);
 }
+
+#[test]
+fn a_vcpus_state_round_trips_through_its_saved_words() {
+    let mut s = state();
+    ready(&mut s, 1, EVENT_0);
+    value(&mut s, 0, fid::EVENT_SIGNAL, &[0, MPIDRS[1]]);
+    dispatch(&mut s, 1, 7).unwrap();
+    let words = s.save_vcpu(1);
+    let mut other = state();
+    assert_eq!(other.restore_vcpu(1, &words), Ok(()));
+    assert_eq!(other.save_vcpu(1), words);
+    assert_eq!(value(&mut other, 1, fid::EVENT_STATUS, &[0]), STATUS_REGISTERED | STATUS_ENABLED | STATUS_RUNNING);
+    assert_eq!(value(&mut other, 1, fid::EVENT_CONTEXT, &[3]), 10, "the interrupted x3 of tag 7");
+    assert_eq!(value(&mut other, 1, fid::PE_MASK, &[]), 1, "it was unmasked");
+    assert_eq!(other.restore_vcpu(1, &words[1..]), Err(super::state::BadState));
+    let mut bad = words.clone();
+    bad[2] = 1 << 9;
+    assert_eq!(other.restore_vcpu(1, &bad), Err(super::state::BadState), "an unknown flag");
+}
