@@ -91,11 +91,9 @@ fn deliver(vm: &Vm, vcpu: &Vcpu, state: VcpuState) {
 /// lets a VM that was running run on.
 fn finish_save(vm: &Vm, saving: Saving) {
     let was_paused = saving.was_paused;
-    match saving.into_states().ok_or_else(|| String::from("a vCPU's state is missing")) {
-        Ok(states) => match take_the_rest(vm, states, was_paused) {
-            Ok(line) => log::info!("vm{} ({}): saved: {line}", vm.id, vm.name),
-            Err(why) => log::warn!("vm{} ({}): not saved: {why}", vm.id, vm.name),
-        },
+    let states = saving.into_states().ok_or_else(|| String::from("a vCPU's state is missing"));
+    match states.and_then(|states| take_the_rest(vm, states, was_paused)) {
+        Ok(line) => log::info!("vm{} ({}): saved: {line}", vm.id, vm.name),
         Err(why) => log::warn!("vm{} ({}): not saved: {why}", vm.id, vm.name),
     }
     vm.end_save();
@@ -171,8 +169,7 @@ pub fn put_back(vm: &Vm) -> Result<String, String> {
     if let (Some(now), Some(saved)) = (&vm.sdei, &snapshot.sdei) {
         let mut state = now.lock();
         *state = saved.clone();
-        let ready = state.ready_vcpus();
-        vm.vcpus.iter().filter(|v| ready & (1 << v.index) != 0).for_each(|v| v.set_sdei_ready());
+        vm.note_sdei_ready(state.ready_vcpus(), None);
     }
     // A reset after the restore boots with the firmware settings the snapshot had.
     vm.refresh_device_tree();

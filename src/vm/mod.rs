@@ -441,10 +441,10 @@ impl Vm {
 
     /// Marks the vCPUs in `ready` (one bit each) as having an SDEI event ready, and kicks
     /// those but `caller` (whose own exit looks before it resumes).
-    fn note_sdei_ready(&self, ready: u64, caller: usize) {
+    pub fn note_sdei_ready(&self, ready: u64, caller: Option<usize>) {
         for v in self.vcpus.iter().filter(|v| ready & (1 << v.index) != 0) {
             v.set_sdei_ready();
-            if v.index != caller {
+            if Some(v.index) != caller {
                 self.wake(v);
             }
         }
@@ -513,7 +513,7 @@ impl VmFirmware for Vm {
         let answer = state.call(vcpu, number, args, |addr| self.is_guest_ram(addr), owns);
         let ready = state.ready_vcpus();
         drop(state);
-        self.note_sdei_ready(ready, vcpu);
+        self.note_sdei_ready(ready, Some(vcpu));
         Some(answer)
     }
 }

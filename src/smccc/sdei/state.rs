@@ -43,6 +43,7 @@ pub enum Kind {
 /// What an event number stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Event {
+    number: u32,
     kind: Kind,
     /// Its registration's index: among the private events (0 is event 0, 1.. the bound
     /// private pool) or the shared ones.
@@ -287,13 +288,25 @@ impl SdeiState {
         let pool = |base: u32| n.checked_sub(base).filter(|&k| k < BIND_SLOTS).map(|k| k as usize);
         let priority = |k: usize| if (k as u32) < CRITICAL_SLOTS { Priority::Critical } else { Priority::Normal };
         if n == EVENT_0 {
-            return Some(Event { kind: Kind::Private, slot: 0, priority: Priority::Normal, signalable: true });
+            return Some(Event {
+                number: n,
+                kind: Kind::Private,
+                slot: 0,
+                priority: Priority::Normal,
+                signalable: true,
+            });
         }
         if let Some(k) = pool(BOUND_PRIVATE_BASE).filter(|&k| self.private_bound[k].is_some()) {
-            return Some(Event { kind: Kind::Private, slot: 1 + k, priority: priority(k), signalable: false });
+            return Some(Event {
+                number: n,
+                kind: Kind::Private,
+                slot: 1 + k,
+                priority: priority(k),
+                signalable: false,
+            });
         }
         if let Some(k) = pool(BOUND_SHARED_BASE).filter(|&k| self.shared_bound[k].is_some()) {
-            return Some(Event { kind: Kind::Shared, slot: k, priority: priority(k), signalable: false });
+            return Some(Event { number: n, kind: Kind::Shared, slot: k, priority: priority(k), signalable: false });
         }
         None
     }
@@ -572,11 +585,7 @@ impl SdeiState {
             return None;
         }
         let (e, priority) = self.candidate(vcpu)?;
-        let number = match e.kind {
-            Kind::Private if e.slot == 0 => EVENT_0,
-            Kind::Private => BOUND_PRIVATE_BASE + e.slot as u32 - 1,
-            Kind::Shared => BOUND_SHARED_BASE + e.slot as u32,
-        };
+        let number = e.number;
         if e.kind == Kind::Shared {
             self.shared_running_on[e.slot] = Some(vcpu);
         }
