@@ -174,10 +174,12 @@ fn run_vcpu(vm: &Vm, vcpu: &Vcpu, start: Start) -> Option<VmGone> {
         // Every exit after which an SDEI event may be ready refills: an interrupt (another
         // vCPU's kick), a wait, an SDEI call (the policy sees to it).
         if refill {
+            if gic_cpu::flush(&vm.vgic, vcpu.index, vcpu.pcpu) {
+                sdei::take_interrupts(vm, vcpu);
+            }
             if vcpu.sdei_ready() {
                 sdei::deliver(vm, vcpu, &mut frame);
             }
-            gic_cpu::flush(&vm.vgic, vcpu.index, vcpu.pcpu);
         }
         if SAVE_RESTORE_SELFTEST.load(Ordering::Relaxed) {
             selftest::save_restore_round_trip(vm, vcpu, &mut frame);

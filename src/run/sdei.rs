@@ -35,6 +35,15 @@ pub fn deliver(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     }
 }
 
+/// Hands the interrupts bound to SDEI events that fired for this vCPU (set aside by the
+/// flush of its list registers) to the VM's SDEI state, which makes their events pending.
+#[cold]
+#[inline(never)]
+pub fn take_interrupts(vm: &Vm, vcpu: &Vcpu) {
+    let fired = vm.vgic.lock().take_sdei_fired(vcpu.index);
+    vm.sdei_interrupts(vcpu.index, &fired);
+}
+
 /// EVENT_COMPLETE[_AND_RESUME] ended a handler: the context it interrupted comes back,
 /// or, with COMPLETE_AND_RESUME, is entered at the given address as if it took an
 /// exception there. Whatever waited behind the handler is looked at before the guest runs.

@@ -235,6 +235,11 @@ pub struct VGic {
     /// every SPI. The others are RAZ/WI to it, as INTIDs its GIC does not implement
     /// (IHI 0069H §12.1.3), so it can neither enable, route nor pend another VM's.
     visible: Option<Vec<u64>>,
+    /// Interrupts bound to SDEI events (DEN0054 §5.1.12): one that fires goes to the VM's
+    /// SDEI state (`sdei_fired`), never into a list register. Empty unless the guest binds.
+    sdei_bound: Vec<u32>,
+    /// Bound interrupts that fired and are not yet handed over: (vCPU, INTID, forwarded).
+    sdei_fired: Vec<(usize, u32, bool)>,
 }
 
 impl VGic {
@@ -254,6 +259,52 @@ impl VGic {
             retract: Vec::new(),
             pcpus: (0..mpidrs.len()).collect(),
             visible: None,
+            sdei_bound: Vec::new(),
+            sdei_fired: Vec::new(),
+        }
+    }
+
+    /// The interrupts bound to SDEI events are now `intids`.
+    pub fn set_sdei_bound(&mut self, intids: Vec<u32>) {
+        self.sdei_bound = intids;
+    }
+
+    /// Whether `intid` is bound to an SDEI event (one look at an empty list on the exit
+    /// path of a VM that binds nothing).
+    #[inline(always)]
+    pub fn sdei_bound(&self, intid: u32) -> bool {
+        !self.sdei_bound.is_empty() && self.sdei_bound.contains(&intid)
+    }
+
+    /// The bound interrupt `intid` fired for `vcpu` (`forwarded`: acknowledged at EL2,
+    /// still active): it waits for [`VGic::take_sdei_fired`].
+    #[cold]
+    pub fn note_sdei_fired(&mut self, vcpu: usize, intid: u32, forwarded: bool) {
+        self.sdei_fired.push((vcpu, intid, forwarded));
+    }
+
+    /// Takes the bound interrupts that fired for `vcpu`: (INTID, forwarded).
+    #[cold]
+    pub fn take_sdei_fired(&mut self, vcpu: usize) -> Vec<(u32, bool)> {
+        let (mine, others): (Vec<_>, Vec<_>) =
+            core::mem::take(&mut self.sdei_fired).into_iter().partition(|f| f.0 == vcpu);
+        self.sdei_fired = others;
+        mine.into_iter().map(|(_, intid, forwarded)| (intid, forwarded)).collect()
+    }
+
+    /// Enables or disables `intid` for `vcpu` as its GICD_ISENABLER or ICENABLER bit would
+    /// (an SDEI event's interrupt follows the event).
+    pub fn set_enabled_for(&mut self, vcpu: usize, intid: u32, on: bool, hw: &mut dyn HwBacking) {
+        let kind = if on { BitReg::SetEnable } else { BitReg::ClearEnable };
+        let first = intid - intid % 32;
+        self.bit_register(vcpu, first, kind, Some(1 << (intid % 32)), hw);
+    }
+
+    /// Deactivates the forwarded interrupt `intid`, which Cairn acknowledged for `vcpu`
+    /// and held for an SDEI handler. A private one only on `vcpu`'s CPU (GICv2 banks it).
+    pub fn deactivate_held(&self, vcpu: usize, intid: u32, hw: &mut dyn HwBacking) {
+        if self.forwards(hw, intid) {
+            hw.set_active(self.cpu(vcpu), intid, false);
         }
     }
 
@@ -386,7 +437,7 @@ impl VGic {
     /// The whole model, for a VM snapshot (which takes the vCPUs' list registers with it,
     /// so nothing is owed to them: no retractions).
     pub fn snapshot(&self) -> VGic {
-        VGic { retract: Vec::new(), ..self.clone() }
+        VGic { retract: Vec::new(), sdei_fired: Vec::new(), ..self.clone() }
     }
 
     /// Puts back a [`VGic::snapshot`] of this VM's GIC. The physical GIC keeps forwarded

@@ -101,17 +101,21 @@ pub fn take_physical_interrupts(cpu: usize) {
 }
 
 /// [`runtime::flush`] of `vcpu`'s interrupts into the list registers of `cpu`, the
-/// calling CPU, which runs it.
-pub fn flush(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) {
-    if let Some((gic, queue)) = on(cpu) {
-        runtime::flush(gic, queue, vgic, vcpu);
-    }
+/// calling CPU, which runs it. Returns whether an interrupt bound to an SDEI event fired.
+#[must_use]
+pub fn flush(vgic: &spin::Mutex<VGic>, vcpu: usize, cpu: usize) -> bool {
+    on(cpu).is_some_and(|(gic, queue)| runtime::flush(gic, queue, vgic, vcpu))
 }
 
-/// [`runtime::reset_cpu`] on logical CPU `cpu`, the calling one.
+/// [`runtime::reset_cpu`] on logical CPU `cpu`, the calling one. The guest's own PPIs
+/// are made inactive as well: one held for an SDEI handler that a reset cut short sits in
+/// no list register or queue, and would never fire again.
 pub fn reset_cpu(cpu: usize) {
     if let Some((gic, queue)) = on(cpu) {
         runtime::reset_cpu(gic, queue);
+        for ppi in gic::GUEST_PPIS {
+            gic.set_active(cpu, ppi, false);
+        }
     }
 }
 

@@ -243,14 +243,17 @@ fn entry(p: &Pending, pintid: Option<u32>) -> ListReg {
 /// less urgent pending entries (lr::place), so the registers end up holding the most
 /// urgent interrupts without sorting; whatever finds no register stays queued, and the
 /// underflow maintenance interrupt asks for another flush once the guest has made room.
-pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin::Mutex<VGic>, vcpu: usize) {
+/// Interrupts bound to SDEI events go aside instead ([`VGic::note_sdei_fired`]); returns
+/// whether any did.
+pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin::Mutex<VGic>, vcpu: usize) -> bool {
     let mut queue = queue.lock();
     let mut vgic = vgic.lock();
     let retract = vgic.has_retractions(vcpu);
     let software = vgic.has_pending(vcpu);
     if queue.len == 0 && !software && !retract {
-        return;
+        return false;
     }
+    let mut fired = false;
     let mut snapshot = [ListReg::empty(); MAX_LRS];
     let mut lrs = ListRegs::read(gic, &mut snapshot);
     if retract {
@@ -264,7 +267,11 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
     let mut kept = 0;
     for i in 0..queued {
         let intid = queue.ids[i];
-        let placed = if let Some(p) = vgic.forwarded(vcpu, intid) {
+        let placed = if vgic.sdei_bound(intid) {
+            vgic.note_sdei_fired(vcpu, intid, true);
+            fired = true;
+            true
+        } else if let Some(p) = vgic.forwarded(vcpu, intid) {
             match lrs.place(entry(&p, Some(intid)), queue.may_take_back()) {
                 Ok(None) => true,
                 Ok(Some(old)) => {
@@ -290,6 +297,12 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
     let mut from = 0;
     while let Some(p) = software.then(|| vgic.next_pending(vcpu, from)).flatten() {
         from = p.intid + 1;
+        if vgic.sdei_bound(p.intid) {
+            vgic.take(vcpu, &p);
+            vgic.note_sdei_fired(vcpu, p.intid, false);
+            fired = true;
+            continue;
+        }
         match lrs.place(entry(&p, None), queue.may_take_back()) {
             Ok(displaced) => {
                 if let Some(old) = displaced {
@@ -304,6 +317,7 @@ pub fn flush<C: CpuInterface>(gic: &C, queue: &spin::Mutex<HwQueue>, vgic: &spin
     }
 
     gic.set_underflow_interrupt(leftover);
+    fired
 }
 
 /// Takes the interrupts the guest disabled or cleared out of the list registers and the
@@ -457,6 +471,8 @@ mod tests {
     const SGI_1: u32 = 1;
     const SGI_2: u32 = 2;
     const SGI_3: u32 = 3;
+    /// A PPI no hardware backs here: made pending by the guest.
+    const PPI_SOFT: u32 = 20;
     const VCPU: usize = 0;
     /// INTIDs the fake distributor model has: the private ones and 32 SPIs.
     const NR_IRQS: u32 = 64;
@@ -466,6 +482,7 @@ mod tests {
     const GICD_CTLR_ENABLE_GRP1: u64 = 1 << 1;
     const GICD_IGROUPR: u64 = 0x0080;
     const GICD_ISENABLER: u64 = 0x0100;
+    const GICD_ISPENDR: u64 = 0x0200;
     const GICD_ICENABLER: u64 = 0x0180;
     const GICD_ISENABLER0: u64 = GICD_ISENABLER;
     const GICD_ICPENDR: u64 = 0x0280;
@@ -681,6 +698,25 @@ mod tests {
         assert!(queued(&queue).is_empty());
         assert!(!vgic.lock().has_pending(VCPU), "the SGI was taken from the model");
         assert!(!gic.underflow.get(), "nothing left over");
+    }
+
+    #[test]
+    fn interrupts_bound_to_sdei_events_go_aside_instead_of_into_list_registers() {
+        let (gic, vgic, queue) = (FakeCpu::new(4), model(), queue_of(&[TIMER, SPI_A]));
+        enable(&vgic, TIMER, 0xA0);
+        enable(&vgic, SPI_A, 0x80);
+        enable(&vgic, SGI_1, 0x40);
+        enable(&vgic, PPI_SOFT, 0x40);
+        vgic.lock().set_sdei_bound(vec![TIMER, PPI_SOFT]);
+        vgic.lock().raise_sgi(VCPU, SGI_1, 0);
+        access(&vgic, PPI_SOFT, GICD_ISPENDR, WORD, Some(1 << PPI_SOFT));
+        assert!(flush(&gic, &queue, &vgic, VCPU), "a bound interrupt fired");
+        assert_eq!(gic.listed(), [forwarded(SPI_A, 0x80, LrState::Pending), software(SGI_1, 0x40, LrState::Pending)]);
+        assert!(queued(&queue).is_empty(), "the bound timer left the queue");
+        assert!(gic.deactivated.borrow().is_empty(), "held active for its handler");
+        assert_eq!(vgic.lock().take_sdei_fired(VCPU), [(TIMER, true), (PPI_SOFT, false)]);
+        assert!(!vgic.lock().has_pending(VCPU), "the software PPI was taken from the model");
+        assert!(!flush(&gic, &queue, &vgic, VCPU), "nothing more fired");
     }
 
     #[test]

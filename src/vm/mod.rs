@@ -42,7 +42,7 @@ use crate::hw::{Hardware, Hw};
 use crate::mm::Region;
 use crate::smccc::call::VmFirmware;
 use crate::smccc::psci::{self, ret, AFFINITY_OFF, AFFINITY_ON};
-use crate::smccc::sdei::state::{Answer as SdeiAnswer, SdeiState};
+use crate::smccc::sdei::state::{Answer as SdeiAnswer, GicEffect, SdeiState};
 use crate::vcpu::{PowerState, Start, Vcpu};
 use crate::verdict::{End, VmActions, VERDICT};
 use crate::vgic::dist::VGic;
@@ -112,10 +112,9 @@ pub struct VmConfig {
     pub sdei: bool,
 }
 
-/// Interrupts a VM may bind to SDEI events: none until the virtual GIC delivers bound
-/// interrupts as events (INTERRUPT_BIND then answers OUT_OF_RESOURCE, and FEATURES says
-/// there are no slots).
-const SDEI_BIND_SLOTS: u32 = 0;
+/// Interrupts a VM may bind to SDEI events, of each kind (PPIs, SPIs): the most the SDEI
+/// state has room for.
+const SDEI_BIND_SLOTS: u32 = 8;
 
 /// No deadline: the VM runs until it ends.
 const NO_DEADLINE: u64 = u64::MAX;
@@ -426,17 +425,46 @@ impl Vm {
         if let Some(port) = &self.serial {
             port.reset();
         }
-        if let Some(sdei) = &self.sdei {
-            sdei.lock().reset();
+        self.with_sdei(None, SdeiState::reset);
+    }
+
+    /// Runs `f` on the VM's SDEI state, if it has SDEI, then carries out what it asks of
+    /// the virtual GIC and notes the vCPUs with an event ready (kicking all but `caller`).
+    /// On the CPU of the vCPU concerned: what a private event asks is banked there.
+    fn with_sdei<R>(&self, caller: Option<usize>, f: impl FnOnce(&mut SdeiState) -> R) -> Option<R> {
+        let mut state = self.sdei.as_ref()?.lock();
+        let result = f(&mut state);
+        let (effects, ready) = (state.take_effects(), state.ready_vcpus());
+        drop(state);
+        if !effects.is_empty() {
+            Hw::with_gic(|hw| {
+                let mut vgic = self.vgic.lock();
+                for effect in effects {
+                    match effect {
+                        GicEffect::Enable { vcpu, intid, on } => vgic.set_enabled_for(vcpu, intid, on, hw),
+                        GicEffect::Deactivate { vcpu, intid } => vgic.deactivate_held(vcpu, intid, hw),
+                        GicEffect::Bound(intids) => vgic.set_sdei_bound(intids),
+                    }
+                }
+            });
         }
+        self.note_sdei_ready(ready, caller);
+        Some(result)
+    }
+
+    /// Bound interrupts that fired on `vcpu` (INTID, forwarded) make their events pending.
+    pub fn sdei_interrupts(&self, vcpu: usize, fired: &[(u32, bool)]) {
+        self.with_sdei(Some(vcpu), |state| {
+            for &(intid, forwarded) in fired {
+                state.interrupt(vcpu, intid, forwarded);
+            }
+        });
     }
 
     /// A vCPU that powers off loses its SDEI state (DEN0054 §4.4; an uncompleted handler
     /// does not survive CPU_OFF).
     pub fn reset_vcpu_sdei(&self, vcpu: usize) {
-        if let Some(sdei) = &self.sdei {
-            sdei.lock().reset_vcpu(vcpu);
-        }
+        self.with_sdei(Some(vcpu), |state| state.reset_vcpu(vcpu));
     }
 
     /// Marks the vCPUs in `ready` (one bit each) as having an SDEI event ready, and kicks
@@ -508,13 +536,8 @@ impl VmFirmware for Vm {
         self.exit_status.store(status, Ordering::Relaxed);
     }
     fn sdei_call(&self, vcpu: usize, number: u16, args: [u64; 5]) -> Option<SdeiAnswer> {
-        let mut state = self.sdei.as_ref()?.lock();
         let owns = |intid: u32| self.vgic.lock().owns(intid);
-        let answer = state.call(vcpu, number, args, |addr| self.is_guest_ram(addr), owns);
-        let ready = state.ready_vcpus();
-        drop(state);
-        self.note_sdei_ready(ready, Some(vcpu));
-        Some(answer)
+        self.with_sdei(Some(vcpu), |state| state.call(vcpu, number, args, |addr| self.is_guest_ram(addr), owns))
     }
 }
 

@@ -15,6 +15,12 @@
 //! - PE_MASK holds a signal back until PE_UNMASK; COMPLETE_AND_RESUME to the IRQ vector
 //!   lands there, and the IRQ vector's return resumes the interrupted code; UNREGISTER
 //!   inside the handler answers PENDING and the event is gone at COMPLETE;
+//! - the virtual timer's PPI bound to a (critical) private event: it fires into the
+//!   handler with interrupts masked, and again once the handler has completed; it nests
+//!   in event 0's handler, and event 0 signalled inside it waits until it completes;
+//!   released, the PPI is an interrupt again;
+//! - an SPI bound to a shared event: made pending, it runs the handler, and again after
+//!   COMPLETE; disabled, the event holds it back until enabled;
 //! - event 0 signalled to vCPU 1, asleep in WFI with its interrupts masked, wakes it into
 //!   its handler; a handler that calls CPU_OFF leaves vCPU 1 off, and after CPU_ON it finds
 //!   its events unregistered and itself masked.
@@ -22,7 +28,7 @@
 #![no_main]
 
 use guestkit::shared::PerCpu;
-use guestkit::{cpu, gic, guest_main, irq, smccc, smp, time, Checks};
+use guestkit::{cpu, gic, guest_main, irq, smccc, smp, time, timer, Checks};
 
 const NAME: &str = "sdei";
 
@@ -32,6 +38,7 @@ const SDEI_32: u64 = 0x8400_0000;
 const VERSION: u64 = 0x20;
 const EVENT_REGISTER: u64 = 0x21;
 const EVENT_ENABLE: u64 = 0x22;
+const EVENT_DISABLE: u64 = 0x23;
 const EVENT_CONTEXT: u64 = 0x24;
 const EVENT_COMPLETE: u64 = 0x25;
 const EVENT_COMPLETE_AND_RESUME: u64 = 0x26;
@@ -72,15 +79,31 @@ const PSCI_CPU_OFF: u64 = 0x8400_0002;
 const PSCI_AFFINITY_INFO_64: u64 = 0xC400_0004;
 const AFFINITY_OFF: u64 = 1;
 const TIMEOUT_US: u64 = 1_000_000;
-/// An INTID no VM's SGI range holds (the virtual timer PPI) and an SGI.
+/// The virtual timer's PPI, an SGI, an SPI no device of QEMU virt raises, and an INTID
+/// beyond every GIC's.
 const TIMER_PPI: u64 = 27;
 const SGI: u64 = 3;
+const SPARE_SPI: u64 = 100;
+const NO_SUCH_INTID: u64 = 1020;
+/// FEATURES(BIND_SLOTS): eight of each kind (shared in 31:16, private in 15:0).
+const BIND_SLOTS: u64 = (8 << 16) | 8;
+/// The event numbers Cairn gives the first PPI and the first SPI bound: both critical.
+const FIRST_PRIVATE_BOUND: i64 = 0x100;
+const FIRST_SHARED_BOUND: i64 = 0x200;
+/// EVENT_GET_INFO's info values: type (1 shared) and priority (1 critical).
+const INFO_TYPE: u64 = 0;
+const INFO_PRIORITY: u64 = 2;
+const SHARED: u64 = 1;
+const CRITICAL: u64 = 1;
+const TIMER_US: u64 = 2_000;
 
 /// What a handler does once it has looked around.
 const THEN_COMPLETE: u64 = 0;
 const THEN_RESUME_AT_IRQ: u64 = 1;
 const THEN_UNREGISTER: u64 = 2;
 const THEN_CPU_OFF: u64 = 3;
+/// Event 0's handler arms the timer and waits for the timer's (critical) handler to nest.
+const THEN_WAIT_FOR_CRITICAL: u64 = 4;
 
 static THEN: PerCpu<u64> = PerCpu::new(THEN_COMPLETE);
 static RUNS: PerCpu<u64> = PerCpu::new(0);
@@ -98,6 +121,19 @@ static READY: PerCpu<u64> = PerCpu::new(0);
 static FOUND_STATUS: PerCpu<u64> = PerCpu::new(0);
 static FOUND_MASK: PerCpu<u64> = PerCpu::new(0);
 static FOUND_CONTEXT: PerCpu<u64> = PerCpu::new(0);
+/// Handler runs by event: 0, the bound timer's, the bound SPI's.
+static EVENT_0_RUNS: PerCpu<u64> = PerCpu::new(0);
+static TIMER_RUNS: PerCpu<u64> = PerCpu::new(0);
+static SPI_RUNS: PerCpu<u64> = PerCpu::new(0);
+/// The bound events' numbers, once bound.
+static TIMER_EVENT: PerCpu<u64> = PerCpu::new(u64::MAX);
+static SPI_EVENT: PerCpu<u64> = PerCpu::new(u64::MAX);
+/// Event 0's handler saw the timer's handler nest in it; the timer's handler signals
+/// event 0 and counts event 0's runs meanwhile.
+static NESTED: PerCpu<u64> = PerCpu::new(0);
+static SIGNAL_INSIDE_CRITICAL: PerCpu<u64> = PerCpu::new(0);
+static EVENT_0_INSIDE_CRITICAL: PerCpu<u64> = PerCpu::new(u64::MAX);
+static TIMER_IRQS: PerCpu<u64> = PerCpu::new(0);
 
 fn sdei(function: u64, args: &[u64]) -> i64 {
     let mut r = [0u64; 18];
@@ -118,6 +154,14 @@ extern "C" fn handler(event: u64, arg: u64, pc: u64, pstate: u64) -> ! {
     PC.set_mine(pc);
     PSTATE.set_mine(pstate);
     DAIF.set_mine(daif);
+    if event == TIMER_EVENT.mine() {
+        timer_handler();
+    }
+    if event == SPI_EVENT.mine() {
+        SPI_RUNS.set_mine(SPI_RUNS.mine() + 1);
+        sdei(EVENT_COMPLETE, &[0]);
+    }
+    EVENT_0_RUNS.set_mine(EVENT_0_RUNS.mine() + 1);
     CONTEXT_X2.set_mine(sdei(EVENT_CONTEXT, &[2]) as u64);
     CONTEXT_X18.set_mine(sdei(EVENT_CONTEXT, &[18]) as u64);
     STATUS_INSIDE.set_mine(sdei(EVENT_STATUS, &[event]) as u64);
@@ -135,11 +179,33 @@ extern "C" fn handler(event: u64, arg: u64, pc: u64, pstate: u64) -> ! {
         THEN_CPU_OFF => {
             smccc::hvc0(PSCI_CPU_OFF, 0, 0, 0);
         }
+        THEN_WAIT_FOR_CRITICAL => {
+            let before = TIMER_RUNS.mine();
+            timer::arm_after_us(TIMER_US);
+            NESTED.set_mine(u64::from(time::wait_until(TIMEOUT_US, || TIMER_RUNS.mine() > before)));
+            sdei(EVENT_COMPLETE, &[0]);
+        }
         _ => {
             sdei(EVENT_COMPLETE, &[0]);
         }
     }
     guestkit::println!("CAIRN-TEST {NAME} handler on vCPU {}: COMPLETE returned", cpu::index());
+    cpu::park()
+}
+
+/// The bound timer's event: the timer is quietened (its PPI stays active until COMPLETE
+/// anyway); asked to, event 0 is signalled, and must not run before this one completes.
+fn timer_handler() -> ! {
+    timer::stop();
+    TIMER_RUNS.set_mine(TIMER_RUNS.mine() + 1);
+    if SIGNAL_INSIDE_CRITICAL.mine() == 1 {
+        let before = EVENT_0_RUNS.mine();
+        sdei(EVENT_SIGNAL, &[0, cpu::mpidr()]);
+        time::delay_us(TIMER_US);
+        EVENT_0_INSIDE_CRITICAL.set_mine(EVENT_0_RUNS.mine() - before);
+    }
+    sdei(EVENT_COMPLETE, &[0]);
+    guestkit::println!("CAIRN-TEST {NAME} timer handler: COMPLETE returned");
     cpu::park()
 }
 
@@ -194,7 +260,7 @@ fn check_off(t: &mut Checks, node: bool) {
 
 fn check_interface(t: &mut Checks) {
     t.check_eq("version", sdei(VERSION, &[]) as u64, EXPECTED_VERSION);
-    t.check_eq("features-bind-slots", sdei(FEATURES, &[0]) as u64, 0);
+    t.check_eq("features-bind-slots", sdei(FEATURES, &[0]) as u64, BIND_SLOTS);
     t.check_eq("features-relative-entry", sdei(FEATURES, &[1]) as u64, 0);
     t.check_eq("features-unknown", sdei(FEATURES, &[2]) as u64, INVALID_PARAMETERS as u64);
     t.check_eq("private-reset", sdei(PRIVATE_RESET, &[]) as u64, 0);
@@ -220,7 +286,7 @@ fn check_errors(t: &mut Checks) {
         ("signal-event-1", sdei(EVENT_SIGNAL, &[1, me]), INVALID_PARAMETERS),
         ("signal-no-such-vcpu", sdei(EVENT_SIGNAL, &[0, 0xFF]), INVALID_PARAMETERS),
         ("bind-sgi", sdei(INTERRUPT_BIND, &[SGI]), INVALID_PARAMETERS),
-        ("bind-without-slots", sdei(INTERRUPT_BIND, &[TIMER_PPI]), OUT_OF_RESOURCE),
+        ("bind-no-such-intid", sdei(INTERRUPT_BIND, &[NO_SUCH_INTID]), INVALID_PARAMETERS),
         ("release-event-0", sdei(INTERRUPT_RELEASE, &[0]), INVALID_PARAMETERS),
     ];
     for (name, got, want) in errors {
@@ -317,6 +383,99 @@ fn check_other_vcpu(t: &mut Checks, mpidr: u64) {
     t.check_eq("after-cpu-on-no-handler", FOUND_CONTEXT.get(1), DENIED as u64);
 }
 
+/// The virtual timer's PPI bound to a private event (the first bound: critical).
+fn check_bound_timer(t: &mut Checks) {
+    let event = sdei(INTERRUPT_BIND, &[TIMER_PPI]);
+    t.check_eq("bind-timer", event as u64, FIRST_PRIVATE_BOUND as u64);
+    t.check_eq("bind-timer-again", sdei(INTERRUPT_BIND, &[TIMER_PPI]) as u64, event as u64);
+    let event = event as u64;
+    t.check_eq("timer-event-private", sdei(EVENT_GET_INFO, &[event, INFO_TYPE]) as u64, 0);
+    t.check_eq("timer-event-critical", sdei(EVENT_GET_INFO, &[event, INFO_PRIORITY]) as u64, CRITICAL);
+    TIMER_EVENT.set_mine(event);
+    t.check_eq("register-timer-event", sdei(EVENT_REGISTER, &[event, handler_entry(), 0xB0, 0, 0]) as u64, 0);
+    t.check_eq("enable-timer-event", sdei(EVENT_ENABLE, &[event]) as u64, 0);
+    cpu::mask_irqs();
+    timer::arm_after_us(TIMER_US);
+    let fired = time::wait_until(TIMEOUT_US, || TIMER_RUNS.mine() == 1);
+    t.check("bound-timer-fires-into-handler", fired, format_args!("the handler ran {} times", TIMER_RUNS.mine()));
+    t.check_eq("bound-timer-arg", ARG.mine(), 0xB0);
+    t.check(
+        "bound-timer-interrupted-masked",
+        PSTATE.mine() & PSTATE_I != 0,
+        format_args!("PSTATE {:#x}", PSTATE.mine()),
+    );
+    // Its PPI stayed active through the handler; COMPLETE deactivated it.
+    timer::arm_after_us(TIMER_US);
+    let again = time::wait_until(TIMEOUT_US, || TIMER_RUNS.mine() == 2);
+    t.check("bound-timer-fires-again-after-complete", again, format_args!("ran {} times", TIMER_RUNS.mine()));
+    // Critical over normal: event 0's handler arms the timer and waits for its handler.
+    t.check_eq("register-event-0-again", register_event_0(0xA0) as u64, 0);
+    THEN.set_mine(THEN_WAIT_FOR_CRITICAL);
+    sdei(EVENT_SIGNAL, &[0, cpu::mpidr()]);
+    THEN.set_mine(THEN_COMPLETE);
+    t.check_eq("critical-nests-in-normal", NESTED.mine(), 1);
+    // Never the reverse: event 0 signalled inside the timer's handler waits for its COMPLETE.
+    SIGNAL_INSIDE_CRITICAL.set_mine(1);
+    let (runs, event_0_runs) = (TIMER_RUNS.mine(), EVENT_0_RUNS.mine());
+    timer::arm_after_us(TIMER_US);
+    let both = time::wait_until(TIMEOUT_US, || TIMER_RUNS.mine() > runs && EVENT_0_RUNS.mine() > event_0_runs);
+    SIGNAL_INSIDE_CRITICAL.set_mine(0);
+    t.check("normal-after-critical", both, format_args!("event 0 ran {} times", EVENT_0_RUNS.mine() - event_0_runs));
+    t.check_eq("normal-never-nests-in-critical", EVENT_0_INSIDE_CRITICAL.mine(), 0);
+    // Released, the PPI is the guest's interrupt again.
+    t.check_eq("unregister-timer-event", sdei(EVENT_UNREGISTER, &[event]) as u64, 0);
+    t.check_eq("release-timer", sdei(INTERRUPT_RELEASE, &[event]) as u64, 0);
+    TIMER_EVENT.set_mine(u64::MAX);
+    irq::set_handler(on_timer_irq);
+    gic::enable(TIMER_PPI as u32);
+    timer::arm_after_us(TIMER_US);
+    cpu::unmask_irqs();
+    let taken = time::wait_until(TIMEOUT_US, || TIMER_IRQS.mine() == 1);
+    cpu::mask_irqs();
+    let _ = gic::disable(TIMER_PPI as u32);
+    t.check("released-timer-is-an-interrupt-again", taken, format_args!("{} timer IRQs", TIMER_IRQS.mine()));
+}
+
+fn on_timer_irq(_intid: u32) {
+    timer::stop();
+    TIMER_IRQS.set_mine(TIMER_IRQS.mine() + 1);
+}
+
+/// An SPI bound to a shared event (the first bound: critical), made pending by software.
+fn check_bound_spi(t: &mut Checks) {
+    let event = sdei(INTERRUPT_BIND, &[SPARE_SPI]);
+    t.check_eq("bind-spi", event as u64, FIRST_SHARED_BOUND as u64);
+    let event = event as u64;
+    t.check_eq("spi-event-shared", sdei(EVENT_GET_INFO, &[event, INFO_TYPE]) as u64, SHARED);
+    SPI_EVENT.set_mine(event);
+    t.check_eq("register-spi-event", sdei(EVENT_REGISTER, &[event, handler_entry(), 0xC0, 0, 0]) as u64, 0);
+    t.check_eq("enable-spi-event", sdei(EVENT_ENABLE, &[event]) as u64, 0);
+    let spi = SPARE_SPI as u32;
+    for (n, name) in [(1, "bound-spi-fires-into-handler"), (2, "bound-spi-fires-again-after-complete")] {
+        gic::pend_spi(spi);
+        let ran = time::wait_until(TIMEOUT_US, || SPI_RUNS.mine() == n);
+        t.check(name, ran, format_args!("the handler ran {} times", SPI_RUNS.mine()));
+    }
+    t.check_eq("bound-spi-arg", ARG.mine(), 0xC0);
+    t.check_eq("disable-spi-event", sdei(EVENT_DISABLE, &[event]) as u64, 0);
+    gic::pend_spi(spi);
+    time::delay_us(10 * TIMER_US);
+    t.check_eq("disabled-event-holds-its-spi-back", SPI_RUNS.mine(), 2);
+    t.check_eq("enable-spi-event-again", sdei(EVENT_ENABLE, &[event]) as u64, 0);
+    let ran = time::wait_until(TIMEOUT_US, || SPI_RUNS.mine() == 3);
+    t.check("enabled-event-lets-it-in", ran, format_args!("the handler ran {} times", SPI_RUNS.mine()));
+    // Eight SPIs may be bound (FEATURES), a ninth not.
+    let more: [i64; 7] = core::array::from_fn(|n| sdei(INTERRUPT_BIND, &[SPARE_SPI + 1 + n as u64]));
+    t.check("bind-eight-spis", more.iter().all(|&e| e > 0), format_args!("{more:?}"));
+    t.check_eq("bind-a-ninth", sdei(INTERRUPT_BIND, &[SPARE_SPI + 8]) as u64, OUT_OF_RESOURCE as u64);
+    let released = more.iter().filter(|&&e| sdei(INTERRUPT_RELEASE, &[e as u64]) == SUCCESS).count();
+    t.check_eq("release-them", released as u64, 7);
+    t.check_eq("release-registered-denied", sdei(INTERRUPT_RELEASE, &[event]) as u64, DENIED as u64);
+    t.check_eq("unregister-spi-event", sdei(EVENT_UNREGISTER, &[event]) as u64, 0);
+    t.check_eq("release-spi", sdei(INTERRUPT_RELEASE, &[event]) as u64, 0);
+    SPI_EVENT.set_mine(u64::MAX);
+}
+
 fn run(dtb: usize) {
     let mut t = Checks::new(NAME);
     // SAFETY: the loader hands over a device tree in x0 per the arm64 boot protocol.
@@ -345,6 +504,8 @@ fn run(dtb: usize) {
     check_mask(&mut t);
     check_resume_at_irq(&mut t);
     check_unregister_inside(&mut t);
+    check_bound_timer(&mut t);
+    check_bound_spi(&mut t);
     let cpus = smp::cpus(dtb);
     match cpus.secondaries().next() {
         Some(i) => check_other_vcpu(&mut t, cpus.mpidr(i)),

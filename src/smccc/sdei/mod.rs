@@ -5,7 +5,7 @@
 //! This file has the interface: function IDs, return codes, the version word, the event
 //! numbers Cairn offers, and one entry point that answers a call against a VM's SDEI
 //! state ([`state`]); both are pure and host-tested (`tests`). The run loop delivers what
-//! [`state::SdeiState::next_dispatch`] names and applies what EVENT_COMPLETE gives back.
+//! [`state::SdeiState::dispatch`] names and applies what EVENT_COMPLETE gives back.
 //!
 //! Events: event 0 is private, normal priority and signalled by EVENT_SIGNAL (§5.1.14);
 //! INTERRUPT_BIND (§5.1.12) gives out event numbers from two pools, private events for

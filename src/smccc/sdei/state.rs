@@ -69,6 +69,12 @@ struct Registration {
     running: bool,
     /// UNREGISTER answered PENDING: it is unregistered at its handler's COMPLETE.
     unregister_at_complete: bool,
+    /// Its bound interrupt is a forwarded one Cairn acknowledged: it stays active in the
+    /// physical GIC until the handler's COMPLETE (or the event is dropped), so it cannot
+    /// fire again meanwhile, as TF-A ends a bound interrupt at COMPLETE. Saved with the
+    /// rest; a restored vCPU's CPU starts with its interrupts inactive anyway
+    /// (vgic::gic_cpu::reset_cpu), and deactivating an inactive one changes nothing.
+    held: bool,
 }
 
 /// A saved context's words: x0-x30, PC, PSTATE, SP_EL0, SP_EL1.
@@ -79,7 +85,8 @@ const SAVED_ENABLED: u64 = 1 << 1;
 const SAVED_PENDING: u64 = 1 << 2;
 const SAVED_RUNNING: u64 = 1 << 3;
 const SAVED_UNREGISTER_AT_COMPLETE: u64 = 1 << 4;
-const SAVED_FLAGS: u64 = (1 << 5) - 1;
+const SAVED_HELD: u64 = 1 << 5;
+const SAVED_FLAGS: u64 = (1 << 6) - 1;
 
 /// Words that are not a saved SDEI state Cairn can put back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +100,7 @@ impl Registration {
             | flag(self.pending, SAVED_PENDING)
             | flag(self.running, SAVED_RUNNING)
             | flag(self.unregister_at_complete, SAVED_UNREGISTER_AT_COMPLETE)
+            | flag(self.held, SAVED_HELD)
     }
 
     /// A private registration from its saved words (private events route nowhere else).
@@ -103,6 +111,7 @@ impl Registration {
             pending: flags & SAVED_PENDING != 0,
             running: flags & SAVED_RUNNING != 0,
             unregister_at_complete: flags & SAVED_UNREGISTER_AT_COMPLETE != 0,
+            held: flags & SAVED_HELD != 0,
             entry,
             arg,
             ..Registration::default()
@@ -165,6 +174,22 @@ pub struct Dispatch {
     pub arg: u64,
 }
 
+/// What the SDEI state asks of the VM's virtual GIC, which it does not hold. The caller
+/// carries it out on the CPU of the vCPU named (the one that called, or whose interrupt
+/// fired): a private interrupt's state is banked there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GicEffect {
+    /// A bound interrupt follows its event: enabled at EVENT_ENABLE, disabled when the
+    /// event is disabled, unregistered, bound afresh or fires with no handler to take it
+    /// (TF-A enables and disables the bound interrupt the same way).
+    Enable { vcpu: usize, intid: u32, on: bool },
+    /// A forwarded interrupt held for an event is done with: deactivated.
+    Deactivate { vcpu: usize, intid: u32 },
+    /// The interrupts bound to events are now these: the vGIC hands them to SDEI
+    /// instead of a list register.
+    Bound(Vec<u32>),
+}
+
 /// How a call ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -214,6 +239,9 @@ pub struct SdeiState {
     shared_bound: Vec<Option<u32>>,
     /// How many slots of each pool INTERRUPT_BIND may use (FEATURES reports it).
     bind_slots: usize,
+    /// What the calls and interrupts since the last [`SdeiState::take_effects`] ask of
+    /// the virtual GIC.
+    effects: Vec<GicEffect>,
 }
 
 /// A call's arguments x1-x5.
@@ -231,6 +259,39 @@ impl SdeiState {
             private_bound: vec![None; BIND_SLOTS as usize],
             shared_bound: vec![None; BIND_SLOTS as usize],
             bind_slots: bind_slots.min(BIND_SLOTS) as usize,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Takes what the calls and interrupts since the last time ask of the virtual GIC.
+    pub fn take_effects(&mut self) -> Vec<GicEffect> {
+        core::mem::take(&mut self.effects)
+    }
+
+    /// The interrupt bound to `e`, if it is a bound event.
+    fn bound_intid(&self, e: Event) -> Option<u32> {
+        match (e.kind, e.slot) {
+            (Kind::Private, 0) => None,
+            (Kind::Private, s) => self.private_bound[s - 1],
+            (Kind::Shared, s) => self.shared_bound[s],
+        }
+    }
+
+    /// Every interrupt bound to an event.
+    fn bound_intids(&self) -> Vec<u32> {
+        self.private_bound.iter().chain(&self.shared_bound).flatten().copied().collect()
+    }
+
+    /// `vcpu`'s registration of `e` lets its interrupt go: held, it is deactivated; with
+    /// `disable`, it is disabled as well.
+    fn let_go(&mut self, vcpu: usize, e: Event, disable: bool) {
+        let Some(intid) = self.bound_intid(e) else { return };
+        let r = self.registration(vcpu, e);
+        if core::mem::take(&mut r.held) {
+            self.effects.push(GicEffect::Deactivate { vcpu, intid });
+        }
+        if disable {
+            self.effects.push(GicEffect::Enable { vcpu, intid, on: false });
         }
     }
 
@@ -265,7 +326,7 @@ impl SdeiState {
                 self.vcpus[vcpu].masked = false;
                 ret::SUCCESS
             }
-            fid::INTERRUPT_BIND => self.bind(a[0], &owns_interrupt),
+            fid::INTERRUPT_BIND => self.bind(vcpu, a[0], &owns_interrupt),
             fid::INTERRUPT_RELEASE => self.release(event, a[0]),
             fid::EVENT_SIGNAL => self.signal(event, a[0], a[1]),
             fid::FEATURES => match a[0] {
@@ -274,7 +335,7 @@ impl SdeiState {
                 _ => ret::INVALID_PARAMETERS,
             },
             fid::PRIVATE_RESET => self.private_reset(vcpu),
-            fid::SHARED_RESET => self.shared_reset(),
+            fid::SHARED_RESET => self.shared_reset(vcpu),
             _ => ret::NOT_SUPPORTED,
         };
         Answer::Value(value)
@@ -354,6 +415,18 @@ impl SdeiState {
             return ret::DENIED;
         }
         r.enabled = on;
+        if on {
+            if let Some(intid) = self.bound_intid(e) {
+                self.effects.push(GicEffect::Enable { vcpu, intid, on: true });
+            }
+        } else {
+            // A signal or interrupt not yet dispatched goes with the enable.
+            let r = self.registration(vcpu, e);
+            if !r.running {
+                r.pending = false;
+            }
+            self.let_go(vcpu, e, true);
+        }
         ret::SUCCESS
     }
 
@@ -379,8 +452,10 @@ impl SdeiState {
             }
             let r = self.registration(vcpu, e);
             r.running = false;
-            if r.unregister_at_complete {
-                *r = Registration::default();
+            let unregister = r.unregister_at_complete;
+            self.let_go(vcpu, e, unregister);
+            if unregister {
+                *self.registration(vcpu, e) = Registration::default();
             }
         }
         Answer::Resume
@@ -393,7 +468,17 @@ impl SdeiState {
         if !r.registered || r.unregister_at_complete {
             return ret::DENIED;
         }
-        r.unregister()
+        self.unregister_event(vcpu, e)
+    }
+
+    /// Unregisters `vcpu`'s registration of `e`, now or at its handler's COMPLETE; one
+    /// unregistered now lets its interrupt go.
+    fn unregister_event(&mut self, vcpu: usize, e: Event) -> i64 {
+        let r = self.registration(vcpu, e);
+        if r.registered && !r.running {
+            self.let_go(vcpu, e, true);
+        }
+        self.registration(vcpu, e).unregister()
     }
 
     /// EVENT_STATUS (§5.1.9).
@@ -448,7 +533,7 @@ impl SdeiState {
 
     /// INTERRUPT_BIND (§5.1.12): a PPI to a private event, an SPI to a shared one; the
     /// same event again for an interrupt already bound.
-    fn bind(&mut self, intid: u64, owns_interrupt: &impl Fn(u32) -> bool) -> i64 {
+    fn bind(&mut self, vcpu: usize, intid: u64, owns_interrupt: &impl Fn(u32) -> bool) -> i64 {
         let Ok(intid) = u32::try_from(intid) else { return ret::INVALID_PARAMETERS };
         if intid < FIRST_PPI || !owns_interrupt(intid) {
             return ret::INVALID_PARAMETERS;
@@ -461,13 +546,12 @@ impl SdeiState {
         if let Some(k) = pool.iter().position(|&b| b == Some(intid)) {
             return i64::from(base + k as u32);
         }
-        match pool[..self.bind_slots].iter().position(Option::is_none) {
-            Some(k) => {
-                pool[k] = Some(intid);
-                i64::from(base + k as u32)
-            }
-            None => ret::OUT_OF_RESOURCE,
-        }
+        let Some(k) = pool[..self.bind_slots].iter().position(Option::is_none) else { return ret::OUT_OF_RESOURCE };
+        pool[k] = Some(intid);
+        // Bound, it belongs to its event, which enables it (TF-A disables it at bind).
+        self.effects.push(GicEffect::Enable { vcpu, intid, on: false });
+        self.effects.push(GicEffect::Bound(self.bound_intids()));
+        i64::from(base + k as u32)
     }
 
     /// INTERRUPT_RELEASE (§5.1.13): a bound event no vCPU has registered.
@@ -484,6 +568,7 @@ impl SdeiState {
             Kind::Private => self.private_bound[e.slot - 1] = None,
             Kind::Shared => self.shared_bound[e.slot] = None,
         }
+        self.effects.push(GicEffect::Bound(self.bound_intids()));
         ret::SUCCESS
     }
 
@@ -500,7 +585,8 @@ impl SdeiState {
     /// PRIVATE_RESET (§5.1.16): every private event of the caller unregistered; DENIED if
     /// one's handler runs (it goes at its COMPLETE).
     fn private_reset(&mut self, vcpu: usize) -> i64 {
-        let answers: Vec<i64> = self.vcpus[vcpu].private.iter_mut().map(Registration::unregister).collect();
+        let events: Vec<Event> = (0..self.vcpus[vcpu].private.len()).filter_map(|s| self.private_event(s)).collect();
+        let answers: Vec<i64> = events.into_iter().map(|e| self.unregister_event(vcpu, e)).collect();
         if answers.contains(&ret::PENDING) {
             ret::DENIED
         } else {
@@ -510,8 +596,9 @@ impl SdeiState {
 
     /// SHARED_RESET (§5.1.17): every shared event unregistered and every binding no vCPU
     /// has registered released; DENIED if a handler held one back.
-    fn shared_reset(&mut self) -> i64 {
-        let answers: Vec<i64> = self.shared.iter_mut().map(Registration::unregister).collect();
+    fn shared_reset(&mut self, vcpu: usize) -> i64 {
+        let events: Vec<Event> = (0..self.shared.len()).filter_map(|s| self.shared_event(s)).collect();
+        let answers: Vec<i64> = events.into_iter().map(|e| self.unregister_event(vcpu, e)).collect();
         for k in 0..BIND_SLOTS as usize {
             if !self.shared[k].registered {
                 self.shared_bound[k] = None;
@@ -520,6 +607,7 @@ impl SdeiState {
                 self.private_bound[k] = None;
             }
         }
+        self.effects.push(GicEffect::Bound(self.bound_intids()));
         if answers.contains(&ret::PENDING) {
             ret::DENIED
         } else {
@@ -606,39 +694,69 @@ impl SdeiState {
     /// registrations, its handlers (an uncompleted one does not survive, as Linux's
     /// kdump path needs) and any shared handler it ran; it is masked again (§4.4).
     pub fn reset_vcpu(&mut self, vcpu: usize) {
-        let Some(v) = self.vcpus.get_mut(vcpu) else { return };
-        *v = VcpuSdei::new();
-        for (slot, on) in self.shared_running_on.iter_mut().enumerate() {
-            if *on == Some(vcpu) {
-                *on = None;
-                let r = &mut self.shared[slot];
-                r.running = false;
-                if r.unregister_at_complete {
-                    *r = Registration::default();
-                }
+        if vcpu >= self.vcpus.len() {
+            return;
+        }
+        let private: Vec<Event> = (1..self.vcpus[vcpu].private.len()).filter_map(|s| self.private_event(s)).collect();
+        for e in private {
+            let registered = self.registration(vcpu, e).registered;
+            self.let_go(vcpu, e, registered);
+        }
+        self.vcpus[vcpu] = VcpuSdei::new();
+        for slot in 0..self.shared.len() {
+            if self.shared_running_on[slot] != Some(vcpu) {
+                continue;
+            }
+            self.shared_running_on[slot] = None;
+            self.shared[slot].running = false;
+            let unregister = self.shared[slot].unregister_at_complete;
+            if let Some(e) = self.shared_event(slot) {
+                self.let_go(vcpu, e, unregister);
+            }
+            if unregister {
+                self.shared[slot] = Registration::default();
             }
         }
     }
 
     /// The whole VM back to its reset state (a VM reset).
     pub fn reset(&mut self) {
+        let held: Vec<GicEffect> = (0..self.shared.len())
+            .filter(|&s| self.shared[s].held)
+            .filter_map(|s| self.shared_bound[s])
+            .map(|intid| GicEffect::Deactivate { vcpu: 0, intid })
+            .collect();
+        let mut effects = core::mem::take(&mut self.effects);
         *self = SdeiState::new(&self.mpidrs, self.bind_slots as u32);
+        effects.extend(held);
+        effects.push(GicEffect::Bound(Vec::new()));
+        self.effects = effects;
     }
 
-    /// The private interrupt `intid` fired on `vcpu`, or the SPI `intid` fired: its
-    /// bound event becomes pending. False if no event is bound to it (the interrupt then
-    /// goes to the guest as an interrupt).
-    pub fn interrupt(&mut self, vcpu: usize, intid: u32) -> bool {
-        if intid < FIRST_SPI {
-            let Some(k) = self.private_bound.iter().position(|&b| b == Some(intid)) else { return false };
-            match self.vcpus.get_mut(vcpu) {
-                Some(v) => v.private[1 + k].pending = true,
-                None => return false,
-            }
+    /// The private interrupt `intid` fired on `vcpu`, or the SPI `intid` fired (taken on
+    /// `vcpu`'s CPU); `forwarded`: a physical interrupt Cairn acknowledged, active until
+    /// let go. Its bound event becomes pending, and the interrupt is held until the
+    /// handler's COMPLETE. With no handler to take it (the event not registered and
+    /// enabled) it is let go and disabled, as a GIC stops signalling a disabled
+    /// interrupt. False if no event is bound to it (it goes to the guest as an interrupt).
+    pub fn interrupt(&mut self, vcpu: usize, intid: u32, forwarded: bool) -> bool {
+        let slot = |pool: &[Option<u32>]| pool.iter().position(|&b| b == Some(intid));
+        let event = if intid < FIRST_SPI {
+            slot(&self.private_bound).and_then(|k| self.private_event(1 + k))
         } else {
-            let Some(k) = self.shared_bound.iter().position(|&b| b == Some(intid)) else { return false };
-            self.shared[k].pending = true;
+            slot(&self.shared_bound).and_then(|k| self.shared_event(k))
+        };
+        let Some(e) = event.filter(|_| vcpu < self.vcpus.len()) else { return false };
+        let r = self.registration(vcpu, e);
+        if !r.registered || !r.enabled || r.unregister_at_complete {
+            if forwarded {
+                self.effects.push(GicEffect::Deactivate { vcpu, intid });
+            }
+            self.effects.push(GicEffect::Enable { vcpu, intid, on: false });
+            return true;
         }
+        r.pending = true;
+        r.held |= forwarded;
         true
     }
 

@@ -233,11 +233,11 @@ fn routing_of_shared_events() {
     value(&mut s, 0, fid::EVENT_ENABLE, &[spi]);
     value(&mut s, 0, fid::PE_UNMASK, &[]);
     value(&mut s, 1, fid::PE_UNMASK, &[]);
-    assert!(s.interrupt(0, SPI));
-    assert!(!s.interrupt(0, SPI + 1), "nothing bound to it");
+    assert!(s.interrupt(0, SPI, false));
+    assert!(!s.interrupt(0, SPI + 1, false), "nothing bound to it");
     assert_eq!(s.ready_vcpus(), 0b10, "routed to vCPU 1");
     assert_eq!(dispatch(&mut s, 1, 0).map(|d| d.event), Some(spi as u32));
-    assert!(s.interrupt(0, SPI));
+    assert!(s.interrupt(0, SPI, false));
     assert_eq!(s.ready_vcpus(), 0, "its handler runs: not again until it completes");
 }
 
@@ -255,9 +255,9 @@ fn a_critical_event_interrupts_a_normal_handler_never_the_reverse() {
     // Normal first; a second normal waits; a critical one nests.
     value(&mut s, 0, fid::EVENT_SIGNAL, &[0, MPIDRS[0]]);
     assert_eq!(dispatch(&mut s, 0, 1).map(|d| d.event), Some(0));
-    s.interrupt(0, PPI + 2);
+    s.interrupt(0, PPI + 2, false);
     assert_eq!(dispatch(&mut s, 0, 2), None, "one normal handler at a time");
-    s.interrupt(0, PPI);
+    s.interrupt(0, PPI, false);
     assert_eq!(dispatch(&mut s, 0, 3).map(|d| d.event), Some(critical));
     assert_eq!(value(&mut s, 0, fid::EVENT_CONTEXT, &[0]), 3, "the innermost handler's context");
     assert_eq!(dispatch(&mut s, 0, 4), None, "nothing nests in a critical handler");
@@ -273,7 +273,7 @@ fn a_critical_event_interrupts_a_normal_handler_never_the_reverse() {
     ready(&mut s, 0, EVENT_0);
     ready(&mut s, 0, critical);
     value(&mut s, 0, fid::EVENT_SIGNAL, &[0, MPIDRS[0]]);
-    s.interrupt(0, PPI);
+    s.interrupt(0, PPI, false);
     assert_eq!(dispatch(&mut s, 0, 0).map(|d| d.event), Some(critical));
 }
 
@@ -326,4 +326,80 @@ fn a_vcpus_state_round_trips_through_its_saved_words() {
     let mut bad = words.clone();
     bad[2] = 1 << 9;
     assert_eq!(other.restore_vcpu(1, &bad), Err(super::state::BadState), "an unknown flag");
+}
+
+#[test]
+fn a_bound_interrupt_follows_its_event_and_is_held_until_complete() {
+    use super::state::GicEffect::{Bound, Deactivate, Enable};
+    let mut s = state();
+    let ppi = value(&mut s, 0, fid::INTERRUPT_BIND, &[u64::from(PPI)]) as u32;
+    assert_eq!(
+        s.take_effects(),
+        [Enable { vcpu: 0, intid: PPI, on: false }, Bound(vec![PPI])],
+        "bound: disabled until its event is enabled, and delivered as an event"
+    );
+    ready(&mut s, 0, ppi);
+    assert_eq!(s.take_effects(), [Enable { vcpu: 0, intid: PPI, on: true }]);
+    // Fired, acknowledged at EL2: held active through the handler, let go at COMPLETE.
+    assert!(s.interrupt(0, PPI, true));
+    assert_eq!(dispatch(&mut s, 0, 0).map(|d| d.event), Some(ppi));
+    assert_eq!(s.take_effects(), []);
+    assert_eq!(call(&mut s, 0, fid::EVENT_COMPLETE, &[0]), Answer::Resume);
+    assert_eq!(s.take_effects(), [Deactivate { vcpu: 0, intid: PPI }]);
+    // Pending while the vCPU is masked, then disabled: let go and disabled, not delivered.
+    value(&mut s, 0, fid::PE_MASK, &[]);
+    assert!(s.interrupt(0, PPI, true));
+    assert_eq!(value(&mut s, 0, fid::EVENT_DISABLE, &[u64::from(ppi)]), ret::SUCCESS);
+    assert_eq!(s.take_effects(), [Deactivate { vcpu: 0, intid: PPI }, Enable { vcpu: 0, intid: PPI, on: false }]);
+    value(&mut s, 0, fid::PE_UNMASK, &[]);
+    assert_eq!(dispatch(&mut s, 0, 1), None, "dropped with the enable");
+    // Firing with no handler to take it (disabled, or on a vCPU that never registered).
+    assert!(s.interrupt(0, PPI, true));
+    assert!(s.interrupt(1, PPI, false));
+    assert_eq!(
+        s.take_effects(),
+        [
+            Deactivate { vcpu: 0, intid: PPI },
+            Enable { vcpu: 0, intid: PPI, on: false },
+            Enable { vcpu: 1, intid: PPI, on: false }
+        ]
+    );
+    assert!(!s.interrupt(0, PPI + 1, true), "not bound: an interrupt for the guest");
+    // Unregistered, then released: no longer bound.
+    assert_eq!(value(&mut s, 0, fid::EVENT_UNREGISTER, &[u64::from(ppi)]), ret::SUCCESS);
+    assert_eq!(value(&mut s, 0, fid::INTERRUPT_RELEASE, &[u64::from(ppi)]), ret::SUCCESS);
+    assert_eq!(s.take_effects(), [Enable { vcpu: 0, intid: PPI, on: false }, Bound(vec![])]);
+}
+
+#[test]
+fn a_handler_cut_short_lets_its_interrupt_go() {
+    use super::state::GicEffect::{Bound, Deactivate, Enable};
+    let mut s = state();
+    let ppi = value(&mut s, 0, fid::INTERRUPT_BIND, &[u64::from(PPI)]) as u32;
+    let spi = value(&mut s, 0, fid::INTERRUPT_BIND, &[u64::from(SPI)]) as u32;
+    ready(&mut s, 0, ppi);
+    ready(&mut s, 0, spi);
+    s.take_effects();
+    // CPU_OFF inside the PPI's handler: held PPI let go, the event's interrupt disabled.
+    s.interrupt(0, PPI, true);
+    dispatch(&mut s, 0, 0).unwrap();
+    s.reset_vcpu(0);
+    assert_eq!(s.take_effects(), [Deactivate { vcpu: 0, intid: PPI }, Enable { vcpu: 0, intid: PPI, on: false }]);
+    // A VM reset while a shared handler holds its SPI: let go, and nothing is bound.
+    value(&mut s, 0, fid::PE_UNMASK, &[]);
+    s.interrupt(0, SPI, true);
+    dispatch(&mut s, 0, 1).unwrap();
+    s.reset();
+    assert_eq!(s.take_effects(), [Deactivate { vcpu: 0, intid: SPI }, Bound(vec![])]);
+    // UNREGISTER inside the handler: let go and disabled at COMPLETE.
+    let mut s = state();
+    let spi = value(&mut s, 0, fid::INTERRUPT_BIND, &[u64::from(SPI)]) as u32;
+    ready(&mut s, 0, spi);
+    s.interrupt(0, SPI, true);
+    dispatch(&mut s, 0, 2).unwrap();
+    s.take_effects();
+    assert_eq!(value(&mut s, 0, fid::EVENT_UNREGISTER, &[u64::from(spi)]), ret::PENDING);
+    assert_eq!(s.take_effects(), []);
+    assert_eq!(call(&mut s, 0, fid::EVENT_COMPLETE, &[0]), Answer::Resume);
+    assert_eq!(s.take_effects(), [Deactivate { vcpu: 0, intid: SPI }, Enable { vcpu: 0, intid: SPI, on: false }]);
 }

@@ -3,9 +3,10 @@
 //! 0048B) through GICD and the memory-mapped CPU interface (GICC). The version and the
 //! frames come from the device tree.
 //!
-//! Only what the test guests need: SGIs and PPIs (INTIDs 0-31), all in the one group the
-//! CPU interface signals as IRQ, acknowledged and ended with EOImode 0. Every access is a
-//! 32-bit access except GICR_TYPER (64-bit, as Linux reads it).
+//! Only what the test guests need: SGIs and PPIs (INTIDs 0-31; SPIs only made pending by
+//! software), all in the one group the CPU interface signals as IRQ, acknowledged and
+//! ended with EOImode 0. Every access is a 32-bit access except GICR_TYPER (64-bit, as
+//! Linux reads it).
 //!
 //! Order of use: [`init`] once on the boot CPU, then [`init_cpu`] on every CPU that takes
 //! interrupts, then [`enable`], [`set_priority`] and [`send_sgi`] as needed.
@@ -238,6 +239,17 @@ pub fn is_pending(intid: u32) -> bool {
     let base = private_base(intid);
     // SAFETY: reading ISPENDR0 has no side effects.
     unsafe { mmio::read32(base + ISPENDR0) & bit(intid) != 0 }
+}
+
+/// Makes SPI `intid` pending through the distributor's GICD_ISPENDR<n>, as software may
+/// for any SPI (IHI 0069H §12.9.23, IHI 0048B §4.3.7).
+pub fn pend_spi(intid: u32) {
+    assert!(intid >= FIRST_SPI, "INTID {intid} is not an SPI");
+    const BITS_PER_REGISTER: u32 = 32;
+    let reg = the_gic().distributor.base + ISPENDR0 + REGISTER_BYTES * (intid / BITS_PER_REGISTER) as usize;
+    // SAFETY: the distributor's ISPENDR word holding intid; setting a bit only makes
+    // that SPI pending.
+    unsafe { mmio::write32(reg, 1 << (intid % BITS_PER_REGISTER)) };
 }
 
 /// Sets the priority of SGI or PPI `intid` on the calling CPU (lower is more urgent). Only
