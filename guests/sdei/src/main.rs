@@ -19,8 +19,9 @@
 //!   handler with interrupts masked, and again once the handler has completed; it nests
 //!   in event 0's handler, and event 0 signalled inside it waits until it completes;
 //!   released, the PPI is an interrupt again;
-//! - an SPI bound to a shared event: made pending, it runs the handler, and again after
-//!   COMPLETE; disabled, the event holds it back until enabled;
+//! - an SPI bound to a shared event, routed to vCPU 0 with ROUTING_SET: made pending, it
+//!   runs the handler, and again after COMPLETE; disabled, the event holds it back until
+//!   enabled; eight SPIs may be bound, a ninth not;
 //! - event 0 signalled to vCPU 1, asleep in WFI with its interrupts masked, wakes it into
 //!   its handler; a handler that calls CPU_OFF leaves vCPU 1 off, and after CPU_ON it finds
 //!   its events unregistered and itself masked.
@@ -45,6 +46,7 @@ const EVENT_COMPLETE_AND_RESUME: u64 = 0x26;
 const EVENT_UNREGISTER: u64 = 0x27;
 const EVENT_STATUS: u64 = 0x28;
 const EVENT_GET_INFO: u64 = 0x29;
+const EVENT_ROUTING_SET: u64 = 0x2A;
 const PE_MASK: u64 = 0x2B;
 const PE_UNMASK: u64 = 0x2C;
 const INTERRUPT_BIND: u64 = 0x2D;
@@ -93,6 +95,10 @@ const FIRST_SHARED_BOUND: i64 = 0x200;
 /// EVENT_GET_INFO's info values: type (1 shared) and priority (1 critical).
 const INFO_TYPE: u64 = 0;
 const INFO_PRIORITY: u64 = 2;
+const INFO_ROUTING_MODE: u64 = 3;
+const INFO_ROUTING_AFFINITY: u64 = 4;
+/// EVENT_REGISTER and ROUTING_SET flags: RM_PE (to the vCPU with the given affinity).
+const ROUTE_TO_PE: u64 = 1;
 const SHARED: u64 = 1;
 const CRITICAL: u64 = 1;
 const TIMER_US: u64 = 2_000;
@@ -449,7 +455,14 @@ fn check_bound_spi(t: &mut Checks) {
     t.check_eq("spi-event-shared", sdei(EVENT_GET_INFO, &[event, INFO_TYPE]) as u64, SHARED);
     SPI_EVENT.set_mine(event);
     t.check_eq("register-spi-event", sdei(EVENT_REGISTER, &[event, handler_entry(), 0xC0, 0, 0]) as u64, 0);
+    let me = cpu::mpidr();
+    t.check_eq("spi-event-to-any-vcpu", sdei(EVENT_GET_INFO, &[event, INFO_ROUTING_MODE]) as u64, 0);
+    t.check_eq("routing-set", sdei(EVENT_ROUTING_SET, &[event, ROUTE_TO_PE, me]) as u64, 0);
+    t.check_eq("routed-to-me", sdei(EVENT_GET_INFO, &[event, INFO_ROUTING_AFFINITY]) as u64, me);
+    let private = sdei(EVENT_ROUTING_SET, &[0, ROUTE_TO_PE, me]) as u64;
+    t.check_eq("routing-set-private-event", private, INVALID_PARAMETERS as u64);
     t.check_eq("enable-spi-event", sdei(EVENT_ENABLE, &[event]) as u64, 0);
+    t.check_eq("routing-set-enabled", sdei(EVENT_ROUTING_SET, &[event, 0, 0]) as u64, DENIED as u64);
     let spi = SPARE_SPI as u32;
     for (n, name) in [(1, "bound-spi-fires-into-handler"), (2, "bound-spi-fires-again-after-complete")] {
         gic::pend_spi(spi);
