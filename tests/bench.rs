@@ -35,7 +35,7 @@ fn positive(fields: &[(&str, &str)], key: &str) -> bool {
 #[test]
 fn bench_guest_measures_every_figure_under_cairn() {
     let run = Boot::new("bench-smp2-gicv3-icount").smp(2).gic(3).guest(GUEST).qemu_args(&["-icount", "shift=0"]).run();
-    let context = format!("(serial log: {})", run.log_path.display());
+    let context = format!("(serial log: {})", run.where_to_look());
     run.assert_contains("hypervisor=cairn");
     let mut wrong = Vec::new();
     for name in FIGURES {

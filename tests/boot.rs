@@ -27,7 +27,7 @@ const MACHINE_RAM_MIB: u64 = 1024;
 fn check_memory_line(run: &common::Run) {
     const PREFIX: &str = "vm0: memory: ";
     let line = run.log.lines().find_map(|l| l.split_once(PREFIX).map(|(_, rest)| rest)).unwrap_or_else(|| {
-        panic!("no memory line in the serial log {}", run.log_path.display());
+        panic!("no memory line in the serial log {}", run.where_to_look());
     });
     // guest MiB, Cairn MiB, image KiB, heap MiB, heap in use KiB, pristine MiB, snapshot slot
     // MiB, unused MiB
@@ -96,4 +96,26 @@ fn el2_fault_is_reported_decoded_and_stops_the_machine() {
     run.assert_contains("FAR_EL2=0xdead0000000");
     run.assert_contains("stopping the machine");
     assert!(!run.log.contains("CAIRN-TEST"), "no guest may run after the fault:\n{}", run.log);
+}
+
+/// A test that gives up waiting says where every CPU was, Cairn's own by function: here
+/// CPU 1, which no VM uses, idles at EL2 in Cairn's wait for a vCPU to start.
+#[test]
+fn a_test_that_gives_up_names_where_each_cpu_was() {
+    let mut s = Boot::new("hang-report").smp(2).guest("counter").bootargs("cairn.cpus=0 cairn.mem=64M").spawn();
+    s.wait_for("vCPUs count");
+    let gave_up = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.wait_for_within("a line nobody prints", std::time::Duration::from_secs(2));
+    }));
+    let payload = gave_up.expect_err("the wait gives up");
+    let message = payload.downcast_ref::<String>().cloned().unwrap_or_default();
+    let report = message.split("--- CPUs when the test gave up ---\n").nth(1).unwrap_or_else(|| {
+        panic!("no CPU report in the failure message:\n{message}");
+    });
+    let cpu1: Vec<&str> = report.lines().skip_while(|l| !l.starts_with("cpu1 ")).take(2).collect();
+    assert!(cpu1.first().is_some_and(|l| l.contains(" EL2")), "CPU 1 is at EL2:\n{report}");
+    assert!(
+        cpu1.get(1).is_some_and(|l| l.contains("in Cairn: ") && l.contains("cairn::run::")),
+        "its PC is named in Cairn's run loop:\n{report}"
+    );
 }

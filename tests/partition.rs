@@ -214,7 +214,7 @@ fn bad_settings_stop_only_their_vm_with_one_line_each() {
     run.assert_clean_exit();
     for (name, word, reason) in bad {
         let line = run.log.lines().find(|l| l.contains(&format!("{name} (module at 0x")) && l.contains("not started"));
-        let line = line.unwrap_or_else(|| panic!("no refusal line for {name} in {}", run.log_path.display()));
+        let line = line.unwrap_or_else(|| panic!("no refusal line for {name} in {}", run.where_to_look()));
         assert!(line.contains(&format!("\"{word}\"")) && line.contains(reason), "{name}: {line}");
     }
     run.assert_guest_passed("hypercalls");
@@ -236,7 +236,7 @@ fn two_bare_metal_vms_pass_side_by_side_gicv2() {
         .vm(&hypercalls, None, "cairn.name=right")
         .run();
     run.assert_clean_exit();
-    assert_eq!(run.count("CAIRN-TEST hypercalls result: pass"), 2, "both VMs pass: {}", run.log_path.display());
+    assert_eq!(run.count("CAIRN-TEST hypercalls result: pass"), 2, "both VMs pass: {}", run.where_to_look());
     run.assert_contains("vm0 (left): ");
     run.assert_contains("2 vCPUs on CPUs 0,1");
     run.assert_contains("2 vCPUs on CPUs 2,3");

@@ -36,7 +36,7 @@ fn assert_passed(run: &Run, guest: &str) {
         failed.is_empty() && run.log.contains(&format!("CAIRN-TEST {guest} result: pass")),
         "{guest} did not pass on raspi4b; failed checks:\n  {}\nserial log: {}",
         failed.join("\n  "),
-        run.log_path.display()
+        run.where_to_look()
     );
     run.assert_clean_exit();
 }

@@ -18,7 +18,7 @@ fn assert_passed(run: &Run) {
         "the sdei guest did not pass:\n{}\nQEMU's status {:?}; serial log: {}",
         failed.join("\n"),
         run.status,
-        run.log_path.display()
+        run.where_to_look()
     );
 }
 
@@ -49,7 +49,7 @@ fn the_whole_interface_under_a_save_restore_at_every_exit() {
         .bootargs("cairn.sdei=on expect=on")
         .run();
     assert_passed(&run);
-    assert!(!run.log.contains("did not round-trip"), "a round trip failed: {}", run.log_path.display());
+    assert!(!run.log.contains("did not round-trip"), "a round trip failed: {}", run.where_to_look());
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn run(name: &str, scenario: &str, words: &str, append: &str, semihosting: bool)
         boot = boot.qemu_args(&SEMIHOSTING);
     }
     let run = boot.run();
-    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.log_path.display());
+    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.where_to_look());
     run
 }
 
@@ -55,7 +55,7 @@ fn verdict(name: &str, scenario: &str, words: &str, status: i32, line: &str) -> 
     let run = run(name, scenario, words, EXIT_ARG, true);
     run.assert_contains(PRICE_WARNING);
     run.assert_contains(&format!("{EXIT_LINE}{status}: vm0 {line}"));
-    assert_eq!(run.status, Some(status), "QEMU's exit status (serial log: {})", run.log_path.display());
+    assert_eq!(run.status, Some(status), "QEMU's exit status (serial log: {})", run.where_to_look());
     run
 }
 
@@ -117,12 +117,7 @@ fn verdict_spin_past_the_timeout_with_the_boot_vcpu_off_gives_66() {
 #[test]
 fn verdict_reset_with_on_reset_fail_gives_65_without_a_restart() {
     let run = verdict("reset-fail", "reset", "cairn.on-reset=fail", 65, "reset with cairn.on-reset=fail");
-    assert_eq!(
-        run.count("CAIRN-TEST verdict start"),
-        1,
-        "the VM was restarted (serial log: {})",
-        run.log_path.display()
-    );
+    assert_eq!(run.count("CAIRN-TEST verdict start"), 1, "the VM was restarted (serial log: {})", run.where_to_look());
     // Cairn's words are its own: the guest never sees them.
     run.assert_contains("CAIRN-TEST verdict bootargs: \"scenario=reset\"");
 }
@@ -130,13 +125,8 @@ fn verdict_reset_with_on_reset_fail_gives_65_without_a_restart() {
 #[test]
 fn verdict_reset_with_on_reset_stop_gives_0_after_one_reset() {
     let run = verdict("reset-stop", "reset", "cairn.on-reset=stop", 0, "reset with cairn.on-reset=stop");
-    assert_eq!(run.count("vm0: system event: reset"), 1, "one reset (serial log: {})", run.log_path.display());
-    assert_eq!(
-        run.count("CAIRN-TEST verdict start"),
-        1,
-        "the VM was restarted (serial log: {})",
-        run.log_path.display()
-    );
+    assert_eq!(run.count("vm0: system event: reset"), 1, "one reset (serial log: {})", run.where_to_look());
+    assert_eq!(run.count("CAIRN-TEST verdict start"), 1, "the VM was restarted (serial log: {})", run.where_to_look());
 }
 
 #[test]
@@ -144,7 +134,7 @@ fn verdict_cairn_failing_at_el2_gives_70() {
     let run = run("el2-fault", "off", "", &format!("{EXIT_ARG} selftest=el2-fault"), true);
     run.assert_contains("FATAL: synchronous exception at EL2");
     run.assert_contains("cairn: exit 70: Cairn failed: an exception at EL2");
-    assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.log_path.display());
+    assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.where_to_look());
 }
 
 /// On QEMU's raspi4b the guest comes in a bundle whose vm.conf gives the VM's settings
@@ -158,7 +148,7 @@ fn raspi4b(name: &str, scenario: &str, vm_conf: &[&str]) -> Run {
         .bundle_args(vm_conf)
         .qemu_args(&SEMIHOSTING)
         .run();
-    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.log_path.display());
+    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.where_to_look());
     run
 }
 
@@ -166,24 +156,24 @@ fn raspi4b(name: &str, scenario: &str, vm_conf: &[&str]) -> Run {
 fn verdict_rpi4_vm_conf_on_reset_fail_gives_65() {
     let run = raspi4b("reset-fail", "reset", &["--on-reset", "fail"]);
     run.assert_contains("cairn: exit 65: vm0 reset with cairn.on-reset=fail");
-    assert_eq!(run.status, Some(65), "QEMU's exit status (serial log: {})", run.log_path.display());
+    assert_eq!(run.status, Some(65), "QEMU's exit status (serial log: {})", run.where_to_look());
 }
 
 #[test]
 fn verdict_rpi4_vm_conf_timeout_gives_66() {
     let run = raspi4b("timeout", "spin", &["--timeout", "5s"]);
     run.assert_contains("cairn: exit 66: vm0 ran past its cairn.timeout");
-    assert_eq!(run.status, Some(66), "QEMU's exit status (serial log: {})", run.log_path.display());
+    assert_eq!(run.status, Some(66), "QEMU's exit status (serial log: {})", run.where_to_look());
 }
 
 /// An internal error (no guest to run) is Cairn's failure too.
 #[test]
 fn verdict_no_guest_to_run_gives_70() {
     let run = Boot::new("verdict-no-guest").append(EXIT_ARG).qemu_args(&SEMIHOSTING).run();
-    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.log_path.display());
+    assert!(!run.timed_out, "QEMU did not exit (serial log: {})", run.where_to_look());
     run.assert_contains("no guest to run");
     run.assert_contains("cairn: exit 70: Cairn failed: no guest to run");
-    assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.log_path.display());
+    assert_eq!(run.status, Some(70), "QEMU's exit status (serial log: {})", run.where_to_look());
 }
 
 /// Without `exit=semihosting`, semihosting in QEMU changes nothing: every end is 0 and
@@ -205,7 +195,7 @@ fn verdict_without_the_bootarg_every_end_is_0_as_today() {
 fn verdict_bootarg_without_semihosting_warns_and_powers_off_as_today() {
     for (name, scenario) in [("nosemi-status5", "status5"), ("nosemi-crash", "crash")] {
         let run = run(name, scenario, "", EXIT_ARG, false);
-        assert_eq!(run.count(MISSING_WARNING), 1, "one warning line (serial log: {})", run.log_path.display());
+        assert_eq!(run.count(MISSING_WARNING), 1, "one warning line (serial log: {})", run.where_to_look());
         run.assert_lacks("FATAL");
         run.assert_lacks(EXIT_LINE);
         run.assert_contains(POWER_OFF_LINE);

@@ -36,7 +36,7 @@ fn assert_passed(run: &Run, guest: &str, setup: &str) {
     panic!(
         "{guest} did not pass {setup}.\nfailed checks:\n  {}\nlast guest line: {last}\nQEMU exit: {exit}\nserial log: {}",
         if failed.is_empty() { "(none printed)".to_string() } else { failed.join("\n  ") },
-        run.log_path.display()
+        run.where_to_look()
     );
 }
 

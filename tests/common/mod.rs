@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod hang;
 pub mod linux;
 pub mod prompt;
 pub mod regex;
@@ -313,12 +314,9 @@ impl Boot {
         }
         let mut cmd = Command::new("qemu-system-aarch64");
         cmd.args(["-M", &machine, "-cpu", "max", "-m", self.mem, "-smp", &self.smp.to_string()]);
-        // CAIRN_QEMU_MONITOR=<socket path> opens QEMU's monitor there, to inspect a hung
-        // guest (registers, memory) while a test waits.
-        let monitor = match std::env::var("CAIRN_QEMU_MONITOR") {
-            Ok(path) if !path.is_empty() => format!("unix:{path},server,nowait"),
-            _ => "none".into(),
-        };
+        // QEMU's monitor listens next to the serial log (or at CAIRN_QEMU_MONITOR): a test
+        // that gives up asks it where every CPU is (hang.rs); a person may look too.
+        let monitor = hang::monitor_arg(&hang::monitor_socket(&self.name));
         cmd.args(["-display", "none", "-monitor", &monitor, "-serial", "stdio"]);
         if self.no_reboot {
             cmd.arg("-no-reboot");
@@ -367,7 +365,8 @@ impl Boot {
         // Both UARTs on the test's console: the PL011 (serial0, the guest's ttyAMA0,
         // which takes the typed input) and the mini UART (serial1), which the Pi's
         // stdout-path names and Cairn logs to.
-        cmd.args(["-M", "raspi4b", "-display", "none", "-monitor", "none"]);
+        let monitor = hang::monitor_arg(&hang::monitor_socket(&self.name));
+        cmd.args(["-M", "raspi4b", "-display", "none", "-monitor", &monitor]);
         cmd.args(["-chardev", "stdio,id=console,mux=on", "-serial", "chardev:console", "-serial", "chardev:console"]);
         cmd.arg("-dtb").arg(raspi4b_dtb());
         if self.no_reboot {
@@ -434,11 +433,13 @@ impl Boot {
             buf
         });
         let start = Instant::now();
+        let mut registers = None;
         let (status, timed_out) = loop {
             if let Some(status) = child.try_wait().expect("wait for qemu") {
                 break (status.code(), false);
             }
             if start.elapsed() > TIMEOUT {
+                registers = Some(hang::ask_registers(&hang::monitor_socket(&self.name)));
                 let _ = child.kill();
                 let _ = child.wait();
                 break (None, true);
@@ -451,8 +452,13 @@ impl Boot {
         let dir = root().join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{}.log", self.name));
-        std::fs::write(&path, format!("{log}\n--- qemu stderr ---\n{stderr}")).unwrap();
-        Run { log, status, timed_out, elapsed: start.elapsed(), log_path: path }
+        let hang = registers.map(|answer| match answer {
+            Ok(answer) => hang::report(&answer, &log),
+            Err(e) => e,
+        });
+        let cpus = hang.as_ref().map_or(String::new(), |h| format!("\n--- CPUs when the harness gave up ---\n{h}"));
+        std::fs::write(&path, format!("{log}\n--- qemu stderr ---\n{stderr}{cpus}")).unwrap();
+        Run { log, status, timed_out, elapsed: start.elapsed(), log_path: path, hang }
     }
 }
 
@@ -471,13 +477,24 @@ pub struct Run {
     pub log: String,
     pub status: Option<i32>,
     pub timed_out: bool,
+    /// Where the CPUs were when the harness gave up (hang.rs), if it did.
+    pub hang: Option<String>,
     pub elapsed: Duration,
     pub log_path: PathBuf,
 }
 
 impl Run {
     fn context(&self) -> String {
-        format!("(serial log: {})\n{}", self.log_path.display(), self.log)
+        format!("(serial log: {})\n{}", self.where_to_look(), self.log)
+    }
+
+    /// The serial log's path and, if the harness gave up on QEMU, where its CPUs were:
+    /// for failure messages.
+    pub fn where_to_look(&self) -> String {
+        match &self.hang {
+            Some(cpus) => format!("{}\n--- CPUs when the harness gave up ---\n{cpus}", self.log_path.display()),
+            None => self.log_path.display().to_string(),
+        }
     }
 
     pub fn assert_contains(&self, needle: &str) {

@@ -26,6 +26,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::hang;
 use super::regex::Regex;
 
 /// Default for each wait of a session.
@@ -258,6 +259,8 @@ pub struct Session {
     finished: bool,
     seq: u32,
     esc: Esc,
+    /// Where the CPUs were when a wait gave up (hang.rs).
+    hang: Option<String>,
 }
 
 /// Where `append` is in a terminal escape sequence.
@@ -321,6 +324,7 @@ impl Session {
             finished: false,
             seq: 0,
             esc: Esc::None,
+            hang: None,
         }
     }
 
@@ -376,7 +380,18 @@ impl Session {
     /// Ends the session and panics with `msg` and the context.
     pub fn fail(&mut self, msg: &str) -> ! {
         self.finish();
-        panic!("{}: {msg}{}", self.name, self.context())
+        let cpus = self.hang.as_ref().map_or(String::new(), |h| format!("\n--- CPUs when the test gave up ---\n{h}"));
+        panic!("{}: {msg}{}{cpus}", self.name, self.context())
+    }
+
+    /// Asks QEMU, still running, where its CPUs are (hang.rs), for the failure message
+    /// and the log.
+    fn note_where_cpus_are(&mut self) {
+        let report = match hang::ask_registers(&hang::monitor_socket(&self.name)) {
+            Ok(answer) => hang::report(&answer, &String::from_utf8_lossy(&self.out)),
+            Err(e) => e,
+        };
+        self.hang = Some(report);
     }
 
     /// Adds output to the log without carriage returns, NUL bytes and terminal escape
@@ -473,6 +488,9 @@ impl Session {
                 "\n--- qemu {how} ---\n--- qemu stderr ---\n{stderr}\n--- qemu command ---\n{}\n",
                 self.command
             );
+            if let Some(cpus) = &self.hang {
+                let _ = write!(f, "--- CPUs when the test gave up ---\n{cpus}");
+            }
         }
         self.file = None;
     }
@@ -507,6 +525,7 @@ impl Session {
                     self.fail(&format!("QEMU exited (status {status}) while waiting for {what}"));
                 }
                 if Instant::now() >= deadline {
+                    self.note_where_cpus_are();
                     self.kill();
                     self.fail(&format!("timed out after {} s waiting for {what} (QEMU killed)", timeout.as_secs()));
                 }
