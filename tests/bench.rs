@@ -9,7 +9,7 @@ use common::Boot;
 
 const GUEST: &str = "bench";
 /// Every figure the guest measures under Cairn on GICv3 with two vCPUs.
-const FIGURES: [&str; 9] = [
+const FIGURES: [&str; 10] = [
     "hvc-psci-version",
     "smc-psci-version",
     "hvc-vendor-revision",
@@ -17,6 +17,7 @@ const FIGURES: [&str; 9] = [
     "icc-sgi1r-write",
     "timer-irq-latency",
     "timer-eoi",
+    "sdei-event-round-trip",
     "virtual-ipi",
     "wfi-wake",
 ];
@@ -34,7 +35,13 @@ fn positive(fields: &[(&str, &str)], key: &str) -> bool {
 
 #[test]
 fn bench_guest_measures_every_figure_under_cairn() {
-    let run = Boot::new("bench-smp2-gicv3-icount").smp(2).gic(3).guest(GUEST).qemu_args(&["-icount", "shift=0"]).run();
+    let run = Boot::new("bench-smp2-gicv3-icount")
+        .smp(2)
+        .gic(3)
+        .guest(GUEST)
+        .bootargs("cairn.sdei=on")
+        .qemu_args(&["-icount", "shift=0"])
+        .run();
     let context = format!("(serial log: {})", run.where_to_look());
     run.assert_contains("hypervisor=cairn");
     let mut wrong = Vec::new();

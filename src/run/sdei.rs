@@ -32,6 +32,10 @@ pub fn deliver(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
         frame.x[3] = frame.spsr;
         frame.elr = d.entry;
         frame.spsr = PSTATE_EL1H_DAIF_MASKED;
+        // Nothing nests in a critical handler; a critical event may in a normal one.
+        if d.critical {
+            return;
+        }
     }
 }
 
@@ -52,16 +56,17 @@ pub fn take_interrupts(vm: &Vm, vcpu: &Vcpu) {
 pub fn resume(vm: &Vm, vcpu: &Vcpu, frame: &mut TrapFrame) {
     let Some(sdei) = &vm.sdei else { return };
     let mut state = sdei.lock();
-    let Some(back) = state.take_resumption(vcpu.index) else { return };
-    let context = back.context.context;
-    frame.x = context.x;
-    frame.elr = context.pc;
-    frame.spsr = context.pstate;
-    cpu::set_el1_stack_pointers(context.sp_el0, context.sp_el1);
-    if let Some(address) = back.resume_at {
-        inject::enter_as_exception(frame, address);
-    }
-    if state.deliverable(vcpu.index) {
+    let resumed = state.resume_with(vcpu.index, |back| {
+        let context = &back.context.context;
+        frame.x = context.x;
+        frame.elr = context.pc;
+        frame.spsr = context.pstate;
+        cpu::set_el1_stack_pointers(context.sp_el0, context.sp_el1);
+        if let Some(address) = back.resume_at {
+            inject::enter_as_exception(frame, address);
+        }
+    });
+    if resumed && state.deliverable(vcpu.index) {
         vcpu.set_sdei_ready();
     }
 }

@@ -77,7 +77,7 @@ pub fn probe(call: impl FnOnce() -> Results) -> Option<Results> {
 }
 
 /// Runs `op` `iterations` times between two counter reads.
-fn batch(iterations: u32, mut op: impl FnMut()) -> Samples {
+pub fn batch(iterations: u32, mut op: impl FnMut()) -> Samples {
     let start = time::now();
     for _ in 0..iterations {
         op();

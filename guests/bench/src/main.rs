@@ -31,6 +31,7 @@ mod exits;
 mod figure;
 mod interrupts;
 mod pair;
+mod sdei;
 mod wait;
 
 use guestkit::gic::{self, DEFAULT_PRIORITY};
@@ -132,6 +133,7 @@ fn run(dtb: usize) {
         IfUnavailable::Fail,
     );
     report(&mut t, "timer-eoi", interrupts::timer_eoi(EOI_ITERATIONS), IfUnavailable::Fail);
+    report(&mut t, "sdei-event-round-trip", sdei::event_round_trip(EXIT_ITERATIONS), IfUnavailable::Note);
 
     let (ipi, wfi) = match &mut peer {
         Ok(peer) => (peer.virtual_ipi(IPI_ITERATIONS), peer.wfi_wake(WFI_ITERATIONS)),

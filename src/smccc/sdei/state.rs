@@ -172,6 +172,8 @@ pub struct Dispatch {
     pub event: u32,
     pub entry: u64,
     pub arg: u64,
+    /// Critical priority: nothing can nest in its handler.
+    pub critical: bool,
 }
 
 /// What the SDEI state asks of the VM's virtual GIC, which it does not hold. The caller
@@ -195,7 +197,7 @@ pub enum GicEffect {
 pub enum Answer {
     /// x0 = this.
     Value(i64),
-    /// EVENT_COMPLETE[_AND_RESUME] succeeded: the caller takes [`SdeiState::take_resumption`]
+    /// EVENT_COMPLETE[_AND_RESUME] succeeded: the caller takes [`SdeiState::resume_with`]
     /// instead of returning.
     Resume,
 }
@@ -620,11 +622,14 @@ impl SdeiState {
     /// its priority or above running there; critical events first. Signals for an event
     /// not registered and enabled are dropped, as TF-A drops their interrupt.
     fn candidate(&mut self, vcpu: usize) -> Option<(Event, Priority)> {
-        self.drop_unready_signals(vcpu);
+        // Asked after every SDEI call for every vCPU: most have nothing to look at.
         let v = &self.vcpus[vcpu];
-        if v.masked || v.running[Priority::Critical.index()].is_some() {
+        let nothing_pending = || !v.private.iter().chain(&self.shared).any(|r| r.pending);
+        if v.masked || v.running[Priority::Critical.index()].is_some() || nothing_pending() {
             return None;
         }
+        self.drop_unready_signals(vcpu);
+        let v = &self.vcpus[vcpu];
         let normal_may_run = v.running[Priority::Normal.index()].is_none();
         let private = (0..v.private.len()).filter(|&s| v.private[s].pending).filter_map(|s| self.private_event(s));
         let for_me = |r: &Registration| r.pending && !r.running && r.route_to.is_none_or(|t| t == vcpu);
@@ -682,12 +687,23 @@ impl SdeiState {
         r.running = true;
         let (entry, arg) = (r.entry, r.arg);
         self.vcpus[vcpu].running[priority.index()] = Some(Interrupted { event: number, context: *context });
-        Some(Dispatch { event: number, entry, arg })
+        Some(Dispatch { event: number, entry, arg, critical: priority == Priority::Critical })
     }
 
     /// What the vCPU's last successful EVENT_COMPLETE[_AND_RESUME] gives back.
     pub fn take_resumption(&mut self, vcpu: usize) -> Option<Resumption> {
         self.vcpus.get_mut(vcpu)?.resumption.take()
+    }
+
+    /// Hands what the vCPU's last successful EVENT_COMPLETE[_AND_RESUME] gives back to
+    /// `apply`, in place (a context is 35 words: no copy out), and forgets it. False if
+    /// there is none.
+    pub fn resume_with(&mut self, vcpu: usize, apply: impl FnOnce(&Resumption)) -> bool {
+        let Some(v) = self.vcpus.get_mut(vcpu) else { return false };
+        let Some(back) = &v.resumption else { return false };
+        apply(back);
+        v.resumption = None;
+        true
     }
 
     /// A vCPU that powers off (CPU_OFF) or restarts loses its SDEI state: its private

@@ -125,7 +125,7 @@ fn a_signal_is_dispatched_with_the_interrupted_context_and_completed() {
     assert_eq!(value(&mut s, 0, fid::EVENT_SIGNAL, &[0, MPIDRS[1]]), ret::SUCCESS);
     assert!(!s.deliverable(0), "signalled to vCPU 1 only");
     assert_eq!(s.ready_vcpus(), 0b10);
-    assert_eq!(dispatch(&mut s, 1, 100), Some(Dispatch { event: 0, entry: ENTRY, arg: ARG }));
+    assert_eq!(dispatch(&mut s, 1, 100), Some(Dispatch { event: 0, entry: ENTRY, arg: ARG, critical: false }));
     assert_eq!(value(&mut s, 1, fid::EVENT_STATUS, &[0]), STATUS_REGISTERED | STATUS_ENABLED | STATUS_RUNNING);
     assert_eq!(value(&mut s, 1, fid::EVENT_CONTEXT, &[17]), 117);
     assert_eq!(value(&mut s, 1, fid::EVENT_CONTEXT, &[18]), ret::INVALID_PARAMETERS);
@@ -402,4 +402,17 @@ fn a_handler_cut_short_lets_its_interrupt_go() {
     assert_eq!(s.take_effects(), []);
     assert_eq!(call(&mut s, 0, fid::EVENT_COMPLETE, &[0]), Answer::Resume);
     assert_eq!(s.take_effects(), [Deactivate { vcpu: 0, intid: SPI }, Enable { vcpu: 0, intid: SPI, on: false }]);
+}
+
+#[test]
+fn a_resumption_is_applied_in_place_once() {
+    let mut s = state();
+    ready(&mut s, 0, EVENT_0);
+    value(&mut s, 0, fid::EVENT_SIGNAL, &[0, MPIDRS[0]]);
+    dispatch(&mut s, 0, 9).unwrap();
+    assert_eq!(call(&mut s, 0, fid::EVENT_COMPLETE, &[0]), Answer::Resume);
+    let mut pc = 0;
+    assert!(s.resume_with(0, |back| pc = back.context.context.pc));
+    assert_eq!(pc, interrupted(9).pc);
+    assert!(!s.resume_with(0, |_| panic!("applied twice")), "gone once applied");
 }
