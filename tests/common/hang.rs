@@ -37,10 +37,14 @@ pub fn monitor_socket(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("cairn-{}-{name}.monitor", std::process::id()))
 }
 
-/// QEMU's `-monitor` argument for `socket` (any stale socket file is removed first).
+/// QEMU's `-monitor` argument for `socket`: its directory made (in a fresh clone the
+/// first boot comes before any log), any stale socket file removed.
 pub fn monitor_arg(socket: &Path) -> String {
+    if let Some(dir) = socket.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let _ = std::fs::remove_file(socket);
-    format!("unix:{},server,nowait", socket.display())
+    format!("unix:{},server=on,wait=off", socket.display())
 }
 
 /// Asks the monitor at `socket` for every CPU's registers (`info registers -a`); the raw
