@@ -223,6 +223,18 @@ fn bad_settings_stop_only_their_vm_with_one_line_each() {
     run.assert_contains("2 vCPUs on CPUs 0,1");
 }
 
+/// The console puts the other VM's whole lines where the focused VM's output stands, even
+/// mid-line: the harness counts each writer's text apart, so the split line still counts
+/// (a CI run once saw `CAIRN-TE[right] CAIRN-TEST ... ok` then `ST hypercalls result: pass`).
+#[test]
+fn a_line_another_vm_splits_is_read_whole() {
+    let log = "CAIRN-TE[right] CAIRN-TEST hypercalls check x: ok\nST hypercalls result: pass\n\
+               [right] CAIRN-TEST hypercalls result: pass\n";
+    let (stream, lines) = common::session::split_writers(log);
+    assert_eq!(stream, "CAIRN-TEST hypercalls result: pass\n");
+    assert_eq!(lines, ["[right] CAIRN-TEST hypercalls check x: ok\n", "[right] CAIRN-TEST hypercalls result: pass\n"]);
+}
+
 /// Two bare-metal VMs at once, each on its own two CPUs (GICv2, so the GICv2 distributor's
 /// targets and SGIs are partitioned too): both pass; the machine ends with the second.
 #[test]

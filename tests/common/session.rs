@@ -161,6 +161,27 @@ fn past_interleaved_lines(hay: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// `text` told apart by writer: the stream with the complete interleaved lines taken out
+/// (so a line they landed in the middle of is whole again), and those lines.
+pub fn split_writers(text: &str) -> (String, Vec<String>) {
+    let bytes = text.as_bytes();
+    let (mut kept, mut lines) = (Vec::with_capacity(bytes.len()), Vec::new());
+    let mut at = 0;
+    while at < bytes.len() {
+        match interleaved_line(&bytes[at..]) {
+            Some(len) => {
+                lines.push(String::from_utf8_lossy(&bytes[at..at + len]).into_owned());
+                at += len;
+            }
+            None => {
+                kept.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), lines)
+}
+
 /// `text` without the complete interleaved lines in it, wherever they start.
 pub fn without_interleaved_lines(text: &str) -> String {
     let bytes = text.as_bytes();
