@@ -690,7 +690,9 @@ impl SdeiState {
         Some(Dispatch { event: number, entry, arg, critical: priority == Priority::Critical })
     }
 
-    /// What the vCPU's last successful EVENT_COMPLETE[_AND_RESUME] gives back.
+    /// What the vCPU's last successful EVENT_COMPLETE[_AND_RESUME] gives back, taken out
+    /// (the tests' view; the run loop applies it in place with [`SdeiState::resume_with`]).
+    #[cfg(test)]
     pub fn take_resumption(&mut self, vcpu: usize) -> Option<Resumption> {
         self.vcpus.get_mut(vcpu)?.resumption.take()
     }
