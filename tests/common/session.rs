@@ -184,19 +184,7 @@ pub fn split_writers(text: &str) -> (String, Vec<String>) {
 
 /// `text` without the complete interleaved lines in it, wherever they start.
 pub fn without_interleaved_lines(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut kept = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        match interleaved_line(&bytes[at..]) {
-            Some(len) => at += len,
-            None => {
-                kept.push(bytes[at]);
-                at += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&kept).into_owned()
+    split_writers(text).0
 }
 
 /// A marker the shell prints, matched even when other writers' lines are interleaved with

@@ -449,18 +449,24 @@ impl SdeiState {
         let Some(context) = v.running[level].take() else { return Answer::Value(ret::DENIED) };
         v.resumption = Some(Resumption { context, resume_at });
         if let Some(e) = self.event(context.event, u64::from(context.event)) {
-            if e.kind == Kind::Shared {
-                self.shared_running_on[e.slot] = None;
-            }
-            let r = self.registration(vcpu, e);
-            r.running = false;
-            let unregister = r.unregister_at_complete;
-            self.let_go(vcpu, e, unregister);
-            if unregister {
-                *self.registration(vcpu, e) = Registration::default();
-            }
+            self.end_handler(vcpu, e);
         }
         Answer::Resume
+    }
+
+    /// `vcpu`'s handler of `e` is over (its COMPLETE, or the vCPU's reset): the event is
+    /// idle again, its interrupt let go, and an unregistration it held back happens now.
+    fn end_handler(&mut self, vcpu: usize, e: Event) {
+        if e.kind == Kind::Shared {
+            self.shared_running_on[e.slot] = None;
+        }
+        let r = self.registration(vcpu, e);
+        r.running = false;
+        let unregister = r.unregister_at_complete;
+        self.let_go(vcpu, e, unregister);
+        if unregister {
+            *self.registration(vcpu, e) = Registration::default();
+        }
     }
 
     /// EVENT_UNREGISTER (§5.1.8): PENDING while the handler runs, done at its COMPLETE.
@@ -721,19 +727,12 @@ impl SdeiState {
             self.let_go(vcpu, e, registered);
         }
         self.vcpus[vcpu] = VcpuSdei::new();
-        for slot in 0..self.shared.len() {
-            if self.shared_running_on[slot] != Some(vcpu) {
-                continue;
-            }
-            self.shared_running_on[slot] = None;
-            self.shared[slot].running = false;
-            let unregister = self.shared[slot].unregister_at_complete;
-            if let Some(e) = self.shared_event(slot) {
-                self.let_go(vcpu, e, unregister);
-            }
-            if unregister {
-                self.shared[slot] = Registration::default();
-            }
+        let ran_here: Vec<Event> = (0..self.shared.len())
+            .filter(|&slot| self.shared_running_on[slot] == Some(vcpu))
+            .filter_map(|slot| self.shared_event(slot))
+            .collect();
+        for e in ran_here {
+            self.end_handler(vcpu, e);
         }
     }
 
